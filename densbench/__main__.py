@@ -1,0 +1,3 @@
+from densbench.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,168 @@
+"""The ``densbench`` command: thin, it parses, calls the library and prints.
+
+Exit codes: 0 success; 1 some cells failed; 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError("expected a comma-separated list of names")
+    return names
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="densbench", description="Density-estimation benchmark suite.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("list", help="list estimators and datasets")
+    r = sub.add_parser("run", help="run a suite (resumes when re-run with the same --out)")
+    which = r.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="the default suite")
+    which.add_argument("--quick", action="store_true", help="the quick smoke suite")
+    which.add_argument("--suite", metavar="FILE", help="a suite TOML file")
+    r.add_argument("--estimators", metavar="A,B", help="only these estimators")
+    r.add_argument("--datasets", metavar="X,Y", help="only these datasets")
+    r.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
+    r.add_argument("--out", metavar="DIR", help="run folder (default results/<suite>)")
+    r.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="local worker processes (default 1: in-process)")
+    r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep = sub.add_parser("report", help="write a Markdown report of a run")
+    rep.add_argument("run_dir", metavar="RUN")
+    rep.add_argument("--out", metavar="FILE", help="output file (default RUN/report.md)")
+    return p
+
+
+def _cmd_list() -> int:
+    from densbench import data, estimators
+
+    print("Estimators:")
+    for name in estimators.names():
+        cls = estimators.get(name)
+        print(f"  {name:<18} [{cls.likelihood.value}] {cls.describe()}")
+    print("Datasets:")
+    for name in data.names():
+        print(f"  {name:<18} {data.describe(name)}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from densbench.runner.execute import run_suite
+    from densbench.runner.plan import builtin_suite, load_suite
+    from densbench.runner.store import RunStore
+
+    if args.suite:
+        suite = load_suite(args.suite)
+    elif args.quick:
+        suite = builtin_suite("quick")
+    elif args.all or args.estimators or args.datasets:
+        suite = builtin_suite("default")
+    else:
+        raise UsageError("choose what to run: --all, --quick, --suite FILE, or "
+                         "--estimators/--datasets")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
+                           n_seeds=args.seeds)
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path("results") / suite.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+    store = RunStore(out, create=True)
+    cells = suite.cells()
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(cells), desc=f"densbench {suite.name}", unit="cell",
+                   file=sys.stderr, dynamic_ncols=True)
+
+    def progress(ev):
+        if bar is not None:
+            bar.n = ev.done
+            bar.set_postfix_str(f"{ev.cell.label}: {ev.status}", refresh=False)
+            bar.refresh()
+
+    try:
+        summary = run_suite(suite, store, command="densbench " + " ".join(argv),
+                            workers=args.workers, retry_failed=args.retry_failed,
+                            on_progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    _print_summary(out, summary)
+    return 1 if summary.n_failed else 0
+
+
+def _print_summary(out: Path, summary) -> None:
+    import pandas as pd
+
+    from densbench.report.tables import summary_table
+    from densbench.runner.store import load
+
+    table = summary_table(load(out))
+    if not table.empty:
+        with pd.option_context("display.width", 200, "display.max_columns", 50,
+                               "display.float_format", "{:.3f}".format):
+            print("Mean test log-likelihood [nats/example] over seeds:")
+            print(table.to_string())
+    print(f"{summary.total} cells: {summary.ok} ran ok, {summary.skipped} already done, "
+          f"{summary.n_failed} failed. Results: {out}")
+    for rec in summary.failed:
+        print(f"  failed: {rec['estimator']['name']} / {rec['dataset']['name']} / seed "
+              f"{rec['seed']}: {rec['error']}")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from densbench.report.render import write_markdown
+
+    path = write_markdown(args.run_dir, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args, argv)
+        if args.command == "report":
+            return _cmd_report(args)
+        parser.print_help()
+        return 2
+    except (UsageError, ValueError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"densbench: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("densbench: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The dataset registry: ``load(name, seed=0, **params)`` and ``names()``.
+
+Each registered object is a loader function ``loader(seed, **params) -> Dataset``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from densbench.data.base import Dataset, Truth
+from densbench.registry import Registry, UnknownNameError
+
+__all__ = ["REGISTRY", "Dataset", "Truth", "describe", "load", "names", "register"]
+
+REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset")
+register = REGISTRY.register
+
+
+def load(name: str, seed: int = 0, **params: Any) -> Dataset:
+    """Load dataset ``name`` with the split for ``seed``.
+
+    Example:
+        >>> import densbench as db
+        >>> ds = db.data.load("eight_gaussians", seed=0, n_train=100, n_val=10, n_test=10)
+        >>> ds.train.shape, ds.kind
+        ((100, 2), 'continuous')
+    """
+    loader = REGISTRY.get(name)
+    sig = inspect.signature(loader)
+    known = [p for p in sig.parameters if p != "seed"]
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise UnknownNameError(f"dataset {name}: unknown parameter(s) {', '.join(unknown)}; "
+                               f"known: {', '.join(known) or '(none)'}")
+    return loader(seed=int(seed), **params)
+
+
+def names() -> list[str]:
+    """All registered dataset names."""
+    return REGISTRY.names()
+
+
+def describe(name: str) -> str:
+    """One-line description of dataset ``name``."""
+    return REGISTRY.describe(name)
+
+
+# Registration happens on import of each family module.
+from densbench.data import images, synthetic  # noqa: E402, F401

@@ -1,0 +1,83 @@
+"""The :class:`Dataset` record and the :class:`Truth` interface of exact densities."""
+
+from __future__ import annotations
+
+import abc
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["Dataset", "Truth", "split_rng"]
+
+
+class Truth(abc.ABC):
+    """A distribution with an exact log-density and a sampler (for synthetic datasets)."""
+
+    #: Number of dimensions.
+    dim: int
+
+    @abc.abstractmethod
+    def log_prob(self, X: np.ndarray) -> np.ndarray:
+        """Exact log-density in nats, one value per row of ``X`` (n, dim)."""
+
+    @abc.abstractmethod
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` independent draws, shape (n, dim)."""
+
+
+def split_rng(name: str, seed: int) -> np.random.Generator:
+    """The generator that makes dataset ``name``'s split for ``seed`` (stable across runs)."""
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset with a fixed train/val/test split for one seed.
+
+    ``kind`` is ``"continuous"`` or ``"discrete"``; discrete data hold integer levels
+    ``0 .. levels - 1`` in float64 arrays. ``log_prob`` is the exact true log-density where
+    known (synthetic data), else ``None``.
+    """
+
+    name: str
+    seed: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    kind: Literal["continuous", "discrete"] = "continuous"
+    levels: int | None = None
+    truth: Truth | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    image_shape: tuple[int, ...] | None = None
+    labels: dict[str, np.ndarray] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        for split in ("train", "val", "test"):
+            arr = getattr(self, split)
+            if arr.ndim != 2 or arr.dtype != np.float64:
+                raise ValueError(f"dataset {self.name}: {split} must be a float64 (n, d) array")
+        if self.kind == "discrete" and not self.levels:
+            raise ValueError(f"dataset {self.name}: discrete data need a number of levels")
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[1])
+
+    @property
+    def has_truth(self) -> bool:
+        return self.truth is not None
+
+    def log_prob(self, X: np.ndarray) -> np.ndarray | None:
+        """Exact true log-density (nats) per row, or ``None`` when the truth is unknown."""
+        if self.truth is None:
+            return None
+        return self.truth.log_prob(np.asarray(X, dtype=np.float64))
+
+    def split(self, name: str) -> np.ndarray:
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"dataset {self.name}: unknown split {name!r}; "
+                             "known: train, val, test")
+        return getattr(self, name)

@@ -1,0 +1,63 @@
+"""The estimator registry: ``make(name, **params)`` and ``names()``.
+
+Adding an estimator = one module + one line below + a ``test_params()`` classmethod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from densbench.estimators.base import DensityEstimator, LikelihoodKind
+from densbench.registry import Registry, UnknownNameError
+
+__all__ = ["REGISTRY", "DensityEstimator", "LikelihoodKind", "get", "make", "names"]
+
+REGISTRY: Registry[type[DensityEstimator]] = Registry("estimator")
+
+
+def _register(name: str, cls: type[DensityEstimator]) -> None:
+    cls.name = name
+    REGISTRY.register(name)(cls)
+
+
+def get(name: str) -> type[DensityEstimator]:
+    """The estimator class registered under ``name``."""
+    return REGISTRY.get(name)
+
+
+def make(name: str, **params: Any) -> DensityEstimator:
+    """An estimator by registry name with keyword hyperparameters.
+
+    Example:
+        >>> import densbench as db
+        >>> est = db.estimators.make("gaussian")
+        >>> est.likelihood.value
+        'exact'
+    """
+    cls = REGISTRY.get(name)
+    known = set(cls._get_param_names())
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise UnknownNameError(
+            f"{name}: unknown parameter(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(known)) or '(none)'}")
+    return cls(**params)
+
+
+def names() -> list[str]:
+    """All registered estimator names."""
+    return REGISTRY.names()
+
+
+# The registry: one line per estimator.
+from densbench.estimators.gaussian import DiagGaussian, Gaussian  # noqa: E402
+from densbench.estimators.gmm import GMM  # noqa: E402
+from densbench.estimators.kde import KDE  # noqa: E402
+from densbench.estimators.linear import PPCA, FactorAnalysis  # noqa: E402
+
+_register("gaussian", Gaussian)
+_register("diag_gaussian", DiagGaussian)
+_register("ppca", PPCA)
+_register("factor_analysis", FactorAnalysis)
+_register("kde", KDE)
+_register("gmm", GMM)

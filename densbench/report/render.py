@@ -1,0 +1,80 @@
+"""Render stored results to documents (Markdown for now)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from densbench.report.tables import aggregate_seeds, leaderboards
+from densbench.runner.store import RunStore, load
+
+__all__ = ["markdown_report", "write_markdown"]
+
+
+def _md_table(table: pd.DataFrame) -> str:
+    headers = [table.index.name or ""] + [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join([str(idx)] + [str(v) for v in row]) + " |")
+    return "\n".join(lines)
+
+
+def markdown_report(run_dir: str | Path) -> str:
+    """The Markdown leaderboard of a run folder."""
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    df = load(run_dir)
+    agg = aggregate_seeds(df)
+    out = [f"# densbench report: {Path(run_dir).name}", ""]
+    n_cells = df["cell_id"].nunique()
+    n_ok = df.loc[df["status"] == "ok", "cell_id"].nunique()
+    out.append(f"{n_ok} of {n_cells} cells ok. Figures are means over seeds ± standard "
+               "error across seeds (± SE over test examples where a dataset has one seed). "
+               "Log-likelihoods are in the units of the original data; for discrete data "
+               "(digits) continuous estimators report the uniform-dequantization lower bound "
+               "on the discrete log-probability. Best per column in **bold** "
+               "(highest log-likelihood, lowest bits/dim and KL).")
+    out.append("")
+    for dataset, table in leaderboards(df).items():
+        g = agg[agg["dataset"] == dataset]
+        figures = sorted(set(g["figure"].dropna()))
+        seeds = int(g["n_seeds"].max()) if len(g) else 0
+        out.append(f"## {dataset}")
+        out.append("")
+        out.append(f"Figure: {'; '.join(figures) or 'n/a'}. Seeds: {seeds}.")
+        out.append("")
+        out.append(_md_table(table))
+        out.append("")
+    failed = df[df["status"] != "ok"].drop_duplicates("cell_id")
+    if len(failed):
+        out.append("## Failed cells")
+        out.append("")
+        for _, r in failed.iterrows():
+            out.append(f"- {r['estimator']} / {r['dataset']} / seed {r['seed']}: "
+                       f"{r['status']}: {r['error']}")
+        out.append("")
+    if manifest:
+        out.append("## Provenance")
+        out.append("")
+        versions = manifest.get("versions", {})
+        out.append(f"- suite: {manifest.get('suite', {}).get('name', '?')}")
+        out.append(f"- densbench {versions.get('densbench', '?')}, git "
+                   f"{manifest.get('git_commit') or 'unknown'}")
+        out.append("- " + ", ".join(f"{k} {v}" for k, v in versions.items()
+                                    if k != "densbench"))
+        machine = manifest.get("machine", {})
+        out.append(f"- machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} "
+                   f"CPUs, Python {machine.get('python', '?')}")
+        for inv in manifest.get("invocations", [])[-3:]:
+            out.append(f"- `{inv.get('command')}` ({inv.get('started')} to "
+                       f"{inv.get('finished') or 'unfinished'})")
+        out.append("")
+    return "\n".join(out)
+
+
+def write_markdown(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write ``report.md`` into the run folder (or ``out``) and return its path."""
+    path = Path(out) if out else Path(run_dir) / "report.md"
+    path.write_text(markdown_report(run_dir))
+    return path

@@ -1,0 +1,128 @@
+"""Result tables: seed aggregation and per-dataset leaderboards (pandas in, pandas out)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards", "summary_table"]
+
+KIND_LABELS = {"exact": "exact", "lower_bound": "bound", "stochastic_bound": "stoch. bound",
+               "none": "none (implicit)"}
+
+#: Leaderboard columns: (metric, header, higher is better).
+COLUMNS = [
+    ("test_loglik", "test log-lik [nats/example]", True),
+    ("test_bits_per_dim", "test [bits/dim]", False),
+    ("test_loglik_per_dim", "test log-lik [nats/dim]", True),
+    ("kl_to_truth", "KL to truth [nats]", False),
+    ("fit_seconds", "fit [s]", False),
+    ("score_examples_per_s", "scoring [examples/s]", True),
+]
+
+
+def _label(frame: pd.DataFrame) -> pd.Series:
+    """Estimator name, with its parameters where one dataset has several configurations."""
+    label = frame["estimator"].copy()
+    n_cfg = frame.groupby(["dataset", "estimator"])["params"].transform("nunique")
+    multi = n_cfg > 1
+    label[multi] = frame.loc[multi, "estimator"] + " " + frame.loc[multi, "params"]
+    return label
+
+
+def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of each metric, with its SE.
+
+    With two or more seeds the SE is the standard error across seeds (std / sqrt(k)); with
+    one seed it is that seed's own SE over examples. ``se_kind`` says which.
+    """
+    ok = df[(df["status"] == "ok") & df["metric"].notna()].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=["dataset", "label", "estimator", "metric", "mean", "se",
+                                     "se_kind", "n_seeds", "unit", "likelihood_kind",
+                                     "figure"])
+    ok["label"] = _label(ok)
+    keys = ["dataset", "label", "estimator", "metric"]
+    rows = []
+    for key, g in ok.groupby(keys, sort=True):
+        values = g["value"].to_numpy(dtype=float)
+        k = int(np.isfinite(values).sum())
+        mean = float(np.nanmean(values)) if k else math.nan
+        if k >= 2:
+            se, se_kind = float(np.nanstd(values, ddof=1) / math.sqrt(k)), "seeds"
+        else:
+            se, se_kind = float(g["se"].iloc[0]), "examples"
+        rows.append({**dict(zip(keys, key, strict=True)), "mean": mean, "se": se,
+                     "se_kind": se_kind, "n_seeds": len(g), "unit": g["unit"].iloc[0],
+                     "likelihood_kind": g["likelihood_kind"].iloc[0],
+                     "figure": g["figure"].iloc[0]})
+    return pd.DataFrame(rows)
+
+
+def format_pm(mean: float, se: float, digits: int = 3) -> str:
+    """``mean ± se`` with a sensible number of digits.
+
+    Example:
+        >>> format_pm(-2.81234, 0.0123)
+        '-2.812 ± 0.012'
+        >>> format_pm(1234.5, float("nan"))
+        '1234'
+    """
+    if mean is None or not math.isfinite(mean):
+        return "--"
+    if abs(mean) >= 1000 and not (se is not None and math.isfinite(se) and se < 1):
+        text = f"{mean:.0f}"
+    else:
+        text = f"{mean:.{digits}f}"
+    if se is not None and math.isfinite(se):
+        text += f" ± {se:.{digits}f}" if se < 1000 else f" ± {se:.0f}"
+    return text
+
+
+def _fmt_cost(value: float) -> str:
+    if not math.isfinite(value):
+        return "--"
+    return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
+
+
+def leaderboards(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """One formatted table per dataset, best test likelihood first (best marked **bold**)."""
+    agg = aggregate_seeds(df)
+    boards: dict[str, pd.DataFrame] = {}
+    for dataset, g in agg.groupby("dataset", sort=True):
+        wide = g.set_index(["label", "metric"])["mean"].unstack()
+        se = g.set_index(["label", "metric"])["se"].unstack()
+        kinds = g.groupby("label")["likelihood_kind"].first()
+        present = [(m, h, hib) for m, h, hib in COLUMNS if m in wide.columns]
+        if "test_bits_per_dim" in wide.columns:
+            present = [c for c in present if c[0] != "test_loglik_per_dim"]
+        order = wide["test_loglik"].sort_values(ascending=False).index \
+            if "test_loglik" in wide.columns else wide.index
+        table = pd.DataFrame(index=order)
+        table["likelihood"] = [KIND_LABELS.get(kinds.get(i), "?") for i in order]
+        for metric, header, higher in present:
+            col = wide[metric].reindex(order)
+            errs = se[metric].reindex(order)
+            is_cost = metric in ("fit_seconds", "score_examples_per_s")
+            cells = [(_fmt_cost(v) if is_cost else format_pm(v, e))
+                     for v, e in zip(col, errs, strict=True)]
+            finite = col[np.isfinite(col)]
+            if not is_cost and len(finite):
+                best = finite.idxmax() if higher else finite.idxmin()
+                cells = [f"**{c}**" if i == best else c
+                         for i, c in zip(order, cells, strict=True)]
+            table[header] = cells
+        table.index.name = "estimator"
+        boards[str(dataset)] = table
+    return boards
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Dataset x estimator grid of mean test log-likelihood (nats/example) over seeds."""
+    agg = aggregate_seeds(df)
+    agg = agg[agg["metric"] == "test_loglik"]
+    if agg.empty:
+        return pd.DataFrame()
+    return agg.pivot_table(index="dataset", columns="label", values="mean", aggfunc="first")

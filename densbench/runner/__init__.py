@@ -1,0 +1,1 @@
+"""Suites, cells, executors and the run store."""

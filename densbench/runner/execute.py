@@ -1,0 +1,325 @@
+"""Executors: run cells in-process or in a local process pool; the driver writes records.
+
+:func:`run_cell` is a pure function of a cell (it writes nothing); :func:`run_suite` is the
+driver and the only caller of the store's writer, so records are written by one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from densbench.runner.plan import Cell, Spec
+from densbench.runner.store import RunStore, encode_array
+
+__all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
+
+
+class CellTimeout(Exception):
+    """A cell exceeded its time budget."""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`CellTimeout` in this thread after ``seconds`` (main thread, POSIX only;
+    elsewhere the limit is not enforced). Compiled code is interrupted when it returns to
+    Python."""
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise CellTimeout(f"cell exceeded its time budget of {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@lru_cache(maxsize=8)
+def _load_dataset(name: str, params_json: str, seed: int):
+    import json
+
+    from densbench import data
+
+    return data.load(name, seed=seed, **json.loads(params_json))
+
+
+def _fitted_scalars(est: Any) -> dict[str, Any]:
+    """Learned scalar hyperparameters (``bandwidth_``, ``n_components_``...) for provenance."""
+    out = {}
+    for key, value in vars(est).items():
+        if key.endswith("_") and not key.startswith("_") and key != "n_features_in_":
+            if isinstance(value, bool | int | float | str | np.integer | np.floating):
+                out[key] = value.item() if isinstance(value, np.generic) else value
+    return out
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Fit, score and sample one cell; return its record (never raises for cell errors)."""
+    import json
+
+    from densbench import estimators
+    from densbench.data.transforms import prepare
+    from densbench.metrics import CellOutputs, Metric, compute_all
+    from densbench.metrics.timing import PeakMemory, Stopwatch, thread_count
+
+    record: dict[str, Any] = {
+        **cell.to_dict(), "status": "running", "error": None, "started": _now(),
+        "pid": os.getpid(),
+    }
+    try:
+        with _time_limit(cell.timeout_s):
+            ds = _load_dataset(cell.dataset.name,
+                               json.dumps(cell.dataset.params, sort_keys=True), cell.seed)
+            cls = estimators.get(cell.estimator.name)
+            params = dict(cell.estimator.params)
+            if "random_state" in cls._get_param_names():
+                params.setdefault("random_state", cell.seed)
+            est = estimators.make(cell.estimator.name, **params)
+            prep = prepare(ds, discrete_native=cls.discrete_native, seed=cell.seed)
+            record.update({
+                "likelihood_kind": cls.likelihood.value,
+                "figure": prep.figure if cls.likelihood.value != "none" else None,
+                "transform": prep.transform,
+                "data": {"dim": ds.dim, "kind": ds.kind, "levels": ds.levels,
+                         "n_train": len(ds.train), "n_val": len(ds.val),
+                         "n_test": len(ds.test), "has_truth": ds.has_truth},
+                "effective_params": _jsonable(est.get_params()),
+            })
+            cost: list[Metric] = []
+            with PeakMemory() as mem:
+                with Stopwatch() as fit_sw:
+                    est.fit(prep.train, prep.val)
+                cost.append(Metric("fit_seconds", fit_sw.seconds, None, "s"))
+                cost.append(Metric("train_examples_per_s",
+                                   len(prep.train) / max(fit_sw.seconds, 1e-9), None,
+                                   "examples/s"))
+                out = CellOutputs(dim=ds.dim, discrete=ds.kind == "discrete",
+                                  likelihood_kind=cls.likelihood.value)
+                if cls.likelihood.value != "none":
+                    for split in ("test", "val", "train"):
+                        with Stopwatch() as sw:
+                            scores = est.score_samples(getattr(prep, split))
+                        ll = prep.to_data_units(split, scores)
+                        bad = int((~np.isfinite(ll)).sum())
+                        if bad:
+                            raise FloatingPointError(
+                                f"{bad} of {len(ll)} {split} log-likelihoods are not finite")
+                        out.loglik[split] = ll
+                        if split == "test":
+                            cost.append(Metric("score_examples_per_s",
+                                               len(ll) / max(sw.seconds, 1e-9), None,
+                                               "examples/s"))
+                if cls.can_sample:
+                    n_samples = len(ds.test)
+                    with Stopwatch() as sw:
+                        samples = est.sample(n_samples, random_state=cell.seed)
+                    if not np.isfinite(samples).all():
+                        raise FloatingPointError("samples contain NaN or inf")
+                    cost.append(Metric("sample_examples_per_s",
+                                       n_samples / max(sw.seconds, 1e-9), None, "examples/s"))
+                    out.samples = samples
+            if ds.truth is not None and prep.figure != "discrete log-probability":
+                out.truth_loglik = {"test": ds.log_prob(ds.test)}
+                if out.samples is not None:
+                    with np.errstate(divide="ignore"):
+                        out.truth_of_samples = ds.log_prob(out.samples)
+            cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
+            cost.append(Metric("n_parameters", float(est.n_parameters()), None, "count"))
+            cost.append(Metric("threads", float(thread_count()), None, "count"))
+            metrics = compute_all(out) + cost
+            record["metrics"] = [m.to_dict() for m in metrics]
+            record["fitted"] = _fitted_scalars(est)
+            if "test" in out.loglik:
+                record["per_example"] = {"test_loglik": encode_array(out.loglik["test"])}
+            record["status"] = "ok"
+    except CellTimeout as exc:
+        record.update(status="timeout", error=str(exc))
+    except Exception as exc:  # a failing cell is recorded, the run goes on
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                      traceback=traceback.format_exc(limit=8))
+    record["finished"] = _now()
+    return record
+
+
+def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        out[k] = v if isinstance(v, bool | int | float | str | list | tuple | type(None)) \
+            else repr(v)
+    return out
+
+
+# -- the driver ------------------------------------------------------------------------
+
+@dataclass
+class Progress:
+    """An event for the progress callback: a cell finished (or was skipped)."""
+
+    done: int
+    total: int
+    cell: Cell
+    status: str
+
+
+@dataclass
+class RunSummary:
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failed)
+
+
+def _worker_init(threads: int) -> None:
+    # Thread discipline: N workers x (cores / N) threads each, never oversubscribed.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+
+
+def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
+              retry_failed: bool = False,
+              on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+    """Run every cell not yet recorded in ``store``; write each record as it finishes."""
+    summary = RunSummary(total=len(cells))
+    done_ids = store.finished_ids(include_failed=not retry_failed)
+    todo = [c for c in cells if c.id not in done_ids]
+    summary.skipped = len(cells) - len(todo)
+    done = summary.skipped
+
+    def finish(cell: Cell, record: dict[str, Any]) -> None:
+        nonlocal done
+        store.write(record)
+        done += 1
+        if record["status"] == "ok":
+            summary.ok += 1
+        else:
+            summary.failed.append(record)
+        if on_progress:
+            on_progress(Progress(done, len(cells), cell, record["status"]))
+
+    if workers <= 1:
+        for cell in todo:
+            finish(cell, run_cell(cell))
+        return summary
+
+    import multiprocessing as mp
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                             initargs=(threads,)) as pool:
+        pending: dict[Future, Cell] = {pool.submit(run_cell, c): c for c in todo}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                cell = pending.pop(fut)
+                try:
+                    record = fut.result()
+                except Exception as exc:  # the worker process died
+                    record = {**cell.to_dict(), "status": "failed", "started": None,
+                              "finished": _now(),
+                              "error": f"worker process failed: {type(exc).__name__}: {exc}"}
+                finish(cell, record)
+    return summary
+
+
+def cell_from_dict(d: dict[str, Any]) -> Cell:
+    """Rebuild a :class:`Cell` from a record (for retries and reports)."""
+    return Cell(Spec(d["estimator"]["name"], d["estimator"].get("params", {})),
+                Spec(d["dataset"]["name"], d["dataset"].get("params", {})),
+                int(d["seed"]), d.get("timeout_s"))
+
+
+
+
+# -- a whole run: manifest + cells ----------------------------------------------------
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("densbench", "torch", "numpy", "scipy", "scikit-learn", "pandas"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+def _git_commit() -> str | None:
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def _machine() -> dict[str, Any]:
+    import platform
+
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "hostname": platform.node()}
+
+
+def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 1,
+              retry_failed: bool = False,
+              on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+    """Run ``suite`` into ``store``: manifest first, then cells (resuming), then the end time."""
+    manifest = store.read_manifest()
+    invocation = {"command": command, "started": _now(), "finished": None,
+                  "workers": workers, "suite": suite.name, "n_cells": len(suite.cells())}
+    manifest.update({
+        "schema": 1,
+        "suite": {"name": suite.name, "source": suite.source, "seeds": list(suite.seeds),
+                  "estimators": [s.to_dict() for s in suite.estimators],
+                  "datasets": [s.to_dict() for s in suite.datasets],
+                  "cell_timeout_s": suite.cell_timeout_s},
+        "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
+    })
+    manifest.setdefault("invocations", []).append(invocation)
+    store.write_manifest(manifest)
+    summary = run_cells(suite.cells(), store, workers=workers, retry_failed=retry_failed,
+                        on_progress=on_progress)
+    invocation.update(finished=_now(), ok=summary.ok, failed=summary.n_failed,
+                      skipped=summary.skipped)
+    store.write_manifest(manifest)
+    return summary

@@ -1,0 +1,216 @@
+"""Suites (TOML) and the cells they expand into.
+
+A suite file::
+
+    name = "quick"
+    seeds = [0]                      # or an int N meaning seeds 0..N-1
+    [budget]
+    cell_timeout_s = 120             # a cell running longer is recorded as failed
+
+    [[datasets]]
+    name = "eight_gaussians"
+    [datasets.params]                # optional loader parameters
+    n_train = 2000
+
+    [[estimators]]
+    name = "kde"
+    [estimators.params]              # optional hyperparameters
+    bandwidth = "cv"
+
+expands into one :class:`Cell` per estimator x dataset x seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "load_suite"]
+
+
+class SuiteError(ValueError):
+    """A malformed or inconsistent suite."""
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A registry name with its keyword parameters."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: an estimator on a dataset with one seed."""
+
+    estimator: Spec
+    dataset: Spec
+    seed: int
+    timeout_s: float | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable hash of (estimator + params, dataset + params, seed)."""
+        key = _canonical({"estimator": self.estimator.to_dict(),
+                          "dataset": self.dataset.to_dict(), "seed": self.seed})
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        return f"{self.estimator.name} / {self.dataset.name} / seed {self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "estimator": self.estimator.to_dict(),
+                "dataset": self.dataset.to_dict(), "seed": self.seed,
+                "timeout_s": self.timeout_s}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Estimators x datasets x seeds, with a per-cell time budget."""
+
+    name: str
+    estimators: tuple[Spec, ...]
+    datasets: tuple[Spec, ...]
+    seeds: tuple[int, ...]
+    cell_timeout_s: float | None = None
+    source: str = ""
+
+    def cells(self) -> list[Cell]:
+        return [Cell(e, d, s, self.cell_timeout_s)
+                for d in self.datasets for e in self.estimators for s in self.seeds]
+
+    def restrict(self, *, estimators: list[str] | None = None,
+                 datasets: list[str] | None = None, n_seeds: int | None = None) -> Suite:
+        """This suite narrowed (or widened) to the given names; a name the suite does not
+        list is taken with its default parameters."""
+        out = self
+        if estimators is not None:
+            out = replace(out, estimators=_pick(out.estimators, estimators))
+        if datasets is not None:
+            out = replace(out, datasets=_pick(out.datasets, datasets))
+        if n_seeds is not None:
+            if n_seeds < 1:
+                raise SuiteError(f"--seeds must be >= 1; got {n_seeds}")
+            out = replace(out, seeds=tuple(range(n_seeds)))
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        """Check every name and parameter against the registries (cheap: nothing is fit)."""
+        from densbench import data, estimators
+
+        for spec in self.estimators:
+            estimators.make(spec.name, **spec.params)
+        for spec in self.datasets:
+            loader = data.REGISTRY.get(spec.name)
+            known = set(inspect.signature(loader).parameters) - {"seed"}
+            unknown = sorted(set(spec.params) - known)
+            if unknown:
+                raise SuiteError(f"dataset {spec.name}: unknown parameter(s) "
+                                 f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if not self.seeds:
+            raise SuiteError(f"suite {self.name}: no seeds")
+
+
+def _pick(specs: tuple[Spec, ...], names: list[str]) -> tuple[Spec, ...]:
+    by_name: dict[str, list[Spec]] = {}
+    for s in specs:
+        by_name.setdefault(s.name, []).append(s)
+    out: list[Spec] = []
+    for n in names:
+        out.extend(by_name.get(n, [Spec(n)]))
+    return tuple(out)
+
+
+def _specs(raw: Any, key: str, where: str) -> tuple[Spec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise SuiteError(f"{where}: '{key}' must be a non-empty array of tables "
+                         f"([[{key}]] with a name)")
+    specs = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise SuiteError(f"{where}: {key}[{i}] needs a string 'name'")
+        extra = sorted(set(item) - {"name", "params"})
+        if extra:
+            raise SuiteError(f"{where}: {key}[{i}] ({item['name']}) has unknown key(s) "
+                             f"{', '.join(extra)}; put hyperparameters under 'params'")
+        params = item.get("params", {})
+        if not isinstance(params, dict):
+            raise SuiteError(f"{where}: {key}[{i}] ({item['name']}): params must be a table")
+        specs.append(Spec(item["name"], dict(params)))
+    return tuple(specs)
+
+
+def parse_suite(text: str, where: str) -> Suite:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{where}: not valid TOML ({exc})") from None
+    extra = sorted(set(raw) - {"name", "seeds", "budget", "estimators", "datasets",
+                               "description"})
+    if extra:
+        raise SuiteError(f"{where}: unknown key(s) {', '.join(extra)}")
+    seeds = raw.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        if seeds < 1:
+            raise SuiteError(f"{where}: seeds must be >= 1; got {seeds}")
+        seeds = list(range(seeds))
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise SuiteError(f"{where}: seeds must be a positive int or a list of ints >= 0")
+    budget = raw.get("budget", {})
+    if not isinstance(budget, dict) or sorted(set(budget) - {"cell_timeout_s"}):
+        raise SuiteError(f"{where}: [budget] takes only cell_timeout_s")
+    timeout = budget.get("cell_timeout_s")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise SuiteError(f"{where}: cell_timeout_s must be a number > 0; got {timeout!r}")
+    name = raw.get("name", Path(where).stem)
+    if not isinstance(name, str) or not name:
+        raise SuiteError(f"{where}: name must be a non-empty string")
+    suite = Suite(name=name,
+                  estimators=_specs(raw.get("estimators"), "estimators", where),
+                  datasets=_specs(raw.get("datasets"), "datasets", where),
+                  seeds=tuple(seeds), cell_timeout_s=timeout, source=where)
+    suite.validate()
+    return suite
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise SuiteError(f"suite file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"cannot read suite file {p}: {exc}") from None
+    return parse_suite(text, str(p))
+
+
+def builtin_suite(name: str) -> Suite:
+    """A suite shipped in ``densbench/suites`` ("default" or "quick").
+
+    Example:
+        >>> s = builtin_suite("quick")
+        >>> s.name, len(s.cells()) > 0
+        ('quick', True)
+    """
+    res = resources.files("densbench.suites").joinpath(f"{name}.toml")
+    if not res.is_file():
+        raise SuiteError(f"no built-in suite {name!r}; known: default, quick")
+    return parse_suite(res.read_text(), f"densbench/suites/{name}.toml")

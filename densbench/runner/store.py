@@ -1,0 +1,203 @@
+"""The run store: the ONLY writer and reader of results on disk.
+
+Layout of a run folder::
+
+    <run>/manifest.json        suite, command lines, versions, git commit, machine, times
+    <run>/cells/<id>.json      one record per finished cell (ok or failed)
+
+Every write is atomic (a temporary file in the same folder, fsync, then ``os.replace``),
+so a run killed at any instant leaves only whole records; re-running resumes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RunStore", "StoreError", "decode_array", "encode_array", "load"]
+
+MANIFEST = "manifest.json"
+CELLS = "cells"
+SCHEMA = 1
+
+
+class StoreError(ValueError):
+    """A run folder that cannot be used (missing, not a run, malformed record)."""
+
+
+def encode_array(x: np.ndarray) -> dict[str, Any]:
+    """Compact, exact JSON form of a float64 vector (zlib + base64).
+
+    Example:
+        >>> v = np.array([0.5, -1.25, np.pi])
+        >>> bool(np.array_equal(decode_array(encode_array(v)), v))
+        True
+    """
+    raw = np.ascontiguousarray(x, dtype="<f8").tobytes()
+    return {"dtype": "<f8", "n": int(len(x)), "encoding": "zlib+base64",
+            "data": base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
+
+
+def decode_array(obj: dict[str, Any]) -> np.ndarray:
+    raw = zlib.decompress(base64.b64decode(obj["data"]))
+    return np.frombuffer(raw, dtype=obj.get("dtype", "<f8")).copy()
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats by None so that records are strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _json_safe(obj.item())
+    return obj
+
+
+class RunStore:
+    """A run folder. ``create=True`` makes it (its parent must exist)."""
+
+    def __init__(self, root: str | Path, *, create: bool = False) -> None:
+        self.root = Path(root)
+        if create:
+            if not self.root.parent.is_dir():
+                raise StoreError(f"output folder's parent does not exist: {self.root.parent}")
+            if self.root.exists() and not self.root.is_dir():
+                raise StoreError(f"output path exists and is not a folder: {self.root}")
+            self.cells_dir.mkdir(parents=True, exist_ok=True)
+            self._clean_temporaries()
+        elif not self.root.is_dir():
+            raise StoreError(f"no such run folder: {self.root}")
+        elif not self.cells_dir.is_dir():
+            raise StoreError(f"not a densbench run folder (no cells/): {self.root}")
+
+    @property
+    def cells_dir(self) -> Path:
+        return self.root / CELLS
+
+    def _clean_temporaries(self) -> None:
+        for tmp in self.cells_dir.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    def path(self, cell_id: str) -> Path:
+        return self.cells_dir / f"{cell_id}.json"
+
+    def has(self, cell_id: str) -> bool:
+        return self.path(cell_id).is_file()
+
+    def write(self, record: dict[str, Any]) -> Path:
+        """Write one cell record atomically (replacing an older one with the same id)."""
+        record = dict(_json_safe(record))
+        record.setdefault("schema", SCHEMA)
+        path = self.path(record["id"])
+        _atomic_write_json(path, record)
+        return path
+
+    def read(self, cell_id: str) -> dict[str, Any]:
+        return self._read_path(self.path(cell_id))
+
+    def _read_path(self, path: Path) -> dict[str, Any]:
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StoreError(f"malformed record {path}: {exc}") from None
+        if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
+            raise StoreError(f"malformed record {path}: missing id or status")
+        return rec
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self._read_path(p) for p in sorted(self.cells_dir.glob("*.json"))]
+
+    def finished_ids(self, *, include_failed: bool = True) -> set[str]:
+        if include_failed:
+            return {p.stem for p in self.cells_dir.glob("*.json")}
+        return {r["id"] for r in self.records() if r["status"] == "ok"}
+
+    def read_manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"malformed manifest {path}: {exc}") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        _atomic_write_json(self.root / MANIFEST, _json_safe(manifest))
+
+
+def load(path: str | Path):
+    """A run's results as a tidy pandas DataFrame: one row per cell and metric.
+
+    Columns: cell_id, estimator, params (JSON), dataset, dataset_params (JSON), seed,
+    status, likelihood_kind, figure, metric, value, se, unit, error. A failed cell has one
+    row with ``metric`` None and its ``error``.
+    """
+    import pandas as pd
+
+    store = RunStore(path)
+    rows: list[dict[str, Any]] = []
+    for rec in store.records():
+        base = {
+            "cell_id": rec["id"],
+            "estimator": rec["estimator"]["name"],
+            "params": json.dumps(rec["estimator"].get("params", {}), sort_keys=True),
+            "dataset": rec["dataset"]["name"],
+            "dataset_params": json.dumps(rec["dataset"].get("params", {}), sort_keys=True),
+            "seed": rec["seed"],
+            "status": rec["status"],
+            "likelihood_kind": rec.get("likelihood_kind"),
+            "figure": rec.get("figure"),
+            "error": rec.get("error"),
+        }
+        metrics = rec.get("metrics") or []
+        if not metrics:
+            rows.append({**base, "metric": None, "value": math.nan, "se": math.nan,
+                         "unit": None})
+        for m in metrics:
+            rows.append({**base, "metric": m["metric"],
+                         "value": math.nan if m.get("value") is None else m["value"],
+                         "se": math.nan if m.get("se") is None else m["se"],
+                         "unit": m.get("unit")})
+    columns = ["cell_id", "estimator", "params", "dataset", "dataset_params", "seed", "status",
+               "likelihood_kind", "figure", "metric", "value", "se", "unit", "error"]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.sort_values(["dataset", "estimator", "params", "seed", "metric"],
+                          na_position="first").reset_index(drop=True)
+
+
+def load_per_example(path: str | Path, split: str = "test") -> dict[str, np.ndarray]:
+    """Per-example log-likelihoods stored in each ok record, by cell id."""
+    out = {}
+    for rec in RunStore(path).records():
+        enc = (rec.get("per_example") or {}).get(f"{split}_loglik")
+        if enc:
+            out[rec["id"]] = decode_array(enc)
+    return out

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+import densbench as db
+from densbench.estimators.base import DensityEstimator
+from densbench.runner.execute import run_cell, run_cells
+from densbench.runner.plan import Cell, Spec
+from densbench.runner.store import RunStore, decode_array
+
+SMALL = {"n_train": 300, "n_val": 100, "n_test": 200}
+
+
+def metrics_of(rec):
+    return {m["metric"]: m for m in rec["metrics"]}
+
+
+def test_ok_cell_records_likelihood_truth_and_costs():
+    rec = run_cell(Cell(Spec("gaussian"), Spec("banana", SMALL), 0))
+    assert rec["status"] == "ok", rec.get("traceback")
+    m = metrics_of(rec)
+    for key in ("test_loglik", "val_loglik", "train_loglik", "test_loglik_per_dim",
+                "kl_to_truth", "test_loglik_truth", "fit_seconds", "score_examples_per_s",
+                "sample_examples_per_s", "peak_rss_mb", "n_parameters", "threads"):
+        assert key in m, key
+    assert m["test_loglik"]["unit"] == "nats/example" and m["kl_to_truth"]["unit"] == "nats"
+    assert m["n_parameters"]["value"] == 2 + 3  # mean + covariance of a 2-D Gaussian
+    per_ex = decode_array(rec["per_example"]["test_loglik"])
+    assert per_ex.shape == (200,)
+    assert np.mean(per_ex) == pytest.approx(m["test_loglik"]["value"], abs=1e-12)
+    # the KL estimate is the paired mean difference to the truth
+    ds = db.data.load("banana", seed=0, **SMALL)
+    assert m["kl_to_truth"]["value"] == pytest.approx(
+        np.mean(ds.log_prob(ds.test) - per_ex), abs=1e-12)
+
+
+def test_discrete_data_report_bits_per_dim_in_data_units():
+    rec = run_cell(Cell(Spec("diag_gaussian"), Spec("digits"), 0))
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["figure"].startswith("dequantized lower bound")
+    m = metrics_of(rec)
+    bpd = m["test_bits_per_dim"]["value"]
+    assert bpd == pytest.approx(-m["test_loglik"]["value"] / (64 * np.log(2)))
+    # 17 levels: a uniform model scores log2(17) = 4.09 bits/dim; a fitted one does better
+    assert 0 < bpd < np.log2(17)
+    assert "kl_to_truth" not in m
+
+
+def test_failing_cell_is_recorded_not_raised():
+    rec = run_cell(Cell(Spec("kde", {"bandwidth": -1}), Spec("banana", SMALL), 0))
+    assert rec["status"] == "failed"
+    assert "kde: bandwidth must be" in rec["error"]
+
+
+class _NaNEstimator(DensityEstimator):
+    """Scores NaN on purpose."""
+
+    def __init__(self, *, random_state=0):
+        self.random_state = random_state
+
+    def _fit(self, X, X_val):
+        pass
+
+    def _score_samples(self, X):
+        return np.full(len(X), -np.inf)
+
+    def _sample(self, n, rng):
+        return rng.standard_normal((n, self.n_features_in_))
+
+    def _n_parameters(self):
+        return 1
+
+
+def test_non_finite_likelihood_fails_the_cell(monkeypatch):
+    _NaNEstimator.name = "nan_test"
+    monkeypatch.setitem(db.estimators.REGISTRY._items, "nan_test", _NaNEstimator)
+    rec = run_cell(Cell(Spec("nan_test"), Spec("banana", SMALL), 0))
+    assert rec["status"] == "failed"
+    assert "not finite" in rec["error"]
+
+
+def test_time_budget_is_recorded():
+    slow = Spec("kde", {"bandwidth": "cv"})
+    rec = run_cell(Cell(slow, Spec("banana", {"n_train": 20000, "n_val": 5000}), 0,
+                        timeout_s=0.05))
+    assert rec["status"] == "timeout"
+    assert "time budget" in rec["error"]
+
+
+def test_resume_skips_finished_cells(tmp_path):
+    cells = [Cell(Spec("diag_gaussian"), Spec("banana", SMALL), s) for s in (0, 1)]
+    store = RunStore(tmp_path / "r", create=True)
+    first = run_cells(cells[:1], store)
+    assert first.ok == 1
+    before = store.path(cells[0].id).read_bytes()
+    second = run_cells(cells, store)
+    assert (second.skipped, second.ok) == (1, 1)
+    assert store.path(cells[0].id).read_bytes() == before
+
+
+def test_process_pool_gives_the_same_numbers(tmp_path):
+    cells = [Cell(Spec("gaussian"), Spec("banana", SMALL), s) for s in (0, 1)]
+    a = RunStore(tmp_path / "a", create=True)
+    b = RunStore(tmp_path / "b", create=True)
+    run_cells(cells, a)
+    summary = run_cells(cells, b, workers=2)
+    assert summary.ok == 2
+    for c in cells:
+        ra, rb = a.read(c.id), b.read(c.id)
+        assert ra["per_example"] == rb["per_example"]
+        assert metrics_of(ra)["threads"]["value"] >= metrics_of(rb)["threads"]["value"]

@@ -1,0 +1,107 @@
+"""The command line: bad input exits 2 with one line; a killed run resumes losslessly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from densbench.cli import main
+from densbench.runner.store import load
+
+COST = {"fit_seconds", "train_examples_per_s", "score_examples_per_s",
+        "sample_examples_per_s", "peak_rss_mb", "threads"}
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "densbench", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+def test_list_shows_every_estimator_and_dataset(capsys):
+    import densbench as db
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in db.estimators.names() + db.data.names():
+        assert f"  {name} " in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--estimators", "nope", "--datasets", "banana"], "unknown estimator 'nope'"),
+    (["run", "--estimators", "kde", "--datasets", "nope"], "unknown dataset 'nope'"),
+    (["run", "--suite", "{bad}"], "not valid TOML"),
+    (["run", "--quick", "--out", "{tmp}/no/such/dir"], "parent does not exist"),
+    (["run"], "choose what to run"),
+    (["run", "--quick", "--workers", "0"], "--workers"),
+    (["run", "--quick", "--seeds", "x"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+    (["report", "{tmp}/missing"], "no such run folder"),
+])
+def test_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [\n")
+    args = [a.replace("{bad}", str(bad)).replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("densbench: error: "), err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_bad_input_through_the_console_script(tmp_path):
+    res = run_cli("run", "--estimators", "kde,nope", "--datasets", "banana",
+                  "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists(), "nothing is written for a rejected command"
+
+
+def _science(run: Path) -> pd.DataFrame:
+    df = load(run)
+    df = df[~df["metric"].isin(COST)]
+    return df.drop(columns=["error"]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_killed_quick_run_resumes_without_loss_or_rework(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "densbench", "run", "--quick", "--out",
+                             str(out), "--no-progress"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    cells = out / "cells"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(cells.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {p.name: p.read_bytes() for p in cells.glob("*.json")}
+    assert 3 <= len(before), "the run should have finished some cells before the kill"
+
+    res = run_cli("run", "--quick", "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert f"{len(before)} already done" in res.stdout
+    after = {p.name: p.read_bytes() for p in cells.glob("*.json")}
+    for name, content in before.items():  # nothing finished is lost or computed again
+        assert after[name] == content
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["invocations"]) == 2
+
+    fresh = tmp_path / "fresh"
+    res = run_cli("run", "--quick", "--out", str(fresh), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert len(after) == len(list((fresh / "cells").glob("*.json")))
+    pd.testing.assert_frame_equal(_science(out), _science(fresh), check_exact=False,
+                                  rtol=1e-12, atol=1e-12)
+
+    res = run_cli("report", str(fresh))
+    assert res.returncode == 0
+    text = (fresh / "report.md").read_text()
+    assert "## digits" in text and "**" in text
