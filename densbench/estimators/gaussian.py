@@ -71,7 +71,8 @@ def _ridge_scale(variances: np.ndarray, who: str) -> float:
 
 
 def _check_ridge(est: DensityEstimator, r: Any) -> None:
-    if isinstance(r, bool) or not isinstance(r, int | float) or not (0 <= r < math.inf):
+    if isinstance(r, bool) or not isinstance(r, int | float | np.integer | np.floating) \
+            or not (0 <= r < math.inf):
         raise est._bad_param("ridge", "a finite float >= 0", r)
 
 

@@ -171,6 +171,7 @@ class GMM(DensityEstimator):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
+        # scikit-learn is the fitting engine only (EM); scoring and sampling are densbench's
         gm = GaussianMixture(n_components=k, covariance_type=self.covariance_type,
                              tol=float(self.tol), reg_covar=float(self.reg_covar),
                              max_iter=int(self.max_iter), n_init=int(self.n_init),

@@ -57,10 +57,11 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     out = np.empty((n, n_h), dtype=np.float64)
     if n == 0:
         return out
-    scales = [-0.5 / (float(h) * float(h)) for h in bandwidths]
+    scales = torch.tensor([-0.5 / (float(h) * float(h)) for h in bandwidths],
+                          dtype=torch.float64)
     rb, cb = min(block_rows, n), min(block_train, n_train)
     sqdist = torch.empty(rb * cb, dtype=torch.float64)          # the one distance buffer
-    work = torch.empty(rb * cb, dtype=torch.float64) if n_h > 1 else None
+    work = torch.empty(rb * cb, dtype=torch.float64) if n_h > 1 else sqdist
     x_sq = torch.einsum("ij,ij->i", xt, xt)                    # ||x_i||^2, n_train values
     for r0 in range(0, n, rb):
         zb = zt[r0:r0 + rb]
@@ -68,6 +69,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
         z_sq = torch.einsum("ij,ij->i", zb, zb).unsqueeze(1)
         run_max = torch.full((m, n_h), -math.inf, dtype=torch.float64)
         run_sum = torch.zeros((m, n_h), dtype=torch.float64)
+        block_sum = torch.empty((n_h, m), dtype=torch.float64)
         for c0 in range(0, n_train, cb):
             xb = xt[c0:c0 + cb]
             k = xb.shape[0]
@@ -76,16 +78,15 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
             torch.addmm(x_sq[c0:c0 + k].unsqueeze(0), zb, xb.T, beta=1.0, alpha=-2.0,
                         out=dist)
             dist.add_(z_sq).clamp_(min=0.0)
-            for j, scale in enumerate(scales):
-                if work is None:
-                    logits = dist.mul_(scale)
-                else:
-                    logits = torch.mul(dist, scale, out=work[:m * k].view(m, k))
-                new_max = torch.maximum(run_max[:, j], logits.amax(dim=1))
-                logits.sub_(new_max.unsqueeze(1)).exp_()
-                run_sum[:, j] = (run_sum[:, j] * torch.exp(run_max[:, j] - new_max)
-                                 + logits.sum(dim=1))
-                run_max[:, j] = new_max
+            # the largest logit of a row is its smallest distance times the (negative) scale
+            new_max = torch.maximum(run_max, dist.amin(dim=1, keepdim=True) * scales)
+            for j in range(n_h):
+                # logits - max = scale * dist - max, in place (into dist itself if one h)
+                logits = torch.add(-new_max[:, j:j + 1], dist, alpha=float(scales[j]),
+                                   out=work[:m * k].view(m, k))
+                torch.sum(logits.exp_(), dim=1, out=block_sum[j])
+            run_sum.mul_(torch.exp(run_max - new_max)).add_(block_sum.T)
+            run_max = new_max
         out[r0:r0 + m] = (run_max + torch.log(run_sum)).numpy()
     return out
 

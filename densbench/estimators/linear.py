@@ -188,7 +188,10 @@ class FactorAnalysis(_LinearGaussian):
             ``"auto"``: with ``X_val``, the candidate in {1, 2, 4, ...} and d - 1 with the
             best mean validation log-likelihood; without, ``ceil(d / 4)``.
         max_iter: maximum EM iterations (scikit-learn's ``max_iter``).
-        tol: stopping tolerance on the log-likelihood increase (scikit-learn's ``tol``).
+        tol: stop when an EM iteration raises the training log-likelihood by less than this,
+            in nats PER EXAMPLE (scikit-learn's ``tol`` is on the total, so it receives
+            ``tol * n``). The default 1e-4 ends within ~0.02 nats/example of a 10x tighter
+            tolerance on gmm50 and digits at 3-7x less time.
         random_state: seed of scikit-learn's randomized SVD.
 
     Attributes:
@@ -210,7 +213,7 @@ class FactorAnalysis(_LinearGaussian):
     """
 
     def __init__(self, *, n_components: int | str = "auto", max_iter: int = 1000,
-                 tol: float = 1e-2, random_state: int = 0) -> None:
+                 tol: float = 1e-4, random_state: int = 0) -> None:
         self.n_components = n_components
         self.max_iter = max_iter
         self.tol = tol
@@ -226,7 +229,8 @@ class FactorAnalysis(_LinearGaussian):
         if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < 1:
             raise self._bad_param("max_iter", "an int >= 1", m)
         t = self.tol
-        if isinstance(t, bool) or not isinstance(t, int | float) or not (0 < t < math.inf):
+        if isinstance(t, bool) or not isinstance(t, int | float | np.integer | np.floating) \
+                or not (0 < t < math.inf):
             raise self._bad_param("tol", "a finite float > 0", t)
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
@@ -237,8 +241,13 @@ class FactorAnalysis(_LinearGaussian):
         converged: dict[int, bool] = {}
 
         def fit_q(q: int) -> tuple[np.ndarray, np.ndarray]:
+            # scikit-learn is the fitting engine only (its SVD-based EM); the density is
+            # computed by densbench from the copied parameters. The exact LAPACK SVD is
+            # used: at these dimensions it is 10-80x faster than the randomized default
+            # (measured on gmm10: 0.23 s vs 18.9 s for the same 318 iterations) and exact.
             sk = SkFactorAnalysis(n_components=q, max_iter=int(self.max_iter),
-                                  tol=float(self.tol), random_state=self._seed())
+                                  tol=float(self.tol) * X.shape[0], svd_method="lapack",
+                                  random_state=self._seed())
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
                 sk.fit(X)

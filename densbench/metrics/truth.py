@@ -35,6 +35,12 @@ def truth_metrics(out: CellOutputs) -> list[Metric]:
         kl, kl_se = kl_to_truth(truth_test, out.loglik["test"])
         rows.append(Metric("kl_to_truth", kl, kl_se, "nats"))
     if out.truth_of_samples is not None:
-        m, se = mean_se(out.truth_of_samples)
+        lp = np.asarray(out.truth_of_samples)
+        outside = ~np.isfinite(lp)
+        # E_{x~model}[log p_true(x)] is -inf when any sample falls outside the true support
+        # (checkerboard): report that fraction rather than a meaningless mean.
+        m, se = mean_se(lp) if not outside.any() else (-np.inf, np.nan)
         rows.append(Metric("samples_truth_loglik", m, se, "nats/example"))
+        frac, frac_se = mean_se(outside.astype(np.float64))
+        rows.append(Metric("samples_outside_truth_support", frac, frac_se, "fraction"))
     return rows

@@ -81,7 +81,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     import json
 
     from densbench import estimators
-    from densbench.data.transforms import prepare
+    from densbench.data.transforms import FIGURE_CONTINUOUS, prepare
     from densbench.metrics import CellOutputs, Metric, compute_all
     from densbench.metrics.timing import PeakMemory, Stopwatch, thread_count
 
@@ -141,7 +141,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                     cost.append(Metric("sample_examples_per_s",
                                        n_samples / max(sw.seconds, 1e-9), None, "examples/s"))
                     out.samples = samples
-            if ds.truth is not None and prep.figure != "discrete log-probability":
+            if ds.truth is not None and prep.figure == FIGURE_CONTINUOUS:
                 out.truth_loglik = {"test": ds.log_prob(ds.test)}
                 if out.samples is not None:
                     with np.errstate(divide="ignore"):
@@ -279,17 +279,26 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     import subprocess
     from pathlib import Path
 
     here = Path(__file__).resolve().parent
     try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=5)
+        res = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                             timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return res.stdout.strip() or None if res.returncode == 0 else None
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+def _git_commit() -> str | None:
+    """HEAD of the densbench checkout, with ``+dirty`` when it has uncommitted changes."""
+    head = _git("rev-parse", "HEAD")
+    if not head:
+        return None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return head + ("+dirty" if status else "")
 
 
 def _machine() -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""GMM scoring against scikit-learn's GaussianMixture on the same fitted parameters;
+selection of the number of components, its patience, sampling and parameter errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture
+
+import densbench as db
+
+from .test_gaussian import assert_moments
+
+TOL = 1e-8
+CENTERS = np.array([[-4.0, 0.0, 1.0], [3.0, 3.0, -1.0], [0.0, -4.0, 2.0]])
+SCALES = np.array([[1.0, 0.5, 0.8], [0.6, 1.2, 0.7], [0.9, 0.9, 0.4]])
+
+
+def three_blobs(n: int, seed: int) -> np.ndarray:
+    """A 3-component mixture in 3-D (weights 0.5, 0.3, 0.2), well separated."""
+    rng = np.random.default_rng(seed)
+    comp = rng.choice(3, size=n, p=[0.5, 0.3, 0.2])
+    return CENTERS[comp] + SCALES[comp] * rng.normal(size=(n, 3))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return three_blobs(600, 0), three_blobs(300, 1), three_blobs(300, 2)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_matches_sklearn_on_the_same_parameters(covariance_type, data):
+    X, _, Z = data
+    est = db.estimators.make("gmm", n_components=3, covariance_type=covariance_type,
+                             random_state=0).fit(X)
+    # the same engine with the same settings and seed gives the same fitted parameters;
+    # the check is on scoring: densbench's code against scikit-learn's score_samples
+    sk = GaussianMixture(n_components=3, covariance_type=covariance_type, reg_covar=1e-6,
+                         tol=1e-3, max_iter=100, n_init=1, init_params="k-means++",
+                         random_state=0).fit(X)
+    np.testing.assert_array_equal(est.weights_, sk.weights_)
+    np.testing.assert_array_equal(est.means_, sk.means_)
+    np.testing.assert_array_equal(est.covariances_, sk.covariances_)
+    assert np.max(np.abs(est.score_samples(Z) - sk.score_samples(Z))) <= TOL
+    far = Z * 5.0                                        # far tails: still the same numbers
+    assert np.max(np.abs(est.score_samples(far) - sk.score_samples(far))) <= TOL
+    assert est.n_parameters() == sk._n_parameters()
+
+
+@pytest.mark.parametrize("use_val", [True, False])
+def test_selection_picks_three(use_val, data):
+    X, X_val, _ = data
+    est = db.estimators.make("gmm", n_components=[1, 2, 3, 4, 5, 6, 7, 8])
+    est.fit(X, X_val if use_val else None)
+    assert est.selection_criterion_ == ("val_loglik" if use_val else "bic")
+    assert est.n_components_ == 3
+    ks = [k for k, _ in est.selection_]
+    values = [v for _, v in est.selection_]
+    best = int(np.argmax(values) if use_val else np.argmin(values))
+    assert ks[best] == 3
+    if use_val:
+        assert est.score(X_val) == pytest.approx(values[best], abs=1e-12)
+
+
+@pytest.mark.parametrize("patience", [1, 2, 3])
+def test_selection_respects_patience(patience, data):
+    X, X_val, _ = data
+    candidates = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    est = db.estimators.make("gmm", n_components=list(reversed(candidates)),
+                             selection_patience=patience).fit(X, X_val)
+    ks = [k for k, _ in est.selection_]
+    assert ks == candidates[:len(ks)]                   # increasing order, a prefix
+    values = [v for _, v in est.selection_]
+    best = int(np.argmax(values))
+    # stopped exactly `patience` candidates after the last improvement
+    assert len(ks) == best + 1 + patience < len(candidates)
+    assert all(v <= values[best] for v in values[best + 1:])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_sample_moments(covariance_type, data):
+    est = db.estimators.make("gmm", n_components=3, covariance_type=covariance_type)
+    est.fit(data[0])
+    w, mu = est.weights_, est.means_
+    covs = est.covariances_ if covariance_type == "full" else \
+        np.stack([np.diag(v) for v in est.covariances_])
+    mean = w @ mu
+    second = np.einsum("k,kij->ij", w, covs + mu[:, :, None] * mu[:, None, :])
+    assert_moments(est.sample(20_000, random_state=0), mean, second - np.outer(mean, mean))
+
+
+@pytest.mark.parametrize("param, value", [
+    ("n_components", 0), ("n_components", []), ("n_components", [2, 0]),
+    ("n_components", 2.5), ("n_components", True), ("covariance_type", "tied"),
+    ("reg_covar", -1.0), ("tol", 0.0), ("max_iter", 0), ("n_init", 0),
+    ("init_params", "kmedoids"), ("selection_patience", 0),
+])
+def test_bad_params_are_named(param, value, data):
+    with pytest.raises(ValueError, match=f"^gmm: {param} must be"):
+        db.estimators.make("gmm", **{param: value}).fit(data[0])
+
+
+def test_more_components_than_rows():
+    X = three_blobs(5, 0)
+    with pytest.raises(ValueError, match="^gmm: n_components=6 exceeds"):
+        db.estimators.make("gmm", n_components=6).fit(X)
+    est = db.estimators.make("gmm", n_components=[1, 2, 50]).fit(X)
+    assert [k for k, _ in est.selection_] == [1, 2]
