@@ -96,7 +96,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=len(cells), desc=f"densbench {suite.name}", unit="cell",
-                   file=sys.stderr, dynamic_ncols=True)
+                   file=sys.stderr, dynamic_ncols=True, disable=None)
 
     def progress(ev):
         if bar is not None:
