@@ -127,6 +127,15 @@ class DensityEstimator(BaseEstimator):
         out = np.asarray(self._sample(int(n), rng), dtype=np.float64)
         return out.reshape(int(n), self.n_features_in_)
 
+    def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
+        """Extra per-example figures on ``X`` for the record: name -> (values (n,), unit).
+
+        A unit of ``"loglik"`` marks a log-likelihood-like figure (an ELBO, an IWAE
+        estimate at some K) that the runner maps to the original data's units like
+        ``score_samples``; any other unit is reported as it is. Default: none.
+        """
+        return {}
+
     def n_parameters(self) -> int:
         """Number of learned scalar parameters (for cost reports)."""
         self._check_fitted()

@@ -26,6 +26,10 @@ from densbench.runner.store import RunStore, encode_array
 __all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
 
 
+#: The training split's log-likelihood (an overfitting check) is taken on its first rows.
+MAX_TRAIN_SCORED = 2000
+
+
 class CellTimeout(Exception):
     """A cell exceeded its time budget."""
 
@@ -82,7 +86,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
 
     from densbench import estimators
     from densbench.data.transforms import FIGURE_CONTINUOUS, prepare
-    from densbench.metrics import CellOutputs, Metric, compute_all
+    from densbench.metrics import CellOutputs, Metric, compute_all, mean_se
     from densbench.metrics.timing import PeakMemory, Stopwatch, thread_count
 
     record: dict[str, Any] = {
@@ -95,8 +99,13 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                                json.dumps(cell.dataset.params, sort_keys=True), cell.seed)
             cls = estimators.get(cell.estimator.name)
             params = dict(cell.estimator.params)
+            # data-dependent defaults: the seed, and the number of levels of discrete data
+            # for estimators that model them natively
             if "random_state" in cls._get_param_names():
                 params.setdefault("random_state", cell.seed)
+            if (cls.discrete_native and ds.kind == "discrete"
+                    and "levels" in cls._get_param_names()):
+                params.setdefault("levels", ds.levels)
             est = estimators.make(cell.estimator.name, **params)
             prep = prepare(ds, discrete_native=cls.discrete_native, seed=cell.seed)
             record.update({
@@ -109,6 +118,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                 "effective_params": _jsonable(est.get_params()),
             })
             cost: list[Metric] = []
+            diag: list[Metric] = []
             with PeakMemory() as mem:
                 with Stopwatch() as fit_sw:
                     est.fit(prep.train, prep.val)
@@ -120,9 +130,12 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                                   likelihood_kind=cls.likelihood.value)
                 if cls.likelihood.value != "none":
                     for split in ("test", "val", "train"):
+                        X_split = getattr(prep, split)
+                        if split == "train":  # the overfitting check needs no more rows
+                            X_split = X_split[:MAX_TRAIN_SCORED]
                         with Stopwatch() as sw:
-                            scores = est.score_samples(getattr(prep, split))
-                        ll = prep.to_data_units(split, scores)
+                            scores = est.score_samples(X_split)
+                        ll = scores + prep.log_jacobian[split][:len(scores)]
                         bad = int((~np.isfinite(ll)).sum())
                         if bad:
                             raise FloatingPointError(
@@ -132,6 +145,13 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                             cost.append(Metric("score_examples_per_s",
                                                len(ll) / max(sw.seconds, 1e-9), None,
                                                "examples/s"))
+                    for key, (values, unit) in est.diagnostics(prep.test).items():
+                        values = np.asarray(values, dtype=np.float64)
+                        if unit == "loglik":
+                            values = prep.to_data_units("test", values)
+                            unit = "nats/example"
+                        m, se = mean_se(values)
+                        diag.append(Metric(f"test_{key}", m, se, unit))
                 if cls.can_sample:
                     n_samples = len(ds.test)
                     with Stopwatch() as sw:
@@ -149,9 +169,14 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
             cost.append(Metric("n_parameters", float(est.n_parameters()), None, "count"))
             cost.append(Metric("threads", float(thread_count()), None, "count"))
-            metrics = compute_all(out) + cost
+            metrics = compute_all(out) + diag + cost
             record["metrics"] = [m.to_dict() for m in metrics]
             record["fitted"] = _fitted_scalars(est)
+            training = getattr(est, "training_", None)
+            if training is not None:  # neural estimators: epochs, stop reason, curve
+                from dataclasses import asdict
+
+                record["training"] = asdict(training)
             if "test" in out.loglik:
                 record["per_example"] = {"test_loglik": encode_array(out.loglik["test"])}
             record["status"] = "ok"
