@@ -104,10 +104,18 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             bar.set_postfix_str(f"{ev.cell.label}: {ev.status}", refresh=False)
             bar.refresh()
 
+    def epoch(ev):  # neural estimators report each epoch (in-process executor)
+        if bar is not None:
+            bar.set_postfix_str(f"{ev['who']}: epoch {ev['epoch']}/{ev['max_epochs']}, "
+                                f"val {ev['val_loglik']:.3f}")
+
+    from densbench.estimators.training import progress_callback
+
     try:
-        summary = run_suite(suite, store, command="densbench " + " ".join(argv),
-                            workers=args.workers, retry_failed=args.retry_failed,
-                            on_progress=progress)
+        with progress_callback(epoch):
+            summary = run_suite(suite, store, command="densbench " + " ".join(argv),
+                                workers=args.workers, retry_failed=args.retry_failed,
+                                on_progress=progress)
     finally:
         if bar is not None:
             bar.close()
