@@ -20,9 +20,10 @@ def _md_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(run_dir: str | Path) -> str:
-    """The Markdown leaderboard of a run folder."""
+def markdown_report(run_dir: str | Path, figures: dict[str, Path] | None = None) -> str:
+    """The Markdown leaderboard of a run folder (``figures``: cell id -> gallery PNG)."""
     store = RunStore(run_dir)
+    records = {r["id"]: r for r in store.records()}
     manifest = store.read_manifest()
     df = load(run_dir)
     agg = aggregate_seeds(df)
@@ -38,14 +39,20 @@ def markdown_report(run_dir: str | Path) -> str:
     out.append("")
     for dataset, table in leaderboards(df).items():
         g = agg[agg["dataset"] == dataset]
-        figures = sorted(set(g["figure"].dropna()))
+        kinds = sorted(set(g["figure"].dropna()))
         seeds = int(g["n_seeds"].max()) if len(g) else 0
         out.append(f"## {dataset}")
         out.append("")
-        out.append(f"Figure: {'; '.join(figures) or 'n/a'}. Seeds: {seeds}.")
+        out.append(f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}.")
         out.append("")
         out.append(_md_table(table))
         out.append("")
+        shown = _galleries(records, figures or {}, dataset, Path(run_dir))
+        if shown:
+            out.append("Samples (first seed):")
+            out.append("")
+            out.extend(shown)
+            out.append("")
     failed = df[df["status"] != "ok"].drop_duplicates("cell_id")
     if len(failed):
         out.append("## Failed cells")
@@ -73,8 +80,27 @@ def markdown_report(run_dir: str | Path) -> str:
     return "\n".join(out)
 
 
+def _galleries(records: dict, figures: dict[str, Path], dataset: str, root: Path) -> list[str]:
+    chosen = [r for r in records.values() if r["id"] in figures
+              and r["dataset"]["name"] == dataset]
+    if not chosen:
+        return []
+    first = min(int(r["seed"]) for r in chosen)
+    lines = []
+    for r in sorted(chosen, key=lambda r: r["estimator"]["name"]):
+        if int(r["seed"]) == first:
+            rel = figures[r["id"]].resolve().relative_to(root.resolve())
+            lines.append(f"![{r['estimator']['name']} samples on {dataset}]({rel.as_posix()})")
+    return lines
+
+
 def write_markdown(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.md`` into the run folder (or ``out``) and return its path."""
-    path = Path(out) if out else Path(run_dir) / "report.md"
-    path.write_text(markdown_report(run_dir))
+    """Write ``report.md`` (and the sample galleries under ``figures/``) into the run
+    folder, or the report to ``out``; return the report's path."""
+    from densbench.report.figures import render_sample_figures
+
+    root = Path(run_dir)
+    figures = render_sample_figures(RunStore(root).records(), root / "figures")
+    path = Path(out) if out else root / "report.md"
+    path.write_text(markdown_report(run_dir, figures))
     return path

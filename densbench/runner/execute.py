@@ -28,6 +28,8 @@ __all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
 
 #: The training split's log-likelihood (an overfitting check) is taken on its first rows.
 MAX_TRAIN_SCORED = 2000
+#: Samples kept in each record for the report's galleries (2-D scatter / image grid).
+PREVIEW_ROWS_2D, PREVIEW_ROWS = 2000, 64
 
 
 class CellTimeout(Exception):
@@ -161,6 +163,11 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                     cost.append(Metric("sample_examples_per_s",
                                        n_samples / max(sw.seconds, 1e-9), None, "examples/s"))
                     out.samples = samples
+                    # a preview for the report's galleries, in the data's own space
+                    n_keep = PREVIEW_ROWS_2D if ds.dim <= 2 else PREVIEW_ROWS
+                    preview = prep.to_data_space(samples[:n_keep])
+                    record["samples_preview"] = {"shape": list(preview.shape),
+                                                 **encode_array(preview.ravel())}
             if ds.truth is not None and prep.figure == FIGURE_CONTINUOUS:
                 out.truth_loglik = {"test": ds.log_prob(ds.test)}
                 if out.samples is not None:

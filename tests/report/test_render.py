@@ -1,0 +1,55 @@
+import re
+
+import numpy as np
+import pytest
+
+from densbench.report.render import write_markdown
+from densbench.report.tables import aggregate_seeds, leaderboards
+from densbench.runner.execute import run_cells
+from densbench.runner.plan import Cell, Spec
+from densbench.runner.store import RunStore, load
+
+SMALL = {"n_train": 300, "n_val": 100, "n_test": 300}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    store = RunStore(root, create=True)
+    cells = [Cell(Spec(e), Spec(d, p), s) for e in ("diag_gaussian", "gaussian")
+             for d, p in (("banana", SMALL), ("digits", {})) for s in (0, 1)]
+    cells.append(Cell(Spec("kde", {"bandwidth": -1.0}), Spec("banana", SMALL), 0))  # fails
+    run_cells(cells, store)
+    return root
+
+
+def test_seed_aggregation_is_mean_and_se_across_seeds(run):
+    df = load(run)
+    agg = aggregate_seeds(df)
+    row = agg[(agg.dataset == "banana") & (agg.estimator == "gaussian")
+              & (agg.metric == "test_loglik")].iloc[0]
+    per_seed = df[(df.dataset == "banana") & (df.estimator == "gaussian")
+                  & (df.metric == "test_loglik")]["value"].to_numpy()
+    assert row["mean"] == pytest.approx(per_seed.mean())
+    assert row["se"] == pytest.approx(per_seed.std(ddof=1) / np.sqrt(2))
+    assert row["se_kind"] == "seeds" and row["n_seeds"] == 2
+
+
+def test_leaderboard_bolds_the_best_and_shows_units(run):
+    boards = leaderboards(load(run))
+    digits = boards["digits"]
+    assert "test [bits/dim]" in digits.columns
+    assert digits.index[0] == "gaussian"  # correlated pixels: full covariance wins
+    assert digits["test [bits/dim]"].iloc[0].startswith("**")
+    assert "KL to truth [nats]" in boards["banana"].columns
+
+
+def test_markdown_report_with_galleries_and_failures(run):
+    path = write_markdown(run)
+    text = path.read_text()
+    assert "## banana" in text and "## digits" in text and "## Failed cells" in text
+    assert "kde: bandwidth must be" in text
+    links = re.findall(r"\]\((figures/[0-9a-f]+\.png)\)", text)
+    assert len(links) == 4  # 2 estimators x 2 datasets, first seed
+    for link in links:
+        assert (run / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
