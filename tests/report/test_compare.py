@@ -1,0 +1,72 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from densbench.cli import main
+from densbench.report.compare import compare_runs
+from densbench.runner.execute import run_cells
+from densbench.runner.plan import Cell, Spec
+from densbench.runner.store import RunStore, decode_array, encode_array
+
+SMALL = {"n_train": 300, "n_val": 100, "n_test": 400}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    root = tmp_path_factory.mktemp("a")
+    run_cells([Cell(Spec("gaussian"), Spec("banana", SMALL), s) for s in (0, 1)],
+              RunStore(root, create=True))
+    return root
+
+
+def _shifted_copy(base, dst, shift, noise=0.0):
+    """A copy of the run whose test log-likelihoods moved by ``shift`` nats per example."""
+    shutil.copytree(base, dst)
+    rng = np.random.default_rng(0)
+    store = RunStore(dst)
+    for rec in store.records():
+        ll = decode_array(rec["per_example"]["test_loglik"])
+        ll = ll + shift + noise * rng.standard_normal(ll.size)
+        rec["per_example"]["test_loglik"] = encode_array(ll)
+        for m in rec["metrics"]:
+            if m["metric"] == "test_loglik":
+                m["value"] = float(ll.mean())
+            if m["metric"] == "kl_to_truth":
+                m["value"] -= shift
+        store.write(rec)
+    return dst
+
+
+def test_identical_runs_show_no_change(base, capsys):
+    table = compare_runs(base, base)
+    assert not table["significant"].any()
+    assert main(["compare", str(base), str(base)]) == 0
+    assert "0 significantly worse" in capsys.readouterr().out
+
+
+def test_a_small_paired_regression_is_caught_and_exits_1(base, tmp_path, capsys):
+    worse = _shifted_copy(base, tmp_path / "worse", shift=-0.01, noise=0.001)
+    table = compare_runs(base, worse)
+    ll = table[table.metric == "test_loglik"]
+    assert ll["paired"].all() and ll["worse"].all()
+    # 0.01 nats is far below the marginal SE of the test mean: only pairing can see it
+    se_marginal = table[(table.metric == "test_loglik")]["se"].max()
+    assert se_marginal < 0.001
+    kl = table[table.metric == "kl_to_truth"]
+    assert kl["worse"].all() and np.allclose(kl["change"], 0.01)
+    assert main(["compare", str(base), str(worse)]) == 1
+    assert "2 significantly worse" in capsys.readouterr().out
+
+
+def test_an_improvement_exits_0(base, tmp_path):
+    better = _shifted_copy(base, tmp_path / "better", shift=+0.05, noise=0.001)
+    table = compare_runs(base, better)
+    assert table[table.metric == "test_loglik"]["significant"].all()
+    assert not table["worse"][table.metric == "test_loglik"].any()
+    assert main(["compare", str(base), str(better)]) == 0
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(base, tmp_path, capsys):
+    assert main(["compare", str(base), str(tmp_path / "nope")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
