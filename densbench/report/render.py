@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from densbench.report.tables import aggregate_seeds, leaderboards
-from densbench.runner.store import RunStore, load
+from densbench.runner.store import RunStore, load, load_per_example
 
 __all__ = ["markdown_report", "write_markdown"]
 
@@ -35,9 +35,13 @@ def markdown_report(run_dir: str | Path, figures: dict[str, Path] | None = None)
                "Log-likelihoods are in the units of the original data; for discrete data "
                "(digits) continuous estimators report the uniform-dequantization lower bound "
                "on the discrete log-probability. Best per column in **bold** "
-               "(highest log-likelihood, lowest bits/dim and KL).")
+               "(highest log-likelihood, lowest bits/dim and KL). 'vs best' is the paired "
+               "difference of per-example test log-likelihoods to the best estimator on the "
+               "same test points (mean ± SE, across seeds); *tied* means its 95% interval "
+               "contains 0.")
     out.append("")
-    for dataset, table in leaderboards(df).items():
+    per_example = load_per_example(run_dir)
+    for dataset, table in leaderboards(df, per_example).items():
         g = agg[agg["dataset"] == dataset]
         kinds = sorted(set(g["figure"].dropna()))
         seeds = int(g["n_seeds"].max()) if len(g) else 0

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
-__all__ = ["KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards", "summary_table"]
+from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
+
+__all__ = ["KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards", "paired_vs_best",
+           "summary_table"]
 
 KIND_LABELS = {"exact": "exact", "lower_bound": "bound", "stochastic_bound": "stoch. bound",
                "none": "none (implicit)"}
@@ -87,8 +90,40 @@ def _fmt_cost(value: float) -> str:
     return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
 
 
-def leaderboards(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """One formatted table per dataset, best test likelihood first (best marked **bold**)."""
+def paired_vs_best(df: pd.DataFrame, per_example: dict[str, np.ndarray],
+                   dataset: str) -> dict[str, PairedDifference]:
+    """For each estimator (label) on ``dataset``: its paired test log-likelihood
+    difference to the best one (mean over common seeds of the per-example differences)."""
+    ok = df[(df["status"] == "ok") & (df["metric"] == "test_loglik")
+            & (df["dataset"] == dataset)].copy()
+    if ok.empty:
+        return {}
+    ok["label"] = _label(ok)
+    means = ok.groupby("label")["value"].mean()
+    best = means.idxmax()
+    cells = {(r.label, r.seed): r.cell_id for r in ok.itertuples()}
+    out: dict[str, PairedDifference] = {}
+    for label in means.index:
+        per_seed = []
+        for (lab, seed), cid in cells.items():
+            other = cells.get((best, seed))
+            if lab == label and other and cid in per_example and other in per_example:
+                a, b = per_example[cid], per_example[other]
+                if a.shape == b.shape:
+                    per_seed.append(paired_difference(a, b))
+        if per_seed:
+            out[label] = across_seeds(per_seed)
+    return out
+
+
+def leaderboards(df: pd.DataFrame,
+                 per_example: dict[str, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
+    """One formatted table per dataset, best test likelihood first (best marked **bold**).
+
+    With ``per_example`` (cell id -> per-example test log-likelihoods) a column gives each
+    estimator's paired difference to the best (mean ± SE, across seeds when there are
+    several) and marks as *tied* those whose 95% interval contains 0.
+    """
     agg = aggregate_seeds(df)
     boards: dict[str, pd.DataFrame] = {}
     for dataset, g in agg.groupby("dataset", sort=True):
@@ -114,6 +149,13 @@ def leaderboards(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 cells = [f"**{c}**" if i == best else c
                          for i, c in zip(order, cells, strict=True)]
             table[header] = cells
+            if metric == "test_loglik" and per_example:
+                vs = paired_vs_best(df, per_example, str(dataset))
+                table["vs best, paired [nats]"] = [
+                    "--" if i not in vs else "best" if vs[i].se == 0 and vs[i].mean == 0
+                    else format_pm(vs[i].mean, vs[i].se) + ("" if vs[i].significant
+                                                             else " (tied)")
+                    for i in order]
         table.index.name = "estimator"
         boards[str(dataset)] = table
     return boards
