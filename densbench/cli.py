@@ -49,7 +49,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="write a Markdown report of a run")
     rep.add_argument("run_dir", metavar="RUN")
-    rep.add_argument("--out", metavar="FILE", help="output file (default RUN/report.md)")
+    rep.add_argument("--format", default="md,html", metavar="md,html",
+                     help="report formats (default: md,html)")
+    rep.add_argument("--out", metavar="DIR", help="output folder (default: RUN)")
     cmp_ = sub.add_parser("compare", help="compare the same cells in two runs "
                           "(exit 1 when a test log-likelihood got significantly worse)")
     cmp_.add_argument("run_a", metavar="RUN_A")
@@ -179,10 +181,14 @@ def _print_summary(out: Path, summary) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from densbench.report.render import write_markdown
+    from densbench.report.render import write_report
+    from densbench.runner.store import RunStore
 
-    path = write_markdown(args.run_dir, args.out)
-    print(f"wrote {path}")
+    RunStore(args.run_dir)  # a clear error for a folder that is not a run
+    if args.out and not Path(args.out).is_dir():
+        raise UsageError(f"--out must be an existing folder; got {args.out}")
+    for path in write_report(args.run_dir, tuple(_names(args.format)), args.out):
+        print(f"wrote {path}")
     return 0
 
 

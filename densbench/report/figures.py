@@ -89,3 +89,165 @@ def render_sample_figures(records: list[dict[str, Any]], out_dir: Path) -> dict[
             paths[rec["id"]] = scatter_beside_data(samples, ds.test[:len(samples)],
                                                    title=title, path=path)
     return paths
+
+
+# -- run-level figures (issue: comparison reports) -------------------------------------
+
+def _save(fig: Any, path: Path) -> Path:
+    plt = _pyplot()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def rank_heatmap(agg: Any, path: Path) -> Path | None:
+    """Rank of each estimator on each dataset by mean test log-likelihood (1 = best)."""
+    import seaborn as sns
+
+    ll = agg[agg["metric"] == "test_loglik"]
+    if ll.empty:
+        return None
+    wide = ll.pivot_table(index="label", columns="dataset", values="mean", aggfunc="first")
+    ranks = wide.rank(ascending=False, method="min")
+    order = ranks.mean(axis=1).sort_values().index
+    ranks = ranks.loc[order]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1.1 * len(ranks.columns) + 2.5, 0.45 * len(ranks) + 1.5))
+    sns.heatmap(ranks, annot=True, fmt=".0f", cmap="viridis_r", cbar_kws={"label": "rank"},
+                ax=ax, linewidths=0.5)
+    ax.set_xlabel("dataset")
+    ax.set_ylabel("estimator")
+    ax.set_title("Rank by test log-likelihood (1 = best; mean over seeds)")
+    return _save(fig, path)
+
+
+def _pareto(x: np.ndarray, y: np.ndarray, x_higher_better: bool) -> np.ndarray:
+    """Indices of the Pareto front (maximize y; maximize or minimize x), sorted by x."""
+    idx = np.argsort(-x if x_higher_better else x)
+    front, best_y = [], -np.inf
+    for i in idx:
+        if y[i] > best_y:
+            front.append(i)
+            best_y = y[i]
+    return np.array(sorted(front, key=lambda i: x[i]))
+
+
+def quality_vs_cost(agg: Any, path: Path) -> Path | None:
+    """Test log-likelihood against scoring throughput and fit time (log x), per dataset,
+    with the Pareto front of each."""
+    ll = agg[agg["metric"] == "test_loglik"].set_index(["dataset", "label"])["mean"]
+    if ll.empty:
+        return None
+    costs = {m: agg[agg["metric"] == m].set_index(["dataset", "label"])["mean"]
+             for m in ("score_examples_per_s", "fit_seconds")}
+    datasets = sorted(set(ll.index.get_level_values(0)))
+    plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
+
+    fig, axes = plt.subplots(2, len(datasets), figsize=(3.2 * len(datasets), 6.4),
+                             squeeze=False)
+    for j, ds in enumerate(datasets):
+        for i, (metric, label, higher) in enumerate(
+                (("score_examples_per_s", "scoring [examples/s]", True),
+                 ("fit_seconds", "fit [s]", False))):
+            ax = axes[i, j]
+            y = ll.loc[ds]
+            x = costs[metric].reindex(pd_index(ds, y.index)).to_numpy()
+            yv = y.to_numpy()
+            ok = np.isfinite(x) & np.isfinite(yv) & (x > 0)
+            ax.scatter(x[ok], yv[ok], s=18, color="k")
+            for name, xi, yi in zip(np.asarray(y.index)[ok], x[ok], yv[ok], strict=True):
+                ax.annotate(name, (xi, yi), fontsize=7, xytext=(3, 2),
+                            textcoords="offset points")
+            if ok.sum() >= 2:
+                front = _pareto(x[ok], yv[ok], higher)
+                # the boundary of the dominated region: flat until the next front point
+                ax.plot(x[ok][front], yv[ok][front], color="tab:red", lw=1,
+                        drawstyle="steps-post")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(label, fontsize=8)
+            if j == 0:
+                ax.set_ylabel("test log-lik [nats/example]", fontsize=8)
+            if i == 0:
+                ax.set_title(ds, fontsize=9)
+            ax.tick_params(labelsize=7)
+    fig.suptitle("Quality vs cost (red: Pareto front)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pd_index(dataset: str, labels: Any) -> Any:
+    import pandas as pd
+
+    return pd.MultiIndex.from_tuples([(dataset, lab) for lab in labels])
+
+
+def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> Path | None:
+    """Each estimator's density (first seed) beside the true density, on one 2-D grid."""
+    from densbench.runner.store import decode_array
+
+    recs = [r for r in records if r.get("density_grid")]
+    if not recs:
+        return None
+    first = min(int(r["seed"]) for r in recs)
+    recs = sorted((r for r in recs if int(r["seed"]) == first),
+                  key=lambda r: r["estimator"]["name"])
+    grid = recs[0]["density_grid"]
+    size = int(grid["size"])
+    gx = np.linspace(grid["x"][0], grid["x"][1], size)
+    gy = np.linspace(grid["y"][0], grid["y"][1], size)
+    panels = []
+    if dataset.truth is not None:
+        xx, yy = np.meshgrid(gx, gy)
+        with np.errstate(divide="ignore"):
+            truth = dataset.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))
+        panels.append(("truth", np.exp(truth).reshape(size, size)))
+    for r in recs:
+        panels.append((r["estimator"]["name"],
+                       np.exp(decode_array(r["density_grid"])).reshape(size, size)))
+    plt = _pyplot()
+    ncols = min(len(panels), 7)
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols, 2.3 * nrows), squeeze=False)
+    vmax = np.nanpercentile(panels[0][1], 99.5) or None
+    for ax, (name, dens) in zip(axes.ravel(), panels, strict=False):
+        ax.imshow(dens, origin="lower", extent=(gx[0], gx[-1], gy[0], gy[-1]),
+                  cmap="magma", vmin=0, vmax=vmax, aspect="auto")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"Densities on {dataset.name} (seed {first})", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def iwae_curves(agg: Any, path: Path) -> Path | None:
+    """The importance-weighted estimate against K (log scale), per dataset and estimator."""
+    sel = agg[agg["metric"].str.match(r"^test_iwae_k\d+$")]
+    if sel.empty:
+        return None
+    sel = sel.assign(K=sel["metric"].str.extract(r"k(\d+)$")[0].astype(int))
+    datasets = sorted(sel["dataset"].unique())
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3),
+                             squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for label, g in sel[sel["dataset"] == ds].groupby("label"):
+            g = g.sort_values("K")
+            ax.errorbar(g["K"], g["mean"], yerr=g["se"], marker="o", ms=3, label=label)
+            elbo = agg[(agg["dataset"] == ds) & (agg["label"] == label)
+                       & (agg["metric"] == "test_elbo")]
+            if len(elbo):
+                ax.axhline(elbo["mean"].iloc[0], ls="--", lw=0.8, color="gray")
+        ax.set_xscale("log")
+        ax.set_xlabel("K", fontsize=8)
+        ax.set_title(ds, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("IWAE estimate [nats/example]\n(dashed: ELBO)", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

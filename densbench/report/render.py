@@ -1,16 +1,133 @@
-"""Render stored results to documents (Markdown for now)."""
+"""Render a run folder to ``report.md`` and a self-contained ``report.html``.
+
+Both show the same content: per-dataset leaderboards (mean ± SE over seeds, likelihood
+kind, units in the headers, best in bold, paired ties), a rank heatmap, quality-vs-cost
+plots with Pareto fronts, 2-D densities beside the truth, sample galleries, IWAE curves
+and a provenance footer. Figures are PNG files under ``<run>/figures/``; the HTML embeds
+them as data URIs so it can be opened anywhere with no network.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from densbench.report import figures as F
 from densbench.report.tables import aggregate_seeds, leaderboards
 from densbench.runner.store import RunStore, load, load_per_example
 
-__all__ = ["markdown_report", "write_markdown"]
+__all__ = ["FORMATS", "markdown_report", "write_markdown", "write_report"]
 
+FORMATS = ("md", "html")
+
+INTRO = ("Figures are means over seeds ± standard error across seeds (± SE over test "
+         "examples where a dataset has one seed). Log-likelihoods are in the units of the "
+         "original data; for discrete data (digits) continuous estimators report the "
+         "uniform-dequantization lower bound on the discrete log-probability, and "
+         "discrete-native estimators the discrete log-probability (or its bound). Best per "
+         "column in **bold** (highest log-likelihood, lowest bits/dim and KL). 'vs best' "
+         "is the paired difference of per-example test log-likelihoods to the best "
+         "estimator on the same test points (mean ± SE, across seeds); *tied* means its "
+         "95% interval contains 0. Likelihood kinds: exact; bound (a lower bound); stoch. "
+         "bound (a Monte-Carlo estimate of a lower bound); none (implicit model: no "
+         "likelihood).")
+
+
+@dataclass
+class _Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    table: pd.DataFrame | None = None
+    images: list[tuple[str, Path]] = field(default_factory=list)
+
+
+@dataclass
+class _Report:
+    title: str
+    summary: str
+    sections: list[_Section]
+    footer: list[str]
+
+
+def _build(run_dir: Path) -> _Report:
+    store = RunStore(run_dir)
+    manifest = store.read_manifest()
+    records = store.records()
+    df = load(run_dir)
+    agg = aggregate_seeds(df)
+    agg = agg if "label" in agg else agg.assign(label=[])
+    fig_dir = run_dir / "figures"
+    galleries = F.render_sample_figures(records, fig_dir)
+    n_cells = df["cell_id"].nunique()
+    n_ok = df.loc[df["status"] == "ok", "cell_id"].nunique()
+    sections: list[_Section] = []
+
+    overview = _Section("Overview")
+    for name, fn in (("ranks", F.rank_heatmap), ("quality_vs_cost", F.quality_vs_cost),
+                     ("iwae_curves", F.iwae_curves)):
+        path = fn(agg, fig_dir / f"{name}.png") if not agg.empty else None
+        if path:
+            overview.images.append((name.replace("_", " "), path))
+    if overview.images:
+        sections.append(overview)
+
+    from densbench import data
+
+    per_example = load_per_example(run_dir)
+    for dataset, table in leaderboards(df, per_example).items():
+        g = agg[agg["dataset"] == dataset]
+        kinds = sorted(set(g["figure"].dropna()))
+        seeds = int(g["n_seeds"].max()) if len(g) else 0
+        sec = _Section(dataset, [f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}."],
+                       table)
+        recs = [r for r in records if r["dataset"]["name"] == dataset
+                and r.get("status") == "ok"]
+        if any(r.get("density_grid") for r in recs):
+            r0 = next(r for r in recs if r.get("density_grid"))
+            ds = data.load(dataset, seed=int(r0["seed"]), **r0["dataset"].get("params", {}))
+            path = F.density_panels(recs, ds, fig_dir / f"density_{dataset}.png")
+            if path:
+                sec.images.append((f"densities on {dataset}", path))
+        if recs:
+            first = min(int(r["seed"]) for r in recs)
+            for r in sorted(recs, key=lambda r: r["estimator"]["name"]):
+                if int(r["seed"]) == first and r["id"] in galleries:
+                    sec.images.append((f"{r['estimator']['name']} samples on {dataset}",
+                                       galleries[r["id"]]))
+        sections.append(sec)
+
+    failed = df[df["status"] != "ok"].drop_duplicates("cell_id")
+    if len(failed):
+        sections.append(_Section("Failed cells", [
+            f"{r['estimator']} / {r['dataset']} / seed {r['seed']}: {r['status']}: "
+            f"{r['error']}" for _, r in failed.iterrows()]))
+    return _Report(f"densbench report: {run_dir.name}",
+                   f"{n_ok} of {n_cells} cells ok. {INTRO}", sections, _footer(manifest))
+
+
+def _footer(manifest: dict) -> list[str]:
+    if not manifest:
+        return ["no manifest.json in this run folder"]
+    versions = manifest.get("versions", {})
+    machine = manifest.get("machine", {})
+    lines = [f"suite: {manifest.get('suite', {}).get('name', '?')}",
+             f"densbench {versions.get('densbench', '?')}, git "
+             f"{manifest.get('git_commit') or 'unknown'}",
+             ", ".join(f"{k} {v}" for k, v in versions.items() if k != "densbench"),
+             f"machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, "
+             f"Python {machine.get('python', '?')}"]
+    for inv in manifest.get("invocations", [])[-3:]:
+        lines.append(f"`{inv.get('command')}` ({inv.get('started')} to "
+                     f"{inv.get('finished') or 'unfinished'})")
+    return lines
+
+
+# -- Markdown ----------------------------------------------------------------------------
 
 def _md_table(table: pd.DataFrame) -> str:
     headers = [table.index.name or ""] + [str(c) for c in table.columns]
@@ -20,91 +137,107 @@ def _md_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(run_dir: str | Path, figures: dict[str, Path] | None = None) -> str:
-    """The Markdown leaderboard of a run folder (``figures``: cell id -> gallery PNG)."""
-    store = RunStore(run_dir)
-    records = {r["id"]: r for r in store.records()}
-    manifest = store.read_manifest()
-    df = load(run_dir)
-    agg = aggregate_seeds(df)
-    out = [f"# densbench report: {Path(run_dir).name}", ""]
-    n_cells = df["cell_id"].nunique()
-    n_ok = df.loc[df["status"] == "ok", "cell_id"].nunique()
-    out.append(f"{n_ok} of {n_cells} cells ok. Figures are means over seeds ± standard "
-               "error across seeds (± SE over test examples where a dataset has one seed). "
-               "Log-likelihoods are in the units of the original data; for discrete data "
-               "(digits) continuous estimators report the uniform-dequantization lower bound "
-               "on the discrete log-probability. Best per column in **bold** "
-               "(highest log-likelihood, lowest bits/dim and KL). 'vs best' is the paired "
-               "difference of per-example test log-likelihoods to the best estimator on the "
-               "same test points (mean ± SE, across seeds); *tied* means its 95% interval "
-               "contains 0.")
-    out.append("")
-    per_example = load_per_example(run_dir)
-    for dataset, table in leaderboards(df, per_example).items():
-        g = agg[agg["dataset"] == dataset]
-        kinds = sorted(set(g["figure"].dropna()))
-        seeds = int(g["n_seeds"].max()) if len(g) else 0
-        out.append(f"## {dataset}")
-        out.append("")
-        out.append(f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}.")
-        out.append("")
-        out.append(_md_table(table))
-        out.append("")
-        shown = _galleries(records, figures or {}, dataset, Path(run_dir))
-        if shown:
-            out.append("Samples (first seed):")
+def _markdown(rep: _Report, root: Path) -> str:
+    out = [f"# {rep.title}", "", rep.summary, ""]
+    for sec in rep.sections:
+        out += [f"## {sec.title}", ""]
+        bullet = sec.title == "Failed cells"
+        out += [f"- {t}" if bullet else t for t in sec.text] + ([""] if sec.text else [])
+        if sec.table is not None:
+            out += [_md_table(sec.table), ""]
+        for alt, path in sec.images:
+            out.append(f"![{alt}]({path.resolve().relative_to(root.resolve()).as_posix()})")
+        if sec.images:
             out.append("")
-            out.extend(shown)
-            out.append("")
-    failed = df[df["status"] != "ok"].drop_duplicates("cell_id")
-    if len(failed):
-        out.append("## Failed cells")
-        out.append("")
-        for _, r in failed.iterrows():
-            out.append(f"- {r['estimator']} / {r['dataset']} / seed {r['seed']}: "
-                       f"{r['status']}: {r['error']}")
-        out.append("")
-    if manifest:
-        out.append("## Provenance")
-        out.append("")
-        versions = manifest.get("versions", {})
-        out.append(f"- suite: {manifest.get('suite', {}).get('name', '?')}")
-        out.append(f"- densbench {versions.get('densbench', '?')}, git "
-                   f"{manifest.get('git_commit') or 'unknown'}")
-        out.append("- " + ", ".join(f"{k} {v}" for k, v in versions.items()
-                                    if k != "densbench"))
-        machine = manifest.get("machine", {})
-        out.append(f"- machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} "
-                   f"CPUs, Python {machine.get('python', '?')}")
-        for inv in manifest.get("invocations", [])[-3:]:
-            out.append(f"- `{inv.get('command')}` ({inv.get('started')} to "
-                       f"{inv.get('finished') or 'unfinished'})")
-        out.append("")
+    out += ["## Provenance", ""] + [f"- {line}" for line in rep.footer] + [""]
     return "\n".join(out)
 
 
-def _galleries(records: dict, figures: dict[str, Path], dataset: str, root: Path) -> list[str]:
-    chosen = [r for r in records.values() if r["id"] in figures
-              and r["dataset"]["name"] == dataset]
-    if not chosen:
-        return []
-    first = min(int(r["seed"]) for r in chosen)
-    lines = []
-    for r in sorted(chosen, key=lambda r: r["estimator"]["name"]):
-        if int(r["seed"]) == first:
-            rel = figures[r["id"]].resolve().relative_to(root.resolve())
-            lines.append(f"![{r['estimator']['name']} samples on {dataset}]({rel.as_posix()})")
-    return lines
+def markdown_report(run_dir: str | Path) -> str:
+    """The Markdown report of a run folder (writes its figures under ``figures/``)."""
+    root = Path(run_dir)
+    return _markdown(_build(root), root)
+
+
+# -- HTML --------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
+max-width:1200px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.85em}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f3f3f3}
+img{max-width:100%;margin:0.3em 0.3em 0.3em 0;border:1px solid #eee}
+figure{display:inline-block;margin:0 0.5em 0.5em 0;vertical-align:top}
+figcaption{font-size:0.75em;color:#555}
+footer{margin-top:2em;font-size:0.8em;color:#555;border-top:1px solid #ddd}
+"""
+
+
+def _inline_md(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _html_table(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>"
+                   for c in [table.index.name or ""] + list(table.columns))
+    rows = []
+    for idx, row in table.iterrows():
+        cells = "".join(f"<td>{_inline_md(str(v))}</td>" for v in [idx, *row])
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _img(alt: str, path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+
+
+def _html(rep: _Report) -> str:
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<title>{html.escape(rep.title)}</title><style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(rep.title)}</h1><p>{_inline_md(rep.summary)}</p>"]
+    for sec in rep.sections:
+        parts.append(f"<h2>{html.escape(sec.title)}</h2>")
+        parts += [f"<p>{_inline_md(t)}</p>" for t in sec.text]
+        if sec.table is not None:
+            parts.append(_html_table(sec.table))
+        parts += [_img(alt, path) for alt, path in sec.images]
+    parts.append("<footer><h3>Provenance</h3><ul>"
+                 + "".join(f"<li>{_inline_md(line)}</li>" for line in rep.footer)
+                 + "</ul></footer></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
+                 out_dir: str | Path | None = None) -> list[Path]:
+    """Write ``report.md`` and/or ``report.html`` (figures under ``<run>/figures/``)."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown report format(s) {', '.join(unknown)}; known: md, html")
+    root = Path(run_dir)
+    rep = _build(root)
+    target = Path(out_dir) if out_dir else root
+    paths = []
+    if "md" in formats:
+        path = target / "report.md"
+        path.write_text(_markdown(rep, root))
+        paths.append(path)
+    if "html" in formats:
+        path = target / "report.html"
+        path.write_text(_html(rep))
+        paths.append(path)
+    return paths
 
 
 def write_markdown(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``report.md`` (and the sample galleries under ``figures/``) into the run
-    folder, or the report to ``out``; return the report's path."""
-    from densbench.report.figures import render_sample_figures
-
+    """Write only ``report.md`` (to ``out`` if given) and return its path."""
     root = Path(run_dir)
-    figures = render_sample_figures(RunStore(root).records(), root / "figures")
     path = Path(out) if out else root / "report.md"
-    path.write_text(markdown_report(run_dir, figures))
+    path.write_text(markdown_report(root))
     return path

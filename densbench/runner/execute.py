@@ -30,6 +30,8 @@ __all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
 MAX_TRAIN_SCORED = 2000
 #: Samples kept in each record for the report's galleries (2-D scatter / image grid).
 PREVIEW_ROWS_2D, PREVIEW_ROWS = 2000, 64
+#: Side of the grid on which 2-D densities are stored for the report.
+GRID_SIZE = 64
 
 
 class CellTimeout(Exception):
@@ -147,6 +149,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                             cost.append(Metric("score_examples_per_s",
                                                len(ll) / max(sw.seconds, 1e-9), None,
                                                "examples/s"))
+                    if ds.dim == 2 and prep.figure == FIGURE_CONTINUOUS:
+                        record["density_grid"] = _density_grid(est, ds.test)
                     for key, (values, unit) in est.diagnostics(prep.test).items():
                         values = np.asarray(values, dtype=np.float64)
                         if unit == "loglik":
@@ -194,6 +198,22 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                       traceback=traceback.format_exc(limit=8))
     record["finished"] = _now()
     return record
+
+
+def density_grid_axes(data: np.ndarray, size: int = GRID_SIZE) -> tuple[np.ndarray, ...]:
+    """The grid on which 2-D densities are drawn: the data's 0.5-99.5% range, padded."""
+    lo, hi = np.percentile(data, 0.5, axis=0), np.percentile(data, 99.5, axis=0)
+    pad = 0.15 * (hi - lo)
+    return tuple(np.linspace(lo[j] - pad[j], hi[j] + pad[j], size) for j in range(2))
+
+
+def _density_grid(est: Any, data: np.ndarray) -> dict[str, Any]:
+    """The estimator's log-density on a GRID_SIZE^2 grid over the data (for reports)."""
+    gx, gy = density_grid_axes(data)
+    xx, yy = np.meshgrid(gx, gy)
+    logp = est.score_samples(np.column_stack([xx.ravel(), yy.ravel()]))
+    return {"x": [float(gx[0]), float(gx[-1])], "y": [float(gy[0]), float(gy[-1])],
+            "size": GRID_SIZE, **encode_array(logp)}
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
