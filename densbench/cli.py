@@ -45,6 +45,10 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", metavar="DIR", help="run folder (default results/<suite>)")
     r.add_argument("--workers", type=int, default=1, metavar="N",
                    help="local worker processes (default 1: in-process)")
+    r.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="local (in-process or a process pool) or dask (distributed)")
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     rep = sub.add_parser("report", help="write a Markdown report of a run")
@@ -120,6 +124,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                          "--estimators/--datasets")
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    if args.scheduler and args.executor != "dask":
+        raise UsageError("--scheduler needs --executor dask")
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
     if args.out:
@@ -153,6 +159,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         with progress_callback(epoch):
             summary = run_suite(suite, store, command="densbench " + " ".join(argv),
                                 workers=args.workers, retry_failed=args.retry_failed,
+                                executor=args.executor, scheduler=args.scheduler,
                                 on_progress=progress)
     finally:
         if bar is not None:

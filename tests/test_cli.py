@@ -43,6 +43,8 @@ def test_list_shows_every_estimator_and_dataset(capsys):
     (["run", "--quick", "--workers", "0"], "--workers"),
     (["run", "--quick", "--seeds", "x"], "invalid int value"),
     (["frobnicate"], "invalid choice"),
+    (["run", "--quick", "--scheduler", "tcp://h:1"], "--scheduler needs --executor dask"),
+    (["run", "--quick", "--executor", "ray"], "invalid choice"),
     (["report", "{tmp}/missing"], "no such run folder"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):

@@ -263,10 +263,22 @@ def _worker_init(threads: int) -> None:
         threadpool_limits(threads)
 
 
+EXECUTORS = ("local", "dask")
+
+
 def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
-              retry_failed: bool = False,
+              retry_failed: bool = False, executor: str = "local",
+              scheduler: str | None = None,
               on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
-    """Run every cell not yet recorded in ``store``; write each record as it finishes."""
+    """Run every cell not yet recorded in ``store``; write each record as it finishes.
+
+    ``executor="local"`` runs in this process (``workers=1``) or in a local process pool;
+    ``executor="dask"`` submits the cells to a Dask distributed scheduler at ``scheduler``
+    (``tcp://host:8786``) or, without an address, to a LocalCluster of ``workers``
+    processes. Whatever the executor, this process alone writes the records.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     summary = RunSummary(total=len(cells))
     done_ids = store.finished_ids(include_failed=not retry_failed)
     todo = [c for c in cells if c.id not in done_ids]
@@ -284,6 +296,9 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
         if on_progress:
             on_progress(Progress(done, len(cells), cell, record["status"]))
 
+    if executor == "dask":
+        _run_dask(todo, workers, scheduler, finish)
+        return summary
     if workers <= 1:
         for cell in todo:
             finish(cell, run_cell(cell))
@@ -308,6 +323,44 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
                               "error": f"worker process failed: {type(exc).__name__}: {exc}"}
                 finish(cell, record)
     return summary
+
+
+def _run_dask(todo: list[Cell], workers: int, scheduler: str | None,
+              finish: Callable[[Cell, dict[str, Any]], None]) -> None:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ValueError("the dask executor needs dask.distributed: "
+                         "pip install 'densbench[dask]'") from None
+    cluster = None
+    if scheduler is None:
+        n = max(1, workers)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        client.run(_worker_init, max(1, (os.cpu_count() or 1) // n))
+    else:
+        try:
+            client = Client(scheduler, timeout=5)
+        except OSError as exc:
+            raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") \
+                from None
+    try:
+        futures = {client.submit(run_cell, c, pure=False, key=f"cell-{c.id}"): c
+                   for c in todo}
+        for fut in as_completed(futures):
+            cell = futures[fut]
+            try:
+                record = fut.result()
+            except Exception as exc:  # the worker died or the task was lost
+                record = {**cell.to_dict(), "status": "failed", "started": None,
+                          "finished": _now(),
+                          "error": f"dask worker failed: {type(exc).__name__}: {exc}"}
+            finish(cell, record)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def cell_from_dict(d: dict[str, Any]) -> Cell:
@@ -362,12 +415,14 @@ def _machine() -> dict[str, Any]:
 
 
 def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 1,
-              retry_failed: bool = False,
+              retry_failed: bool = False, executor: str = "local",
+              scheduler: str | None = None,
               on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
     """Run ``suite`` into ``store``: manifest first, then cells (resuming), then the end time."""
     manifest = store.read_manifest()
     invocation = {"command": command, "started": _now(), "finished": None,
-                  "workers": workers, "suite": suite.name, "n_cells": len(suite.cells())}
+                  "workers": workers, "executor": executor, "scheduler": scheduler,
+                  "suite": suite.name, "n_cells": len(suite.cells())}
     manifest.update({
         "schema": 1,
         "suite": {"name": suite.name, "source": suite.source, "seeds": list(suite.seeds),
@@ -379,7 +434,7 @@ def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 
     manifest.setdefault("invocations", []).append(invocation)
     store.write_manifest(manifest)
     summary = run_cells(suite.cells(), store, workers=workers, retry_failed=retry_failed,
-                        on_progress=on_progress)
+                        executor=executor, scheduler=scheduler, on_progress=on_progress)
     invocation.update(finished=_now(), ok=summary.ok, failed=summary.n_failed,
                       skipped=summary.skipped)
     store.write_manifest(manifest)

@@ -108,3 +108,26 @@ def test_process_pool_gives_the_same_numbers(tmp_path):
         ra, rb = a.read(c.id), b.read(c.id)
         assert ra["per_example"] == rb["per_example"]
         assert metrics_of(ra)["threads"]["value"] >= metrics_of(rb)["threads"]["value"]
+
+
+def test_dask_local_cluster_gives_the_same_records(tmp_path):
+    pytest.importorskip("distributed")
+    cells = [Cell(Spec("gaussian"), Spec("banana", SMALL), s) for s in (0, 1)]
+    a = RunStore(tmp_path / "a", create=True)
+    b = RunStore(tmp_path / "b", create=True)
+    run_cells(cells, a)
+    summary = run_cells(cells, b, workers=2, executor="dask")
+    assert summary.ok == 2
+    for c in cells:
+        assert a.read(c.id)["per_example"] == b.read(c.id)["per_example"]
+        assert b.read(c.id)["pid"] != a.read(c.id)["pid"]  # ran in worker processes
+
+
+def test_unknown_executor_and_unreachable_scheduler_are_named(tmp_path):
+    store = RunStore(tmp_path / "r", create=True)
+    cells = [Cell(Spec("gaussian"), Spec("banana", SMALL), 0)]
+    with pytest.raises(ValueError, match="unknown executor 'ray'"):
+        run_cells(cells, store, executor="ray")
+    pytest.importorskip("distributed")
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
+        run_cells(cells, store, executor="dask", scheduler="tcp://127.0.0.1:1")
