@@ -53,6 +53,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None = None
     labels: dict[str, np.ndarray] | None = None
     description: str = ""
+    protocol_notes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for split in ("train", "val", "test"):
@@ -65,6 +66,14 @@ class Dataset:
     @property
     def dim(self) -> int:
         return int(self.train.shape[1])
+
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """What a published figure must share to be shown beside this dataset's results:
+        the dataset, its parameters, its kind and levels, and the loader's notes on
+        source, split and preprocessing."""
+        return {"dataset": self.name, "params": dict(self.params), "kind": self.kind,
+                "levels": self.levels, **self.protocol_notes}
 
     @property
     def has_truth(self) -> bool:

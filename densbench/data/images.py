@@ -48,4 +48,6 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
         image_shape=(8, 8),
         labels={"train": y[train_idx], "val": y[val_idx], "test": y[test_idx]},
         description="8x8 digits, 17 levels",
+        protocol_notes={"source": "scikit-learn load_digits (1797 images of 8x8, levels 0-16)",
+                        "split": "seeded permutation: n_test test, n_val val, rest train"},
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from densbench.report import figures as F
+from densbench.report.reference import load_references, matching
 from densbench.report.tables import aggregate_seeds, leaderboards
 from densbench.runner.store import RunStore, load, load_per_example
 
@@ -54,7 +55,7 @@ class _Report:
     footer: list[str]
 
 
-def _build(run_dir: Path) -> _Report:
+def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
     store = RunStore(run_dir)
     manifest = store.read_manifest()
     records = store.records()
@@ -79,6 +80,7 @@ def _build(run_dir: Path) -> _Report:
     from densbench import data
 
     per_example = load_per_example(run_dir)
+    references = load_references(reference_dir)
     for dataset, table in leaderboards(df, per_example).items():
         g = agg[agg["dataset"] == dataset]
         kinds = sorted(set(g["figure"].dropna()))
@@ -87,9 +89,16 @@ def _build(run_dir: Path) -> _Report:
                        table)
         recs = [r for r in records if r["dataset"]["name"] == dataset
                 and r.get("status") == "ok"]
-        if any(r.get("density_grid") for r in recs):
-            r0 = next(r for r in recs if r.get("density_grid"))
+        ds = None
+        if recs:
+            r0 = recs[0]
             ds = data.load(dataset, seed=int(r0["seed"]), **r0["dataset"].get("params", {}))
+            published = matching(references, ds.protocol)
+            if published:
+                sec.table = _with_published(table, published)
+                sec.text.append("Published figures (same protocol): " + "; ".join(
+                    sorted({f"{r.source} (± {r.error_kind})" for r in published})) + ".")
+        if ds is not None and any(r.get("density_grid") for r in recs):
             path = F.density_panels(recs, ds, fig_dir / f"density_{dataset}.png")
             if path:
                 sec.images.append((f"densities on {dataset}", path))
@@ -108,6 +117,20 @@ def _build(run_dir: Path) -> _Report:
             f"{r['error']}" for _, r in failed.iterrows()]))
     return _Report(f"densbench report: {run_dir.name}",
                    f"{n_ok} of {n_cells} cells ok. {INTRO}", sections, _footer(manifest))
+
+
+def _with_published(table: pd.DataFrame, published: list) -> pd.DataFrame:
+    """The leaderboard with one row per published figure (marked, never bold)."""
+    rows = []
+    for r in published:
+        row = {c: "--" for c in table.columns}
+        row["likelihood"] = "published"
+        row["test log-lik [nats/example]"] = (f"{r.value:.3f}" if r.error is None
+                                              else f"{r.value:.3f} ± {r.error:.3f}")
+        rows.append(pd.Series(row, name=f"{r.estimator} (published)"))
+    extra = pd.DataFrame(rows)
+    extra.index.name = table.index.name
+    return pd.concat([table, extra])
 
 
 def _footer(manifest: dict) -> list[str]:
@@ -215,13 +238,15 @@ def _html(rep: _Report) -> str:
 
 
 def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
-                 out_dir: str | Path | None = None) -> list[Path]:
-    """Write ``report.md`` and/or ``report.html`` (figures under ``<run>/figures/``)."""
+                 out_dir: str | Path | None = None,
+                 reference_dir: str | Path | None = None) -> list[Path]:
+    """Write ``report.md`` and/or ``report.html`` (figures under ``<run>/figures/``);
+    published figures come from ``reference_dir`` (default: ``results/reference``)."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; known: md, html")
     root = Path(run_dir)
-    rep = _build(root)
+    rep = _build(root, reference_dir)
     target = Path(out_dir) if out_dir else root
     paths = []
     if "md" in formats:
