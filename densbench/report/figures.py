@@ -251,3 +251,35 @@ def iwae_curves(agg: Any, path: Path) -> Path | None:
     axes[0, 0].set_ylabel("IWAE estimate [nats/example]\n(dashed: ELBO)", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def sample_metrics_vs_floor(agg: Any, dataset: str, path: Path) -> Path | None:
+    """Each sample metric per estimator (dots, ± SE) against its floor (red line: the same
+    metric between the validation and test splits)."""
+    from densbench.metrics.samples import SAMPLE_METRICS
+
+    g = agg[agg["dataset"] == dataset]
+    names = [n for n in SAMPLE_METRICS if (g["metric"] == f"samples_{n}").any()]
+    if not names:
+        return None
+    plt = _pyplot()
+    ncols = min(5, len(names))
+    nrows = int(np.ceil(len(names) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 0.28 * g["label"].nunique()
+                                                    * nrows + 1.6 * nrows), squeeze=False)
+    for ax, n in zip(axes.ravel(), names, strict=False):
+        vals = g[g["metric"] == f"samples_{n}"].sort_values("label")
+        y = np.arange(len(vals))
+        ax.errorbar(vals["mean"], y, xerr=vals["se"].fillna(0), fmt="o", ms=3, color="k")
+        floor = g[g["metric"] == f"floor_{n}"]
+        if len(floor):
+            ax.axvline(floor["mean"].iloc[0], color="tab:red", lw=1)
+        ax.set_yticks(y)
+        ax.set_yticklabels(vals["label"], fontsize=7)
+        ax.set_title(n, fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"Sample metrics on {dataset} (red: floor, validation vs test)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

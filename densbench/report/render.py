@@ -19,7 +19,7 @@ import pandas as pd
 
 from densbench.report import figures as F
 from densbench.report.reference import load_references, matching
-from densbench.report.tables import aggregate_seeds, leaderboards
+from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
 from densbench.runner.store import RunStore, load, load_per_example
 
 __all__ = ["FORMATS", "markdown_report", "write_markdown", "write_report"]
@@ -81,6 +81,7 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
 
     per_example = load_per_example(run_dir)
     references = load_references(reference_dir)
+    sample_tables = sample_quality_tables(df)
     for dataset, table in leaderboards(df, per_example).items():
         g = agg[agg["dataset"] == dataset]
         kinds = sorted(set(g["figure"].dropna()))
@@ -98,6 +99,17 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
                 sec.table = _with_published(table, published)
                 sec.text.append("Published figures (same protocol): " + "; ".join(
                     sorted({f"{r.source} (± {r.error_kind})" for r in published})) + ".")
+        quality = sample_tables.get(dataset)
+        if quality is not None:
+            sections.append(sec)
+            sec = _Section(f"{dataset}: sample quality", [
+                "Samples against the TEST split, in the data's own space; the first row is "
+                "the floor, the same metric between the validation and test splits (what a "
+                "perfect sampler scores at that sample size). ↑ higher is better, ↓ lower, "
+                "→x closest to x."], quality)
+            path = F.sample_metrics_vs_floor(agg, dataset, fig_dir / f"samples_{dataset}.png")
+            if path:
+                sec.images.append((f"sample metrics vs floor on {dataset}", path))
         if ds is not None and any(r.get("density_grid") for r in recs):
             path = F.density_panels(recs, ds, fig_dir / f"density_{dataset}.png")
             if path:

@@ -10,7 +10,7 @@ import pandas as pd
 from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
 
 __all__ = ["KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards", "paired_vs_best",
-           "summary_table"]
+           "sample_quality_tables", "summary_table"]
 
 KIND_LABELS = {"exact": "exact", "lower_bound": "bound", "stochastic_bound": "stoch. bound",
                "none": "none (implicit)"}
@@ -159,6 +159,38 @@ def leaderboards(df: pd.DataFrame,
         table.index.name = "estimator"
         boards[str(dataset)] = table
     return boards
+
+
+def sample_quality_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per dataset: each sample metric (mean ± SE over seeds) for every estimator that
+    samples, with the floor (validation split vs test split) as the first row."""
+    from densbench.metrics.samples import SAMPLE_METRICS
+
+    agg = aggregate_seeds(df)
+    out: dict[str, pd.DataFrame] = {}
+    for dataset, g in agg.groupby("dataset", sort=True):
+        est = g[g["metric"].str.startswith("samples_")]
+        names = [n for n in SAMPLE_METRICS if f"samples_{n}" in set(est["metric"])]
+        if not names:
+            continue
+        floor = g[g["metric"].str.startswith("floor_")].groupby("metric")[["mean", "se"]] \
+            .first()
+        labels = sorted(est["label"].unique())
+        table = pd.DataFrame(index=["floor (val vs test)", *labels])
+        for n in names:
+            info = SAMPLE_METRICS[n]
+            arrow = {True: "↑", False: "↓", None: f"→{info.ideal:g}"}[info.higher_is_better]
+            col = []
+            f = floor.loc[f"floor_{n}"] if f"floor_{n}" in floor.index else None
+            col.append(format_pm(f["mean"], f["se"]) if f is not None else "--")
+            vals = est[est["metric"] == f"samples_{n}"].set_index("label")
+            for lab in labels:
+                col.append(format_pm(vals.loc[lab, "mean"], vals.loc[lab, "se"])
+                           if lab in vals.index else "--")
+            table[f"{n} {arrow}"] = col
+        table.index.name = "estimator"
+        out[str(dataset)] = table
+    return out
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -74,6 +74,19 @@ def _load_dataset(name: str, params_json: str, seed: int):
     return data.load(name, seed=seed, **json.loads(params_json))
 
 
+@lru_cache(maxsize=32)
+def _floor(name: str, params_json: str, seed: int, n: int) -> tuple:
+    """Sample metrics of ``n`` validation rows against the test split: the floor, i.e. what
+    a perfect sampler scores at that sample size (cached per dataset, seed and size)."""
+    from densbench.metrics.samples import sample_metrics, to_metrics
+
+    ds = _load_dataset(name, params_json, seed)
+    rng = np.random.default_rng([seed, 0xF100])
+    val = ds.val if n >= len(ds.val) else ds.val[rng.choice(len(ds.val), n, replace=False)]
+    return tuple(to_metrics(sample_metrics(val, ds.test, train=ds.train, seed=seed),
+                            "floor_"))
+
+
 def _fitted_scalars(est: Any) -> dict[str, Any]:
     """Learned scalar hyperparameters (``bandwidth_``, ``n_components_``...) for provenance."""
     out = {}
@@ -159,7 +172,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                         m, se = mean_se(values)
                         diag.append(Metric(f"test_{key}", m, se, unit))
                 if cls.can_sample:
-                    n_samples = len(ds.test)
+                    n_samples = cell.n_samples or len(ds.val)
                     with Stopwatch() as sw:
                         samples = est.sample(n_samples, random_state=cell.seed)
                     if not np.isfinite(samples).all():
@@ -177,6 +190,19 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                 if out.samples is not None:
                     with np.errstate(divide="ignore"):
                         out.truth_of_samples = ds.log_prob(out.samples)
+            if out.samples is not None and cell.sample_metrics:
+                # samples against the TEST split, in the data's own space, beside the floor
+                # (validation vs test: what a perfect sampler scores at that sample size)
+                from densbench.metrics.samples import sample_metrics, to_metrics
+
+                with Stopwatch() as sw:
+                    scores = sample_metrics(prep.to_data_space(out.samples), ds.test,
+                                            train=ds.train, seed=cell.seed)
+                diag.extend(to_metrics(scores, "samples_"))
+                diag.extend(_floor(cell.dataset.name,
+                                   json.dumps(cell.dataset.params, sort_keys=True),
+                                   cell.seed, len(out.samples)))
+                cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
             cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
             cost.append(Metric("n_parameters", float(est.n_parameters()), None, "count"))
             cost.append(Metric("threads", float(thread_count()), None, "count"))
@@ -367,7 +393,8 @@ def cell_from_dict(d: dict[str, Any]) -> Cell:
     """Rebuild a :class:`Cell` from a record (for retries and reports)."""
     return Cell(Spec(d["estimator"]["name"], d["estimator"].get("params", {})),
                 Spec(d["dataset"]["name"], d["dataset"].get("params", {})),
-                int(d["seed"]), d.get("timeout_s"))
+                int(d["seed"]), d.get("timeout_s"), d.get("n_samples"),
+                d.get("sample_metrics", True))
 
 
 

@@ -6,6 +6,9 @@ A suite file::
     seeds = [0]                      # or an int N meaning seeds 0..N-1
     [budget]
     cell_timeout_s = 120             # a cell running longer is recorded as failed
+    [samples]
+    n = 1000                         # samples per cell (default: validation-set size)
+    metrics = true                   # compute sample metrics beside their floor
 
     [[datasets]]
     name = "eight_gaussians"
@@ -61,13 +64,19 @@ class Cell:
     dataset: Spec
     seed: int
     timeout_s: float | None = None
+    #: samples drawn for the sample metrics (None: as many as validation rows, so that the
+    #: floor, validation vs test, is at the same sample size)
+    n_samples: int | None = None
+    sample_metrics: bool = True
 
     @property
     def id(self) -> str:
-        """Stable hash of (estimator + params, dataset + params, seed)."""
-        key = _canonical({"estimator": self.estimator.to_dict(),
-                          "dataset": self.dataset.to_dict(), "seed": self.seed})
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        """Stable hash of (estimator + params, dataset + params, seed[, n_samples])."""
+        key = {"estimator": self.estimator.to_dict(), "dataset": self.dataset.to_dict(),
+               "seed": self.seed}
+        if self.n_samples is not None:
+            key["n_samples"] = self.n_samples
+        return hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
@@ -76,7 +85,8 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "estimator": self.estimator.to_dict(),
                 "dataset": self.dataset.to_dict(), "seed": self.seed,
-                "timeout_s": self.timeout_s}
+                "timeout_s": self.timeout_s, "n_samples": self.n_samples,
+                "sample_metrics": self.sample_metrics}
 
 
 @dataclass(frozen=True)
@@ -89,9 +99,11 @@ class Suite:
     seeds: tuple[int, ...]
     cell_timeout_s: float | None = None
     source: str = ""
+    n_samples: int | None = None
+    sample_metrics: bool = True
 
     def cells(self) -> list[Cell]:
-        return [Cell(e, d, s, self.cell_timeout_s)
+        return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics)
                 for d in self.datasets for e in self.estimators for s in self.seeds]
 
     def restrict(self, *, estimators: list[str] | None = None,
@@ -162,7 +174,7 @@ def parse_suite(text: str, where: str) -> Suite:
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{where}: not valid TOML ({exc})") from None
     extra = sorted(set(raw) - {"name", "seeds", "budget", "estimators", "datasets",
-                               "description"})
+                               "description", "samples"})
     if extra:
         raise SuiteError(f"{where}: unknown key(s) {', '.join(extra)}")
     seeds = raw.get("seeds", [0])
@@ -179,13 +191,24 @@ def parse_suite(text: str, where: str) -> Suite:
     timeout = budget.get("cell_timeout_s")
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise SuiteError(f"{where}: cell_timeout_s must be a number > 0; got {timeout!r}")
+    samples = raw.get("samples", {})
+    if not isinstance(samples, dict) or sorted(set(samples) - {"n", "metrics"}):
+        raise SuiteError(f"{where}: [samples] takes only n and metrics")
+    n_samples = samples.get("n")
+    if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
+                                  or n_samples < 2):
+        raise SuiteError(f"{where}: [samples] n must be an int >= 2; got {n_samples!r}")
+    use_metrics = samples.get("metrics", True)
+    if not isinstance(use_metrics, bool):
+        raise SuiteError(f"{where}: [samples] metrics must be true or false")
     name = raw.get("name", Path(where).stem)
     if not isinstance(name, str) or not name:
         raise SuiteError(f"{where}: name must be a non-empty string")
     suite = Suite(name=name,
                   estimators=_specs(raw.get("estimators"), "estimators", where),
                   datasets=_specs(raw.get("datasets"), "datasets", where),
-                  seeds=tuple(seeds), cell_timeout_s=timeout, source=where)
+                  seeds=tuple(seeds), cell_timeout_s=timeout, source=where,
+                  n_samples=n_samples, sample_metrics=use_metrics)
     suite.validate()
     return suite
 

@@ -58,7 +58,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         assert n_images >= 6 and loaded == n_images
         assert "densbench report" in driver.title
         tables = driver.find_elements("tag name", "table")
-        assert len(tables) == 2  # banana, digits
+        assert len(tables) == 4  # banana, digits: leaderboard and sample quality
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
