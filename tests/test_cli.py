@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from densbench.cli import main
+from densbench.runner.execute import COST_METRICS
 from densbench.runner.store import load
 
-COST = {"fit_seconds", "train_examples_per_s", "score_examples_per_s",
-        "sample_examples_per_s", "peak_rss_mb", "threads"}
+COST = set(COST_METRICS)
 
 
 def run_cli(*args, cwd=None, timeout=300):

@@ -61,3 +61,15 @@ _register("ppca", PPCA)
 _register("factor_analysis", FactorAnalysis)
 _register("kde", KDE)
 _register("gmm", GMM)
+from densbench.estimators.flows import MAF, NSF, RealNVP  # noqa: E402
+
+_register("maf", MAF)
+_register("nsf", NSF)
+_register("realnvp", RealNVP)
+from densbench.estimators.vae import VAE  # noqa: E402
+
+_register("vae", VAE)
+from densbench.estimators.autoregressive import MADE, RNNAutoregressive  # noqa: E402
+
+_register("made", MADE)
+_register("rnn_ar", RNNAutoregressive)

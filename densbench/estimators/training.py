@@ -261,7 +261,7 @@ class TorchDensityEstimator(DensityEstimator):
         # also seed the global generator, for libraries that sample from it (zuko)
         with torch.no_grad(), torch_seed(seed):
             Z = self._sample_standardized(n, gen)
-        Z = Z.double().cpu().numpy().reshape(n, -1)
+        Z = Z.double().cpu().numpy().reshape(n, self.n_features_in_)
         return Z * self.scale_ + self.shift_
 
     def _n_parameters(self) -> int:

@@ -26,6 +26,10 @@ from densbench.runner.store import RunStore, encode_array
 __all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
 
 
+#: Metrics that measure cost (they vary from run to run; everything else is reproducible).
+COST_METRICS = ("fit_seconds", "train_examples_per_s", "score_examples_per_s",
+                "sample_examples_per_s", "sample_metrics_seconds", "peak_rss_mb", "threads")
+
 #: The training split's log-likelihood (an overfitting check) is taken on its first rows.
 MAX_TRAIN_SCORED = 2000
 #: Samples kept in each record for the report's galleries (2-D scatter / image grid).
