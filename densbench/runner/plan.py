@@ -17,6 +17,7 @@ A suite file::
 
     [[estimators]]
     name = "kde"
+    datasets = ["eight_gaussians"]   # optional: only on these datasets
     [estimators.params]              # optional hyperparameters
     bandwidth = "cv"
 
@@ -51,6 +52,8 @@ class Spec:
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: for an estimator: run it only on these datasets (None: on all of the suite's)
+    only: tuple[str, ...] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(self.params)}
@@ -104,7 +107,8 @@ class Suite:
 
     def cells(self) -> list[Cell]:
         return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics)
-                for d in self.datasets for e in self.estimators for s in self.seeds]
+                for d in self.datasets for e in self.estimators for s in self.seeds
+                if e.only is None or d.name in e.only]
 
     def restrict(self, *, estimators: list[str] | None = None,
                  datasets: list[str] | None = None, n_seeds: int | None = None) -> Suite:
@@ -157,14 +161,19 @@ def _specs(raw: Any, key: str, where: str) -> tuple[Spec, ...]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise SuiteError(f"{where}: {key}[{i}] needs a string 'name'")
-        extra = sorted(set(item) - {"name", "params"})
+        extra = sorted(set(item) - {"name", "params", "datasets"})
         if extra:
             raise SuiteError(f"{where}: {key}[{i}] ({item['name']}) has unknown key(s) "
                              f"{', '.join(extra)}; put hyperparameters under 'params'")
         params = item.get("params", {})
         if not isinstance(params, dict):
             raise SuiteError(f"{where}: {key}[{i}] ({item['name']}): params must be a table")
-        specs.append(Spec(item["name"], dict(params)))
+        only = item.get("datasets")
+        if only is not None and (key != "estimators" or not isinstance(only, list)
+                                 or not all(isinstance(x, str) for x in only)):
+            raise SuiteError(f"{where}: {key}[{i}] ({item['name']}): 'datasets' (only for "
+                             "estimators) must be a list of dataset names")
+        specs.append(Spec(item["name"], dict(params), None if only is None else tuple(only)))
     return tuple(specs)
 
 

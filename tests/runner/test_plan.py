@@ -75,3 +75,14 @@ def test_restrict_keeps_suite_params_and_adds_defaults():
     assert s.seeds == (0, 1)
     with pytest.raises(UnknownNameError, match="known: .*kde"):
         builtin_suite("default").restrict(estimators=["kdee"])
+
+
+def test_estimator_restricted_to_some_datasets():
+    text = GOOD.replace('name = "gaussian"', 'name = "gaussian"\ndatasets = ["digits"]')
+    text += '[[datasets]]\nname = "digits"\n'
+    s = parse_suite(text, "t.toml")
+    pairs = {(c.estimator.name, c.dataset.name) for c in s.cells()}
+    assert pairs == {("kde", "banana"), ("kde", "digits"), ("gaussian", "digits")}
+    with pytest.raises(SuiteError, match="must be a list of dataset names"):
+        parse_suite(GOOD.replace('name = "gaussian"', 'name = "gaussian"\ndatasets = "x"'),
+                    "t.toml")
