@@ -86,8 +86,14 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
         g = agg[agg["dataset"] == dataset]
         kinds = sorted(set(g["figure"].dropna()))
         seeds = int(g["n_seeds"].max()) if len(g) else 0
-        sec = _Section(dataset, [f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}."],
-                       table)
+        text = [f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}."]
+        truth = g[g["metric"] == "test_loglik_truth"]
+        if len(truth):
+            t = truth.iloc[0]
+            text.append(f"True density on the test split: {t['mean']:.3f} ± {t['se']:.3f} "
+                        "nats/example (E_data log p_true; compare E_model log p_true, the "
+                        "true log-density of each model's samples).")
+        sec = _Section(dataset, text, table)
         recs = [r for r in records if r["dataset"]["name"] == dataset
                 and r.get("status") == "ok"]
         ds = None
@@ -105,7 +111,8 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
             sec = _Section(f"{dataset}: sample quality", [
                 "Samples against the TEST split, in the data's own space; the first row is "
                 "the floor, the same metric between the validation and test splits (what a "
-                "perfect sampler scores at that sample size). ↑ higher is better, ↓ lower, "
+                "perfect sampler scores at that sample size); diag_gaussian, where present, "
+                "is the simple reference model. ↑ higher is better, ↓ lower, "
                 "→x closest to x."], quality)
             path = F.sample_metrics_vs_floor(agg, dataset, fig_dir / f"samples_{dataset}.png")
             if path:

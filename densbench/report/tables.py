@@ -21,6 +21,7 @@ COLUMNS = [
     ("test_bits_per_dim", "test [bits/dim]", False),
     ("test_loglik_per_dim", "test log-lik [nats/dim]", True),
     ("kl_to_truth", "KL to truth [nats]", False),
+    ("samples_truth_loglik", "E_model log p_true [nats]", True),
     ("fit_seconds", "fit [s]", False),
     ("score_examples_per_s", "scoring [examples/s]", True),
 ]
