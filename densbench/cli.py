@@ -38,7 +38,8 @@ def _build_parser() -> argparse.ArgumentParser:
     which = r.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="the default suite")
     which.add_argument("--quick", action="store_true", help="the quick smoke suite")
-    which.add_argument("--suite", metavar="FILE", help="a suite TOML file")
+    which.add_argument("--suite", metavar="FILE|NAME",
+                       help="a suite TOML file, or a built-in suite (default, quick, neural)")
     r.add_argument("--estimators", metavar="A,B", help="only these estimators")
     r.add_argument("--datasets", metavar="X,Y", help="only these datasets")
     r.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
@@ -114,7 +115,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from densbench.runner.store import RunStore
 
     if args.suite:
-        suite = load_suite(args.suite)
+        is_file = Path(args.suite).exists() or args.suite.endswith(".toml")
+        suite = load_suite(args.suite) if is_file else builtin_suite(args.suite)
     elif args.quick:
         suite = builtin_suite("quick")
     elif args.all or args.estimators or args.datasets:

@@ -235,7 +235,7 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def builtin_suite(name: str) -> Suite:
-    """A suite shipped in ``densbench/suites`` ("default" or "quick").
+    """A suite shipped in ``densbench/suites`` ("default", "quick" or "neural").
 
     Example:
         >>> s = builtin_suite("quick")
@@ -244,5 +244,5 @@ def builtin_suite(name: str) -> Suite:
     """
     res = resources.files("densbench.suites").joinpath(f"{name}.toml")
     if not res.is_file():
-        raise SuiteError(f"no built-in suite {name!r}; known: default, quick")
+        raise SuiteError(f"no built-in suite {name!r}; known: default, neural, quick")
     return parse_suite(res.read_text(), f"densbench/suites/{name}.toml")

@@ -60,7 +60,7 @@ def test_malformed_suites_are_named(text, message):
 
 
 def test_builtin_suites_validate():
-    for name in ("default", "quick"):
+    for name in ("default", "quick", "neural"):
         s = builtin_suite(name)
         assert s.cells()
     with pytest.raises(SuiteError, match="no built-in suite"):
