@@ -49,6 +49,8 @@ DIAGNOSTIC_KS = (1, 10, 100, 1000, 5000)
 #: likelihood unbounded) and are far from the values met on standardized data.
 _LOG_STD_BOUNDS = (-9.0, 4.0)
 _LOG_VAR_BOUNDS = (-14.0, 6.0)
+import os
+INIT_LOG_VAR = float(os.environ.get("ILV", "0"))
 
 
 def _is_int(v: Any, low: int = 1) -> bool:
@@ -82,12 +84,15 @@ class _VAEModule(nn.Module):
         if decoder == "gaussian":
             out = 2 * d if variance == "output" else d
             if variance == "dimension":
-                self.log_var = nn.Parameter(torch.zeros(d))
+                self.log_var = nn.Parameter(torch.full((d,), INIT_LOG_VAR))
         elif decoder == "bernoulli":
             out = d
         else:
             out = d * levels
         self.decoder = _mlp(latent_dim, out, hidden, n_layers)
+        if decoder == "gaussian" and variance == "output":
+            with torch.no_grad():
+                self.decoder[-1].bias[d:] = INIT_LOG_VAR
 
     # -- the encoder -------------------------------------------------------------------
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,227 @@
+"""VAE: a linear-Gaussian VAE is probabilistic PCA, whose marginal likelihood is known in
+closed form (SciPy's multivariate normal); discrete decoders are checked by exact
+enumeration; the IWAE estimate is deterministic per random_state."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from scipy.special import log_softmax
+
+import densbench as db
+from densbench.estimators.vae import _LOG_STD_BOUNDS, VAE, _inverse_soft_clamp
+
+K = 5000
+
+
+@pytest.fixture(scope="module")
+def ppca():
+    """PPCA with d = 5, q = 2: W with orthogonal columns, so the exact posterior
+    N(M^-1 W^T (x - b), s2 M^-1), M = W^T W + s2 I, is diagonal (a VAE encoder)."""
+    rng = np.random.default_rng(0)
+    d, q = 5, 2
+    U, _ = np.linalg.qr(rng.normal(size=(d, q)))
+    W = U * np.array([2.0, 1.0])
+    b = rng.normal(size=d)
+    s2 = 0.5
+    C = W @ W.T + s2 * np.eye(d)
+    X = rng.multivariate_normal(b, C, size=300)
+    M = W.T @ W + s2 * np.eye(q)
+    A = np.linalg.solve(M, W.T)                       # posterior mean = A (x - b)
+    post_sd = np.sqrt(s2 * np.diag(np.linalg.inv(M)))
+    truth = stats.multivariate_normal(b, C).logpdf(X)  # the exact marginal
+    return {"W": W, "b": b, "s2": s2, "X": X, "A": A, "post_sd": post_sd, "truth": truth}
+
+
+def _vae(p, *, sd_factor=1.0, shift_sds=0.0, **params):
+    """The PPCA decoder with an encoder whose mean is shifted by ``shift_sds`` posterior
+    standard deviations and whose standard deviation is ``sd_factor`` times the exact one."""
+    A, b, sd = p["A"], p["b"], p["post_sd"]
+    return VAE.from_linear_gaussian(p["W"], b, p["s2"], A, -A @ b + shift_sds * sd,
+                                    sd * sd_factor, **params)
+
+
+def test_exact_posterior_encoder_gives_the_exact_marginal(ppca):
+    """With q(z | x) = p(z | x) every weight equals p(x): zero variance at any K."""
+    est = _vae(ppca, k_eval=K)
+    X = ppca["X"][:100]
+    s = est.score_samples(X)
+    assert np.max(np.abs(s - ppca["truth"][:100])) < 1e-5
+    diag = est.diagnostics(X)
+    assert np.all(diag["ess"][0] > K - 1e-3)
+    assert np.all(diag["iwae_mc_se"][0] < 1e-5)
+    for k in (1, 10, 100, 1000, K):
+        np.testing.assert_allclose(diag[f"iwae_k{k}"][0], ppca["truth"][:100], atol=1e-5)
+
+
+def test_iwae_matches_the_ppca_marginal_within_3_mc_standard_errors(ppca):
+    """An inexact encoder (the exact posterior mean, 1.5 x its standard deviation): the
+    IWAE-5000 estimate, averaged over 300 examples, matches the closed form within 3
+    Monte-Carlo standard errors of that mean, sqrt(sum se_i^2) / n (the draws of different
+    examples are independent), using the per-example ``iwae_mc_se``."""
+    est = _vae(ppca, sd_factor=1.5, k_eval=K)
+    X, truth = ppca["X"], ppca["truth"]
+    s = est.score_samples(X)
+    diag = est.diagnostics(X)
+    se = diag["iwae_mc_se"][0]
+    assert se.mean() > 1e-3, "the encoder must not be the exact posterior"
+    assert np.all(diag["ess"][0] < 0.9 * K)
+    se_mean = np.sqrt(np.sum(se**2)) / len(se)
+    assert abs(np.mean(s - truth)) < 3 * se_mean
+    # per example too, at the rate a normal error allows (3 SE: 99.7%)
+    assert np.mean(np.abs(s - truth) < 3 * se) > 0.97
+    # the figure scored is the diagnostics' K = k_eval estimate (the same draws)
+    np.testing.assert_array_equal(s, diag[f"iwae_k{K}"][0])
+
+
+def test_bound_tightens_with_K_and_the_elbo_is_below(ppca):
+    """A poor encoder (mean shifted by 3 posterior SDs, 1.5 x the SD), so the bias is
+    visible at every K: the mean estimate over examples does not decrease in K (nested
+    prefixes of one set of draws); the ELBO is below every IWAE-K (K >= 10) on average and
+    below IWAE-5000 for every example (Jensen on the same draws); K = 1 estimates the ELBO
+    itself."""
+    est = _vae(ppca, sd_factor=1.5, shift_sds=3.0, k_eval=K)
+    X, truth = ppca["X"], ppca["truth"]
+    diag = est.diagnostics(X)
+    ks = (1, 10, 100, 1000, K)
+    means = np.array([diag[f"iwae_k{k}"][0].mean() for k in ks])
+    assert np.all(np.diff(means) >= 0), means
+    elbo = diag["elbo"][0]
+    assert np.all(elbo <= diag[f"iwae_k{K}"][0])
+    assert np.all(elbo.mean() < means[1:])
+    k1 = diag["iwae_k1"][0]
+    assert abs(k1.mean() - elbo.mean()) < 4 * k1.std() / np.sqrt(len(k1))
+    # everything is below the true log-likelihood (on average: a lower bound)
+    assert means[-1] < truth.mean() and elbo.mean() < truth.mean() - 1.0
+
+
+def test_diagnostics_leave_out_K_above_k_eval(ppca):
+    est = _vae(ppca, sd_factor=1.5, k_eval=100)
+    diag = est.diagnostics(ppca["X"][:20])
+    assert set(diag) == {"elbo", "iwae_k1", "iwae_k10", "iwae_k100", "ess", "iwae_mc_se"}
+    assert diag["ess"][1] == "samples" and diag["iwae_mc_se"][1] == "nats"
+    assert all(diag[k][1] == "loglik" for k in ("elbo", "iwae_k1", "iwae_k100"))
+    ess = diag["ess"][0]
+    assert np.all((ess >= 1) & (ess <= 100))
+
+
+def test_same_random_state_same_numbers_another_one_slightly_different(ppca):
+    X = ppca["X"][:50]
+    a = _vae(ppca, sd_factor=1.5, k_eval=1000, random_state=0)
+    b = _vae(ppca, sd_factor=1.5, k_eval=1000, random_state=1)
+    sa = a.score_samples(X)
+    np.testing.assert_array_equal(sa, a.score_samples(X))
+    sb = b.score_samples(X)
+    se = a.diagnostics(X)["iwae_mc_se"][0]
+    assert not np.array_equal(sa, sb)
+    assert np.max(np.abs(sa - sb) / se) < 8  # Monte-Carlo noise only
+
+
+def test_same_seed_same_fit_and_scores():
+    X = np.random.default_rng(1).normal(size=(300, 3))
+    params = {"latent_dim": 2, "hidden": 16, "max_epochs": 3, "k_eval": 50}
+    a = db.estimators.make("vae", **params).fit(X)
+    b = db.estimators.make("vae", **params).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X[:20]), b.score_samples(X[:20]))
+    np.testing.assert_array_equal(a.sample(5, random_state=2), b.sample(5, random_state=2))
+
+
+# -- discrete decoders: exact enumeration ----------------------------------------------
+def _ignore_z(est):
+    """Make the decoder ignore z and the encoder equal the prior N(0, I): then every
+    importance weight is p(x) exactly, the decoder's output bias."""
+    m = est.module_
+    with torch.no_grad():
+        m.decoder[-1].weight.zero_()
+        m.encoder[-1].weight.zero_()
+        m.encoder[-1].bias[:m.latent_dim] = 0.0
+        m.encoder[-1].bias[m.latent_dim:] = float(_inverse_soft_clamp(0.0, *_LOG_STD_BOUNDS))
+    return m.decoder[-1].bias.detach().double().numpy()
+
+
+def test_categorical_decoder_is_normalized_over_all_configurations():
+    """d = 2, 3 levels: the 9 configurations. exp(IWAE) is an unbiased estimate of p(x),
+    so it sums to 1 up to Monte-Carlo error; with a decoder that ignores z it is exact
+    and equals the softmax of the output bias."""
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 3, size=(200, 2)).astype(float)
+    est = db.estimators.make("vae", levels=3, latent_dim=2, hidden=16, max_epochs=5,
+                             k_eval=K).fit(X)
+    assert est.decoder_ == "categorical" and est.levels_ == 3
+    grid = np.array(list(itertools.product(range(3), repeat=2)), dtype=float)
+    s = est.score_samples(grid)
+    assert np.all(s < 0) and np.isfinite(s).all()
+    assert np.exp(s).sum() == pytest.approx(1.0, abs=0.02)
+    bias = _ignore_z(est).reshape(2, 3)
+    ref = log_softmax(bias, axis=1)
+    expected = ref[0, grid[:, 0].astype(int)] + ref[1, grid[:, 1].astype(int)]
+    np.testing.assert_allclose(est.score_samples(grid), expected, atol=1e-5)
+    assert np.exp(est.score_samples(grid)).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_bernoulli_decoder_matches_scipy_and_is_normalized():
+    rng = np.random.default_rng(0)
+    X = (rng.random((200, 3)) < [0.2, 0.5, 0.9]).astype(float)
+    est = db.estimators.make("vae", levels=2, latent_dim=2, hidden=16, max_epochs=5,
+                             k_eval=K).fit(X)
+    assert est.decoder_ == "bernoulli"
+    grid = np.array(list(itertools.product(range(2), repeat=3)), dtype=float)
+    s = est.score_samples(grid)
+    assert np.all(s < 0) and np.isfinite(s).all()
+    assert np.exp(s).sum() == pytest.approx(1.0, abs=0.02)
+    probs = 1.0 / (1.0 + np.exp(-_ignore_z(est)))
+    expected = stats.bernoulli.logpmf(grid, probs).sum(1)
+    np.testing.assert_allclose(est.score_samples(grid), expected, atol=1e-5)
+
+
+def test_digits_categorical_bound_is_a_finite_log_probability():
+    ds = db.data.load("digits", seed=0)
+    est = db.estimators.make("vae", levels=17, latent_dim=4, hidden=32, max_epochs=3,
+                             k_eval=20).fit(ds.train[:300], ds.val)
+    s = est.score_samples(ds.test[:50])
+    assert np.isfinite(s).all() and np.all(s <= 0)
+    diag = est.diagnostics(ds.test[:50])
+    assert np.all(diag["elbo"][0] <= diag["iwae_k10"][0] + 5)  # sanity, not a theorem
+    x = est.sample(20, random_state=0)
+    assert x.shape == (20, 64) and np.all(x == np.round(x))
+    assert x.min() >= 0 and x.max() <= 16
+
+
+def test_bernoulli_without_levels_accepts_binary_data():
+    X = (np.random.default_rng(0).random((100, 4)) < 0.3).astype(float)
+    est = db.estimators.make("vae", decoder="bernoulli", latent_dim=2, hidden=8,
+                             max_epochs=2, k_eval=10).fit(X)
+    s = est.score_samples(X)
+    assert np.all(s <= 0) and np.isfinite(s).all()
+    assert set(np.unique(est.sample(50, random_state=0))) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"levels": 17, "decoder": "gaussian"}, "decoder must be"),
+    ({"decoder": "categorical"}, "levels must be an int >= 2 for decoder='categorical'"),
+    ({"decoder": "bernoulli", "levels": 3}, "levels must be 2 or None"),
+    ({"k_eval": 0}, "k_eval must be an int >= 1"),
+    ({"n_layers": -1}, "n_layers must be an int >= 0"),
+    ({"objective": "kl"}, "objective must be one of"),
+    ({"decoder_variance": "full"}, "decoder_variance must be one of"),
+    ({"levels": 1}, "levels must be an int >= 2 or None"),
+])
+def test_bad_hyperparameters_are_named(params, match):
+    X = np.zeros((10, 2))
+    with pytest.raises(ValueError, match=f"^vae: {match}"):
+        db.estimators.make("vae", max_epochs=1, **params).fit(X)
+
+
+def test_discrete_models_refuse_non_level_data():
+    X = np.random.default_rng(0).integers(0, 3, size=(50, 2)).astype(float)
+    with pytest.raises(ValueError, match=r"^vae: X must hold integer levels 0\.\.2"):
+        db.estimators.make("vae", levels=3, max_epochs=1).fit(X + 0.5)
+    est = db.estimators.make("vae", levels=3, max_epochs=1, hidden=8, k_eval=5).fit(X)
+    with pytest.raises(ValueError, match=r"^vae: X must hold integer levels"):
+        est.score_samples(np.array([[0.0, 3.0]]))
+    with pytest.raises(ValueError, match=r"^vae: X must hold integer levels"):
+        db.estimators.make("vae", decoder="bernoulli", max_epochs=1).fit(X)
