@@ -261,7 +261,7 @@ class VAE(TorchDensityEstimator):
     diag_cache_size: ClassVar[int] = 4
     diag_cache_rows: ClassVar[int] = 100_000
 
-    def __init__(self, *, latent_dim: int = 8, hidden: int = 128, n_layers: int = 2,
+    def __init__(self, *, latent_dim: int = 8, hidden: int = 64, n_layers: int = 2,
                  decoder: str = "auto", decoder_variance: str = "output",
                  levels: int | None = None, objective: str = "iwae", k_train: int = 5,
                  k_eval: int = 5000, max_epochs: int = 500, batch_size: int = 256,
