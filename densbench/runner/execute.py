@@ -85,13 +85,26 @@ def _load_dataset(name: str, params_json: str, seed: int):
 def _floor(name: str, params_json: str, seed: int, n: int) -> tuple:
     """Sample metrics of ``n`` validation rows against the test split: the floor, i.e. what
     a perfect sampler scores at that sample size (cached per dataset, seed and size)."""
-    from densbench.metrics.samples import sample_metrics, to_metrics
+    from densbench.metrics.samples import to_metrics
 
     ds = _load_dataset(name, params_json, seed)
     rng = np.random.default_rng([seed, 0xF100])
     val = ds.val if n >= len(ds.val) else ds.val[rng.choice(len(ds.val), n, replace=False)]
-    return tuple(to_metrics(sample_metrics(val, ds.test[:SAMPLE_REFERENCE_ROWS],
-                                           train=ds.train, seed=seed), "floor_"))
+    return tuple(to_metrics(_sample_scores(ds, val, seed), "floor_"))
+
+
+def _sample_scores(ds: Any, samples: np.ndarray, seed: int) -> dict:
+    """Every sample metric of ``samples`` against the test split's reference rows; for
+    labelled images the Frechet distance is taken in a trained classifier's feature space."""
+    from densbench.metrics.features import classifier_features
+    from densbench.metrics.samples import frechet_distance, sample_metrics
+
+    ref = ds.test[:SAMPLE_REFERENCE_ROWS]
+    scores = sample_metrics(samples, ref, train=ds.train, seed=seed)
+    feats = classifier_features(ds) if ds.image_shape is not None else None
+    if feats is not None:
+        scores["frechet_distance"] = frechet_distance(samples, ref, features=feats)
+    return scores
 
 
 def _fitted_scalars(est: Any) -> dict[str, Any]:
@@ -203,12 +216,10 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             if out.samples is not None and cell.sample_metrics:
                 # samples against the TEST split, in the data's own space, beside the floor
                 # (validation vs test: what a perfect sampler scores at that sample size)
-                from densbench.metrics.samples import sample_metrics, to_metrics
+                from densbench.metrics.samples import to_metrics
 
                 with Stopwatch() as sw:
-                    scores = sample_metrics(prep.to_data_space(out.samples),
-                                            ds.test[:SAMPLE_REFERENCE_ROWS],
-                                            train=ds.train, seed=cell.seed)
+                    scores = _sample_scores(ds, prep.to_data_space(out.samples), cell.seed)
                 diag.extend(to_metrics(scores, "samples_"))
                 diag.extend(_floor(cell.dataset.name,
                                    json.dumps(cell.dataset.params, sort_keys=True),
