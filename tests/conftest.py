@@ -1,11 +1,11 @@
-"""Test-session settings: one PyTorch thread.
+"""Test-session settings: one thread for PyTorch and for every BLAS library.
 
-On a shared 2-core machine, small PyTorch operations on 2 threads stall intermittently
-(seen: 10-30x slower fits when another process holds a core); one thread keeps the suite's
-time stable. Numbers do not depend on it (the tests compare with tolerances or with
-themselves at the same setting).
+On a shared 2-core machine, small PyTorch operations (and OpenBLAS calls) on 2 threads
+stall intermittently (seen: 10-30x slower fits, 100x slower SVDs, when another process holds
+a core); one thread keeps the suite's time stable. Numbers do not depend on it (the tests
+compare with tolerances or with themselves at the same setting).
 """
 
-import torch
+from densbench.metrics.timing import limit_threads
 
-torch.set_num_threads(1)
+limit_threads(1)

@@ -299,16 +299,11 @@ class RunSummary:
 
 
 def _worker_init(threads: int) -> None:
-    # Thread discipline: N workers x (cores / N) threads each, never oversubscribed.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    import torch
+    # Thread discipline: N workers x (cores / N) threads each (PyTorch and every BLAS),
+    # never oversubscribed.
+    from densbench.metrics.timing import limit_threads
 
-    torch.set_num_threads(threads)
-    with contextlib.suppress(Exception):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(threads)
+    limit_threads(threads)
 
 
 EXECUTORS = ("local", "dask")

@@ -42,3 +42,20 @@ def test_stopwatch_and_peak_memory_measure_something():
         a += 1
     assert sw.seconds > 0
     assert pm.delta_bytes > 150e6
+
+
+def test_limit_threads_reaches_every_blas_pool_in_a_fresh_process():
+    # a fresh interpreter, as a worker is: SciPy's own OpenBLAS is loaded later than
+    # NumPy's, and must be limited too
+    import subprocess
+    import sys
+
+    code = ("from densbench.metrics.timing import limit_threads; limit_threads(1)\n"
+            "import torch, sklearn.decomposition\n"
+            "from threadpoolctl import threadpool_info\n"
+            "pools = [(i['internal_api'], i['num_threads']) for i in threadpool_info()]\n"
+            "assert any(api == 'openblas' for api, _ in pools), pools\n"
+            "print(max(n for _, n in pools), torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["1", "1"]
