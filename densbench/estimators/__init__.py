@@ -73,3 +73,6 @@ from densbench.estimators.autoregressive import MADE, RNNAutoregressive  # noqa:
 
 _register("made", MADE)
 _register("rnn_ar", RNNAutoregressive)
+from densbench.estimators.diffusion import Diffusion  # noqa: E402
+
+_register("diffusion", Diffusion)
