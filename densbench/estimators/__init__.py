@@ -76,3 +76,6 @@ _register("rnn_ar", RNNAutoregressive)
 from densbench.estimators.diffusion import Diffusion  # noqa: E402
 
 _register("diffusion", Diffusion)
+from densbench.estimators.gan import GAN  # noqa: E402
+
+_register("gan", GAN)

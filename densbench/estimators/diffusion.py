@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from densbench.estimators.base import LikelihoodKind, check_array
-from densbench.estimators.training import TorchDensityEstimator, resolve_device
+from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["Diffusion", "variance_schedule"]
 
@@ -113,13 +113,7 @@ class _NoiseNet(nn.Module):
     def __init__(self, d: int, T: int, *, hidden: int, n_layers: int, embed: int) -> None:
         super().__init__()
         self.embed = _TimeEmbedding(T, embed)
-        layers: list[nn.Module] = []
-        width = d + 2 * max(embed // 2, 1)
-        for _ in range(n_layers):
-            layers += [nn.Linear(width, hidden), nn.SiLU()]
-            width = hidden
-        layers.append(nn.Linear(width, d))
-        self.mlp = nn.Sequential(*layers)
+        self.mlp = mlp(d + 2 * max(embed // 2, 1), d, hidden, n_layers)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.mlp(torch.cat([x, self.embed(t)], -1))

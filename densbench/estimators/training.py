@@ -32,7 +32,7 @@ from torch import nn
 from densbench.estimators.base import DensityEstimator
 
 __all__ = [
-    "TorchDensityEstimator", "TrainingError", "TrainResult", "emit_progress",
+    "TorchDensityEstimator", "TrainingError", "TrainResult", "emit_progress", "mlp",
     "progress_callback", "resolve_device", "torch_seed", "train",
 ]
 
@@ -81,6 +81,17 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return dev
+
+
+def mlp(d_in: int, d_out: int, hidden: int, n_layers: int) -> nn.Sequential:
+    """``n_layers`` hidden layers of ``hidden`` SiLU units (0: a linear map)."""
+    layers: list[nn.Module] = []
+    width = d_in
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    layers.append(nn.Linear(width, d_out))
+    return nn.Sequential(*layers)
 
 
 @dataclass
