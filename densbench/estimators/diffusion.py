@@ -229,7 +229,7 @@ class Diffusion(TorchDensityEstimator):
     ``eval_rows`` network rows, rows of X times T, per call: memory stays bounded). Cost:
     T network evaluations per example: on one CPU thread, the default model
     (T = 100, 2 x 64 hidden units) scores 2000 2-D rows in about 0.15 s, and with 2 x 128
-    units 270 64-D rows (digits) in about 0.1 s; ``diagnostics`` costs ``mc_repeats``
+    units 360 64-D rows (digits) in about 0.1 s; ``diagnostics`` costs ``mc_repeats``
     times that.
     ``diagnostics`` repeats the evaluation ``mc_repeats`` times with independent noise
     (the first is ``score_samples``'s own draw) and reports per example:
