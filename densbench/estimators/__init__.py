@@ -73,3 +73,9 @@ from densbench.estimators.autoregressive import MADE, RNNAutoregressive  # noqa:
 
 _register("made", MADE)
 _register("rnn_ar", RNNAutoregressive)
+from densbench.estimators.diffusion import Diffusion  # noqa: E402
+
+_register("diffusion", Diffusion)
+from densbench.estimators.gan import GAN  # noqa: E402
+
+_register("gan", GAN)

@@ -18,7 +18,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-__all__ = ["DensityEstimator", "LikelihoodKind", "NotFittedError", "check_array"]
+__all__ = ["DensityEstimator", "LikelihoodKind", "NoLikelihoodError", "NotFittedError",
+           "check_array"]
 
 
 class LikelihoodKind(enum.StrEnum):
@@ -32,6 +33,11 @@ class LikelihoodKind(enum.StrEnum):
     """A Monte-Carlo estimate of a lower bound (IWAE with K samples)."""
     NONE = "none"
     """No likelihood (implicit models such as a GAN); ``score_samples`` raises."""
+
+
+class NoLikelihoodError(NotImplementedError):
+    """``score_samples`` of an implicit model (``LikelihoodKind.NONE``): it has no
+    likelihood; its samples are scored instead."""
 
 
 def check_array(X: Any, *, who: str, what: str = "X", dim: int | None = None,
@@ -100,8 +106,9 @@ class DensityEstimator(BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """Log-density (or its bound, see ``likelihood``) in nats, one value per row."""
         if self.likelihood is LikelihoodKind.NONE:
-            raise NotImplementedError(f"{self.name}: an implicit model has no likelihood; "
-                                      f"score its samples instead")
+            raise NoLikelihoodError(f"{self.name}: an implicit model has no likelihood "
+                                    f"(score_samples is not defined); score its samples "
+                                    f"instead")
         self._check_fitted()
         X = check_array(X, who=self.name, dim=self.n_features_in_)
         out = np.empty(X.shape[0], dtype=np.float64)

@@ -32,8 +32,8 @@ from torch import nn
 from densbench.estimators.base import DensityEstimator
 
 __all__ = [
-    "TorchDensityEstimator", "TrainingError", "TrainResult", "progress_callback",
-    "resolve_device", "torch_seed", "train",
+    "TorchDensityEstimator", "TrainingError", "TrainResult", "emit_progress", "mlp",
+    "progress_callback", "resolve_device", "torch_seed", "train",
 ]
 
 
@@ -57,6 +57,14 @@ def progress_callback(fn: Callable[[dict[str, Any]], None] | None) -> Iterator[N
         _PROGRESS.reset(token)
 
 
+def emit_progress(event: dict[str, Any]) -> None:
+    """Pass ``event`` to the progress callback, if one is set (see
+    :func:`progress_callback`); for training loops other than :func:`train` (a GAN's)."""
+    hook = _PROGRESS.get()
+    if hook is not None:
+        hook(event)
+
+
 @contextlib.contextmanager
 def torch_seed(seed: int) -> Iterator[None]:
     """Seed PyTorch's global generator inside the block and restore it afterwards."""
@@ -73,6 +81,17 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return dev
+
+
+def mlp(d_in: int, d_out: int, hidden: int, n_layers: int) -> nn.Sequential:
+    """``n_layers`` hidden layers of ``hidden`` SiLU units (0: a linear map)."""
+    layers: list[nn.Module] = []
+    width = d_in
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, hidden), nn.SiLU()]
+        width = hidden
+    layers.append(nn.Linear(width, d_out))
+    return nn.Sequential(*layers)
 
 
 @dataclass
@@ -114,7 +133,6 @@ def train(model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
     best_state = copy.deepcopy(model.state_dict())
     best_score, since_best = -math.inf, 0
     t0 = time.perf_counter()
-    hook = _PROGRESS.get()
     out_of_time = False
     for epoch in range(1, max_epochs + 1):
         model.train()
@@ -155,9 +173,8 @@ def train(model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
             best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1
-        if hook is not None:
-            hook({"who": who, "epoch": epoch, "max_epochs": max_epochs,
-                  "train_loss": train_loss, "val_loglik": score, "seconds": elapsed})
+        emit_progress({"who": who, "epoch": epoch, "max_epochs": max_epochs,
+                       "train_loss": train_loss, "val_loglik": score, "seconds": elapsed})
         if out_of_time:
             result.stopped = "time_budget"
             break
@@ -217,15 +234,7 @@ class TorchDensityEstimator(DensityEstimator):
 
     # -- the fit ---------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
-        self.device_ = resolve_device(self.device)
-        if self._standardize():
-            self.shift_ = X.mean(axis=0)
-            self.scale_ = np.maximum(X.std(axis=0), 1e-8 * max(float(X.std()), 1e-300))
-        else:
-            self.shift_ = np.zeros(X.shape[1])
-            self.scale_ = np.ones(X.shape[1])
-        # log |d z / d x| of the standardization, added to every log-density
-        self.log_jacobian_ = float(-np.log(self.scale_).sum())
+        self._set_standardization(X)
         Xt = self._to_tensor(X)
         Vt = self._to_tensor(X_val) if X_val is not None else None
         seed = self._seed()
@@ -240,6 +249,18 @@ class TorchDensityEstimator(DensityEstimator):
         self.epochs_ = self.training_.epochs
         self.best_epoch_ = self.training_.best_epoch
         self.stopped_ = self.training_.stopped
+
+    def _set_standardization(self, X: np.ndarray) -> None:
+        """Set ``device_``, ``shift_``, ``scale_`` and ``log_jacobian_`` from ``X``."""
+        self.device_ = resolve_device(self.device)
+        if self._standardize():
+            self.shift_ = X.mean(axis=0)
+            self.scale_ = np.maximum(X.std(axis=0), 1e-8 * max(float(X.std()), 1e-300))
+        else:
+            self.shift_ = np.zeros(X.shape[1])
+            self.scale_ = np.ones(X.shape[1])
+        # log |d z / d x| of the standardization, added to every log-density
+        self.log_jacobian_ = float(-np.log(self.scale_).sum())
 
     def _to_tensor(self, X: np.ndarray) -> torch.Tensor:
         Z = (X - self.shift_) / self.scale_

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from densbench.estimators.base import LikelihoodKind
-from densbench.estimators.training import TorchDensityEstimator, resolve_device
+from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["VAE"]
 
@@ -67,16 +67,6 @@ def _soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return hi - F.softplus(hi - (lo + F.softplus(x - lo)))
 
 
-def _mlp(d_in: int, d_out: int, hidden: int, n_layers: int) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    width = d_in
-    for _ in range(n_layers):
-        layers += [nn.Linear(width, hidden), nn.SiLU()]
-        width = hidden
-    layers.append(nn.Linear(width, d_out))
-    return nn.Sequential(*layers)
-
-
 class _VAEModule(nn.Module):
     """Encoder, decoder and the decoder likelihood ``log p(x | z)``."""
 
@@ -85,7 +75,7 @@ class _VAEModule(nn.Module):
         super().__init__()
         self.d, self.latent_dim, self.kind = d, latent_dim, decoder
         self.levels, self.variance = levels, variance
-        self.encoder = _mlp(d, 2 * latent_dim, hidden, n_layers)
+        self.encoder = mlp(d, 2 * latent_dim, hidden, n_layers)
         if decoder == "gaussian":
             out = 2 * d if variance == "output" else d
             if variance == "dimension":
@@ -94,7 +84,7 @@ class _VAEModule(nn.Module):
             out = d
         else:
             out = d * levels
-        self.decoder = _mlp(latent_dim, out, hidden, n_layers)
+        self.decoder = mlp(latent_dim, out, hidden, n_layers)
         if decoder == "gaussian" and variance == "output":
             with torch.no_grad():
                 self.decoder[-1].bias[d:] = INIT_LOG_VAR

@@ -9,8 +9,11 @@ import pandas as pd
 
 from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
 
-__all__ = ["KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards", "paired_vs_best",
-           "sample_quality_tables", "summary_table"]
+__all__ = ["IMPLICIT", "KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards",
+           "paired_vs_best", "sample_quality_tables", "summary_table"]
+
+#: A likelihood figure of an implicit model (a GAN): none exists, not a missing number.
+IMPLICIT = "-- (implicit)"
 
 KIND_LABELS = {"exact": "exact", "lower_bound": "bound", "stochastic_bound": "stoch. bound",
                "none": "none (implicit)"}
@@ -142,8 +145,10 @@ def leaderboards(df: pd.DataFrame,
             col = wide[metric].reindex(order)
             errs = se[metric].reindex(order)
             is_cost = metric in ("fit_seconds", "score_examples_per_s")
-            cells = [(_fmt_cost(v) if is_cost else format_pm(v, e))
-                     for v, e in zip(col, errs, strict=True)]
+            cells = [(_fmt_cost(v) if is_cost else
+                      IMPLICIT if kinds.get(i) == "none" and not np.isfinite(v) else
+                      format_pm(v, e))
+                     for i, v, e in zip(order, col, errs, strict=True)]
             finite = col[np.isfinite(col)]
             if not is_cost and len(finite):
                 best = finite.idxmax() if higher else finite.idxmin()
@@ -153,7 +158,8 @@ def leaderboards(df: pd.DataFrame,
             if metric == "test_loglik" and per_example:
                 vs = paired_vs_best(df, per_example, str(dataset))
                 table["vs best, paired [nats]"] = [
-                    "--" if i not in vs else "best" if vs[i].se == 0 and vs[i].mean == 0
+                    (IMPLICIT if kinds.get(i) == "none" else "--") if i not in vs
+                    else "best" if vs[i].se == 0 and vs[i].mean == 0
                     else format_pm(vs[i].mean, vs[i].se) + ("" if vs[i].significant
                                                              else " (tied)")
                     for i in order]
