@@ -105,7 +105,11 @@ def _cmd_list() -> int:
         print(f"  {name:<18} [{cls.likelihood.value}] {cls.describe()}")
     print("Datasets:")
     for name in data.names():
-        print(f"  {name:<18} {data.describe(name)}")
+        meta = data.metadata(name)
+        shape = f"{meta['dim']}-D {meta['kind']}"
+        if meta["sequence_shape"] is not None:
+            shape += ", sequences of {} x {}".format(*meta["sequence_shape"])
+        print(f"  {name:<18} [{shape}] {data.describe(name)}")
     return 0
 
 

@@ -43,6 +43,7 @@ def test_discrete_data_report_bits_per_dim_in_data_units():
     # 17 levels: a uniform model scores log2(17) = 4.09 bits/dim; a fitted one does better
     assert 0 < bpd < np.log2(17)
     assert "kl_to_truth" not in m
+    assert rec["data"]["sequence_shape"] == [8, 8]
 
 
 def test_failing_cell_is_recorded_not_raised():
