@@ -63,4 +63,4 @@ def metadata(name: str) -> dict[str, Any]:
 
 
 # Registration happens on import of each family module.
-from densbench.data import images, synthetic  # noqa: E402, F401
+from densbench.data import images, sequences, synthetic  # noqa: E402, F401
