@@ -23,33 +23,49 @@ import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.special import logsumexp
 
 from densbench.data import register
 from densbench.data.base import Dataset, Truth
 from densbench.data.synthetic import GaussianMixtureTruth, make_synthetic
 
-__all__ = ["GaussianHMMTruth", "hmm_forward", "hmm_seq"]
+__all__ = ["GaussianHMMTruth", "hmm_forward", "hmm_seq", "log_matmul"]
 
 
-def hmm_forward(log_startprob: np.ndarray, log_transmat: np.ndarray,
+def log_matmul(log_v: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """``log(exp(log_v) @ P)`` for rows ``log_v`` (n, K) and a non-negative matrix ``P``,
+    without overflow or underflow: each row is shifted by its maximum before ``exp`` (the
+    scaling of Rabiner 1989, section V.A, kept in log form). Rows of ``-inf`` give ``-inf``.
+
+    Example:
+        >>> np.exp(log_matmul(np.log([[0.5, 0.5]]) - 800.0, np.eye(2))) == 0.0  # exp underflows
+        array([[ True,  True]])
+        >>> log_matmul(np.log([[0.5, 0.5]]) - 800.0, np.eye(2)) + 800.0
+        array([[-0.69314718, -0.69314718]])
+    """
+    shift = np.max(log_v, axis=1, keepdims=True)
+    shift[~np.isfinite(shift)] = 0.0
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(log_v - shift) @ P) + shift
+
+
+def hmm_forward(startprob: np.ndarray, transmat: np.ndarray,
                 log_frameprob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The forward algorithm in log space over ``n`` sequences of ``T`` steps at once.
 
-    ``log_frameprob[i, t, k] = log p(x_it | z_it = k)`` (n, T, K); ``log_startprob`` (K,)
-    and ``log_transmat`` (K, K) (row: from, column: to) may hold ``-inf`` for impossible
-    starts and transitions. Returns ``log_alpha`` (n, T, K), with
+    ``log_frameprob[i, t, k] = log p(x_it | z_it = k)`` (n, T, K); ``startprob`` (K,) and
+    ``transmat`` (K, K) (row: from, column: to) are probabilities and may hold zeros for
+    impossible starts and transitions. Returns ``log_alpha`` (n, T, K), with
     ``log_alpha[i, t, k] = log p(x_i1..x_it, z_it = k)``, and the log-likelihoods
-    ``log p(x_i1..x_iT)`` (n,). One step costs O(n K^2); memory is O(n T K + n K^2).
+    ``log p(x_i1..x_iT)`` (n,). One step is a matrix product (:func:`log_matmul`), O(n K^2).
 
     References:
         L. R. Rabiner, "A tutorial on hidden Markov models and selected applications in
         speech recognition", Proceedings of the IEEE 77(2), 257-286, 1989 (the forward
-        procedure, eqs. 19-21, here with logsumexp in place of the scaling of section V.A).
+        procedure, eqs. 19-21, with the scaling of section V.A in log form).
 
     Example:
         >>> lf = np.log(np.array([[[0.5, 0.1], [0.2, 0.4]]]))  # one sequence, T = 2, K = 2
-        >>> _, ll = hmm_forward(np.log([0.6, 0.4]), np.log([[0.7, 0.3], [0.2, 0.8]]), lf)
+        >>> _, ll = hmm_forward(np.array([0.6, 0.4]), np.array([[0.7, 0.3], [0.2, 0.8]]), lf)
         >>> paths = [0.6 * 0.5 * 0.7 * 0.2, 0.6 * 0.5 * 0.3 * 0.4,
         ...          0.4 * 0.1 * 0.2 * 0.2, 0.4 * 0.1 * 0.8 * 0.4]
         >>> bool(np.isclose(ll[0], np.log(sum(paths))))
@@ -57,11 +73,12 @@ def hmm_forward(log_startprob: np.ndarray, log_transmat: np.ndarray,
     """
     log_frameprob = np.asarray(log_frameprob, dtype=np.float64)
     log_alpha = np.empty_like(log_frameprob)
-    log_alpha[:, 0] = log_startprob + log_frameprob[:, 0]
+    with np.errstate(divide="ignore"):
+        log_alpha[:, 0] = np.log(startprob) + log_frameprob[:, 0]
     for t in range(1, log_frameprob.shape[1]):
-        log_alpha[:, t] = (logsumexp(log_alpha[:, t - 1, :, None] + log_transmat, axis=1)
-                           + log_frameprob[:, t])
-    return log_alpha, logsumexp(log_alpha[:, -1], axis=1)
+        log_alpha[:, t] = log_matmul(log_alpha[:, t - 1], transmat) + log_frameprob[:, t]
+    K = log_frameprob.shape[2]
+    return log_alpha, log_matmul(log_alpha[:, -1], np.ones((K, 1)))[:, 0]
 
 
 def _stochastic(p: np.ndarray, owner: str, label: str) -> np.ndarray:
@@ -112,9 +129,6 @@ class GaussianHMMTruth(Truth):
         self.n_steps = int(n_steps)
         self.n_features = self._emissions.dim
         self.dim = self.n_steps * self.n_features
-        with np.errstate(divide="ignore"):
-            self._log_start = np.log(self.startprob)
-            self._log_trans = np.log(self.transmat)
         self._chol = np.linalg.cholesky(self.covs)
 
     @property
@@ -137,7 +151,7 @@ class GaussianHMMTruth(Truth):
             X.shape[0], self.n_steps, self.n_states)
 
     def log_prob(self, X: np.ndarray) -> np.ndarray:
-        return hmm_forward(self._log_start, self._log_trans, self.frame_log_prob(X))[1]
+        return hmm_forward(self.startprob, self.transmat, self.frame_log_prob(X))[1]
 
     def sample_with_states(self, n: int, rng: np.random.Generator
                            ) -> tuple[np.ndarray, np.ndarray]:

@@ -78,12 +78,15 @@ def test_density_integrates_to_one_over_two_steps():
 
 
 def test_forward_is_vectorized_over_sequences_like_one_at_a_time():
+    # and far in the tails (log-densities near -1e4 per step) it neither under- nor overflows
     rng = np.random.default_rng(0)
     lf = rng.normal(-2, 1, (7, 5, 3))
-    ls, lt = np.log(rng.dirichlet(np.ones(3))), np.log(rng.dirichlet(np.ones(3), size=3))
-    _, batch = hmm_forward(ls, lt, lf)
-    single = [hmm_forward(ls, lt, lf[i:i + 1])[1][0] for i in range(7)]
+    start, trans = rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(3), size=3)
+    _, batch = hmm_forward(start, trans, lf)
+    single = [hmm_forward(start, trans, lf[i:i + 1])[1][0] for i in range(7)]
     np.testing.assert_allclose(batch, single, rtol=1e-13)
+    _, far = hmm_forward(start, trans, lf - 1e4)
+    np.testing.assert_allclose(far, batch - 5e4, rtol=1e-13)
 
 
 def test_samples_have_the_chain_and_emission_statistics():
