@@ -31,6 +31,8 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from densbench.runner.plan import builtin_suite_names
+
     p = _Parser(prog="densbench", description="Density-estimation benchmark suite.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("list", help="list estimators and datasets")
@@ -39,7 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true", help="the default suite")
     which.add_argument("--quick", action="store_true", help="the quick smoke suite")
     which.add_argument("--suite", metavar="FILE|NAME",
-                       help="a suite TOML file, or a built-in suite (default, quick, neural)")
+                       help="a suite TOML file, or a built-in suite ("
+                            f"{', '.join(builtin_suite_names())})")
     r.add_argument("--estimators", metavar="A,B", help="only these estimators")
     r.add_argument("--datasets", metavar="X,Y", help="only these datasets")
     r.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
@@ -105,7 +108,11 @@ def _cmd_list() -> int:
         print(f"  {name:<18} [{cls.likelihood.value}] {cls.describe()}")
     print("Datasets:")
     for name in data.names():
-        print(f"  {name:<18} {data.describe(name)}")
+        meta = data.metadata(name)
+        shape = f"{meta['dim']}-D {meta['kind']}"
+        if meta["sequence_shape"] is not None:
+            shape += ", sequences of {} x {}".format(*meta["sequence_shape"])
+        print(f"  {name:<18} [{shape}] {data.describe(name)}")
     return 0
 
 

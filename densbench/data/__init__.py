@@ -12,7 +12,8 @@ from typing import Any
 from densbench.data.base import Dataset, Truth
 from densbench.registry import Registry, UnknownNameError
 
-__all__ = ["REGISTRY", "Dataset", "Truth", "describe", "load", "names", "register"]
+__all__ = ["REGISTRY", "Dataset", "Truth", "describe", "load", "metadata", "names",
+           "register"]
 
 REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset")
 register = REGISTRY.register
@@ -47,5 +48,19 @@ def describe(name: str) -> str:
     return REGISTRY.describe(name)
 
 
+def metadata(name: str) -> dict[str, Any]:
+    """Shape and kind of dataset ``name`` with its default parameters (seed 0): ``dim``,
+    ``kind``, ``levels``, ``sequence_shape`` and ``has_truth`` (it loads the dataset).
+
+    Example:
+        >>> import densbench as db
+        >>> db.data.metadata("digits")["sequence_shape"]
+        (8, 8)
+    """
+    ds = load(name)
+    return {"dim": ds.dim, "kind": ds.kind, "levels": ds.levels,
+            "sequence_shape": ds.sequence_shape, "has_truth": ds.has_truth}
+
+
 # Registration happens on import of each family module.
-from densbench.data import images, synthetic  # noqa: E402, F401
+from densbench.data import images, sequences, synthetic  # noqa: E402, F401

@@ -38,7 +38,10 @@ class Dataset:
 
     ``kind`` is ``"continuous"`` or ``"discrete"``; discrete data hold integer levels
     ``0 .. levels - 1`` in float64 arrays. ``log_prob`` is the exact true log-density where
-    known (synthetic data), else ``None``.
+    known (synthetic data), else ``None``. ``sequence_shape = (T, D)`` declares that each
+    row of length ``T * D`` is a sequence of ``T`` steps of ``D``-dimensional observations,
+    in row-major order (step ``t`` is ``row[t * D:(t + 1) * D]``); ``None`` for data that are
+    not sequences.
     """
 
     name: str
@@ -51,6 +54,7 @@ class Dataset:
     truth: Truth | None = None
     params: dict[str, Any] = field(default_factory=dict)
     image_shape: tuple[int, ...] | None = None
+    sequence_shape: tuple[int, int] | None = None
     labels: dict[str, np.ndarray] | None = None
     description: str = ""
     protocol_notes: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +66,14 @@ class Dataset:
                 raise ValueError(f"dataset {self.name}: {split} must be a float64 (n, d) array")
         if self.kind == "discrete" and not self.levels:
             raise ValueError(f"dataset {self.name}: discrete data need a number of levels")
+        if self.sequence_shape is not None:
+            shape = tuple(self.sequence_shape)
+            ok = (len(shape) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                          and v >= 1 for v in shape))
+            if not ok or shape[0] * shape[1] != self.dim:
+                raise ValueError(f"dataset {self.name}: sequence_shape must be (T, D) with "
+                                 f"T * D = {self.dim} columns; got {self.sequence_shape!r}")
+            object.__setattr__(self, "sequence_shape", shape)
 
     @property
     def dim(self) -> int:

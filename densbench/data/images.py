@@ -17,6 +17,8 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
     The split is a seeded permutation of the 1797 images: ``n_test`` test rows, ``n_val``
     validation rows, the rest (1257 by default) for training. Pixel values are the integer
     levels 0..16; continuous estimators see them dequantized (``data/transforms.py``).
+    Sequence models read each image as 8 steps (its rows, top to bottom) of 8 pixels
+    (``sequence_shape = (8, 8)``).
 
     References:
         Alpaydin & Kaynak (1998), Optical Recognition of Handwritten Digits, UCI ML Repository.
@@ -46,6 +48,7 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
         kind="discrete", levels=17,
         params={"n_val": n_val, "n_test": n_test},
         image_shape=(8, 8),
+        sequence_shape=(8, 8),  # read as a sequence: 8 rows of 8 pixels, top to bottom
         labels={"train": y[train_idx], "val": y[val_idx], "test": y[test_idx]},
         description="8x8 digits, 17 levels",
         protocol_notes={"source": "scikit-learn load_digits (1797 images of 8x8, levels 0-16)",

@@ -91,11 +91,13 @@ def _check_seed(name: str, label: str, value: Any) -> int:
 
 
 def make_synthetic(name: str, truth: Truth, seed: int, n_train: int, n_val: int, n_test: int,
-                   params: dict[str, Any]) -> Dataset:
+                   params: dict[str, Any], *,
+                   sequence_shape: tuple[int, int] | None = None) -> Dataset:
     """Draw the train, val and test splits (in that order) of ``truth`` for ``seed``.
 
     The draws come from ``split_rng(name, seed)``; the truth itself is fixed by the caller.
-    ``params`` is stored on the dataset as given (every loader parameter, for provenance).
+    ``params`` is stored on the dataset as given (every loader parameter, for provenance);
+    ``sequence_shape`` is the dataset's (T, D) when its rows are sequences.
     Sizes must be ints >= 1 and ``seed`` an int >= 0 (ValueError naming ``name`` otherwise).
 
     Example:
@@ -111,7 +113,7 @@ def make_synthetic(name: str, truth: Truth, seed: int, n_train: int, n_val: int,
     train, val, test = (np.ascontiguousarray(truth.sample(sizes[label], rng), dtype=np.float64)
                         for label in ("n_train", "n_val", "n_test"))
     return Dataset(name=name, seed=seed, train=train, val=val, test=test, kind="continuous",
-                   truth=truth, params=dict(params),
+                   truth=truth, params=dict(params), sequence_shape=sequence_shape,
                    description=f"synthetic {name}, {truth.dim}-D, exact density")
 
 

@@ -52,6 +52,7 @@ def names() -> list[str]:
 # The registry: one line per estimator.
 from densbench.estimators.gaussian import DiagGaussian, Gaussian  # noqa: E402
 from densbench.estimators.gmm import GMM  # noqa: E402
+from densbench.estimators.hmm import HMM  # noqa: E402
 from densbench.estimators.kde import KDE  # noqa: E402
 from densbench.estimators.linear import PPCA, FactorAnalysis  # noqa: E402
 
@@ -61,6 +62,7 @@ _register("ppca", PPCA)
 _register("factor_analysis", FactorAnalysis)
 _register("kde", KDE)
 _register("gmm", GMM)
+_register("hmm", HMM)
 from densbench.estimators.flows import MAF, NSF, RealNVP  # noqa: E402
 
 _register("maf", MAF)

@@ -18,6 +18,7 @@ from scipy.special import logsumexp
 
 from densbench.estimators.base import DensityEstimator
 from densbench.estimators.gaussian import covariance_cholesky, gaussian_logpdf
+from densbench.estimators.selection import check_sizes, select_size
 
 __all__ = ["GMM"]
 
@@ -106,12 +107,7 @@ class GMM(DensityEstimator):
         return {"n_components": 2, "max_iter": 50}
 
     def _validate_params(self) -> None:
-        k = self.n_components
-        ok = _is_int(k) or (isinstance(k, list | tuple) and len(k) > 0
-                            and all(_is_int(v) for v in k))
-        if not ok:
-            raise self._bad_param("n_components", "an int >= 1 or a non-empty list of ints "
-                                  ">= 1", k)
+        check_sizes(self, "n_components")
         if self.covariance_type not in _COVARIANCE_TYPES:
             raise self._bad_param("covariance_type", "one of 'full', 'diag'",
                                   self.covariance_type)
@@ -143,29 +139,15 @@ class GMM(DensityEstimator):
         if not candidates:
             raise ValueError(f"{self.name}: every n_components candidate exceeds the number "
                              f"of training rows ({n})")
-        self.selection_criterion_ = "val_loglik" if X_val is not None else "bic"
-        self.selection_ = []
-        best: tuple[float, int, tuple[Any, ...]] | None = None
-        since_best = 0
-        for k in candidates:
+
+        def fit(k: int) -> tuple[Any, ...]:
             self._set_state(self._em(X, k))
-            if X_val is not None:
-                value = float(np.mean(self._score_samples(X_val)))
-                gain = value
-            else:
-                value = (-2.0 * float(np.sum(self._score_samples(X)))
-                         + self._n_parameters() * math.log(n))
-                gain = -value
-            self.selection_.append((k, value))
-            if best is None or gain > best[0]:
-                best, since_best = (gain, k, self._get_state()), 0
-            else:
-                since_best += 1
-                if since_best >= self.selection_patience:
-                    break
-        assert best is not None
-        self.n_components_ = best[1]
-        self._set_state(best[2])
+            return self._get_state()
+
+        chosen = select_size(self, candidates, fit, X, X_val, int(self.selection_patience))
+        self.n_components_ = chosen.size
+        self.selection_, self.selection_criterion_ = chosen.tried, chosen.criterion
+        self._set_state(chosen.state)
 
     def _em(self, X: np.ndarray, k: int) -> tuple[Any, ...]:
         from sklearn.exceptions import ConvergenceWarning

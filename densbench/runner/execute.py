@@ -136,13 +136,16 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                                json.dumps(cell.dataset.params, sort_keys=True), cell.seed)
             cls = estimators.get(cell.estimator.name)
             params = dict(cell.estimator.params)
-            # data-dependent defaults: the seed, and the number of levels of discrete data
-            # for estimators that model them natively
+            # data-dependent defaults: the seed, the number of levels of discrete data for
+            # estimators that model them natively, and the (T, D) of sequence data for
+            # estimators that read rows as sequences
             if "random_state" in cls._get_param_names():
                 params.setdefault("random_state", cell.seed)
             if (cls.discrete_native and ds.kind == "discrete"
                     and "levels" in cls._get_param_names()):
                 params.setdefault("levels", ds.levels)
+            if ds.sequence_shape is not None and "sequence_shape" in cls._get_param_names():
+                params.setdefault("sequence_shape", list(ds.sequence_shape))
             est = estimators.make(cell.estimator.name, **params)
             prep = prepare(ds, discrete_native=cls.discrete_native, seed=cell.seed)
             record.update({
@@ -150,6 +153,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                 "figure": prep.figure if cls.likelihood.value != "none" else None,
                 "transform": prep.transform,
                 "data": {"dim": ds.dim, "kind": ds.kind, "levels": ds.levels,
+                         "sequence_shape": (None if ds.sequence_shape is None
+                                            else list(ds.sequence_shape)),
                          "n_train": len(ds.train), "n_val": len(ds.val),
                          "n_test": len(ds.test), "has_truth": ds.has_truth},
                 "effective_params": _jsonable(est.get_params()),

@@ -35,7 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "load_suite"]
+__all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names", "load_suite"]
 
 
 class SuiteError(ValueError):
@@ -234,8 +234,14 @@ def load_suite(path: str | Path) -> Suite:
     return parse_suite(text, str(p))
 
 
+def builtin_suite_names() -> list[str]:
+    """The suites shipped in ``densbench/suites``, one TOML file each."""
+    return sorted(f.name.removesuffix(".toml") for f in
+                  resources.files("densbench.suites").iterdir() if f.name.endswith(".toml"))
+
+
 def builtin_suite(name: str) -> Suite:
-    """A suite shipped in ``densbench/suites`` ("default", "quick" or "neural").
+    """A suite shipped in ``densbench/suites`` (see :func:`builtin_suite_names`).
 
     Example:
         >>> s = builtin_suite("quick")
@@ -244,5 +250,6 @@ def builtin_suite(name: str) -> Suite:
     """
     res = resources.files("densbench.suites").joinpath(f"{name}.toml")
     if not res.is_file():
-        raise SuiteError(f"no built-in suite {name!r}; known: default, neural, quick")
+        raise SuiteError(f"no built-in suite {name!r}; known: "
+                         f"{', '.join(builtin_suite_names())}")
     return parse_suite(res.read_text(), f"densbench/suites/{name}.toml")

@@ -10,6 +10,7 @@ def test_digits_split_is_fixed_disjoint_and_complete():
     np.testing.assert_array_equal(a.test, b.test)
     assert not np.array_equal(a.test, c.test)
     assert a.kind == "discrete" and a.levels == 17 and a.image_shape == (8, 8)
+    assert a.sequence_shape == (8, 8)  # 8 rows of 8 pixels, for sequence models
     allx = np.vstack([a.train, a.val, a.test])
     assert set(np.unique(allx)) <= set(range(17))
     # every image exactly once: compare with the bundled data as multisets of rows

@@ -43,6 +43,21 @@ def test_discrete_data_report_bits_per_dim_in_data_units():
     # 17 levels: a uniform model scores log2(17) = 4.09 bits/dim; a fitted one does better
     assert 0 < bpd < np.log2(17)
     assert "kl_to_truth" not in m
+    assert rec["data"]["sequence_shape"] == [8, 8]
+
+
+def test_sequence_shape_is_filled_from_the_dataset_and_recorded():
+    small = {"n_train": 200, "n_val": 50, "n_test": 50, "n_steps": 4}
+    rec = run_cell(Cell(Spec("hmm", {"n_states": 3, "n_iter": 20}), Spec("hmm_seq", small), 0))
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["data"]["sequence_shape"] == [4, 2]
+    assert rec["effective_params"]["sequence_shape"] == [4, 2]
+    assert "kl_to_truth" in metrics_of(rec)
+    # a dataset without sequence metadata leaves the estimator's default (None)
+    rec = run_cell(Cell(Spec("hmm", {"n_states": 2}), Spec("banana", SMALL), 0))
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["data"]["sequence_shape"] is None
+    assert rec["effective_params"]["sequence_shape"] is None
 
 
 def test_failing_cell_is_recorded_not_raised():
