@@ -1,14 +1,19 @@
-"""Cost measurement: wall-clock stopwatch, peak resident memory, threads."""
+"""Cost measurement: wall-clock stopwatch, peak resident memory, threads, and the
+machine's arithmetic rates (matrix product, exp) that throughput figures are compared with.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
-__all__ = ["PeakMemory", "Stopwatch", "current_rss_bytes", "thread_count"]
+__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "current_rss_bytes", "exp_rate",
+           "gemm_rate", "thread_count"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -79,3 +84,62 @@ def thread_count() -> int:
     import torch
 
     return int(torch.get_num_threads())
+
+
+def blas_thread_count() -> int:
+    """Threads of the BLAS libraries loaded in this process (the largest, as
+    threadpoolctl reports it; 0 when none is loaded)."""
+    from threadpoolctl import threadpool_info
+
+    return max((int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"),
+               default=0)
+
+
+def _best_seconds(fn: Any, repeats: int) -> float:
+    fn()  # warm-up: first-touch page faults, thread start-up
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def gemm_rate(dtype: Any = None, n: int = 1024, repeats: int = 5) -> float:
+    """Floating-point operations per second (``2 n^3`` per product) of an ``n x n`` PyTorch
+    matrix product into a preallocated output, best of ``repeats``, on the threads PyTorch
+    uses now. ``dtype`` defaults to ``torch.float64``.
+
+    Example:
+        >>> import torch
+        >>> gemm_rate(torch.float32, n=64, repeats=1) > 0
+        True
+    """
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn((n, n), generator=gen, dtype=dtype)
+    b = torch.randn((n, n), generator=gen, dtype=dtype)
+    out = torch.empty((n, n), dtype=dtype)
+    return 2.0 * n ** 3 / _best_seconds(lambda: torch.mm(a, b, out=out), repeats)
+
+
+def exp_rate(dtype: Any = None, n: int = 1 << 19, low: float = -700.0,
+             repeats: int = 5) -> float:
+    """Exponentials per second of PyTorch's ``exp`` on ``n`` arguments spread over
+    ``[low, 0]``, into a preallocated output (4 MiB in float64 by default: cache-resident,
+    like a block of :func:`densbench.estimators.kde.log_kernel_sums`), best of
+    ``repeats``. Arguments below about -708 (float64) or -87 (float32) would measure the
+    slow subnormal path instead.
+
+    Example:
+        >>> exp_rate(n=1024, repeats=1) > 0
+        True
+    """
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+    x = torch.linspace(low, 0.0, n, dtype=dtype)
+    out = torch.empty_like(x)
+    return n / _best_seconds(lambda: torch.exp(x, out=out), repeats)
