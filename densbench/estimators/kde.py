@@ -9,35 +9,35 @@ It is evaluated exactly (no tree, no truncation) in PyTorch float64 by
 point x is ``s ||z||^2 + s (||x||^2 - 2 z.x)``; the first term is constant along a row, so
 only ``s (||x||^2 - 2 z.x) - c(z)`` is formed, as ONE matrix product of augmented rows
 ``[-2 s z, -c(z), s] . [x, 1, ||x||^2]`` written into a preallocated block buffer (the
-training side ``[x, 1, ||x||^2]`` is built once, at fit). The shift ``c(z)`` is the
-largest logit over a fixed pilot subset of the training points (:data:`PILOT_POINTS`), a
-lower bound of the row's largest logit, so the row's largest shifted term is >= 1 and its
-sum cannot underflow. Per block the work is then three passes over a cache-resident buffer:
-clamp at :data:`EXP_FLOOR`, ``exp`` and a row sum, all in place. A row whose sum overflows
-(its nearest training point far nearer than every pilot point, by more than ~700 nats) is
-computed again with the exact largest logit as its shift, so the result is exact in every
-case. An ``n_query x n_train`` matrix never exists: the data are centred on the training
+training side ``[x, 1, ||x||^2]`` is built once, at fit). The shift ``c(z)`` starts
+as the largest logit over a fixed pilot subset of the training points
+(:data:`PILOT_POINTS`), a lower bound of the row's largest logit, so the row's largest
+shifted term is >= 1 and its sum cannot underflow. Per block the work is then four passes
+over a cache-resident buffer, all in place: the row maxima, clamp at :data:`EXP_FLOOR`,
+``exp`` and the row sums. Where a block's row maximum exceeds the shift by more than
+:data:`_RAISE_ABOVE` nats (the pilot missed the nearest points: common in 64-D), that row's
+shift is raised to it and its sum so far rescaled (an online logsumexp that moves only when
+it must), so no term overflows and the result is exact in every case. An ``n_query x n_train`` matrix never exists: the data are centred on the training
 mean first (so the expansion loses no accuracy) and processed in blocks of at most
 :data:`BLOCK_BYTES` bytes.
 
-Threads: with ``torch.get_num_threads()`` = T > 1, T worker threads (kept between calls)
-each take whole row blocks and run single-threaded PyTorch on them, each with its own
-block buffer; see :func:`log_kernel_sums`.
+Threads: with ``torch.get_num_threads()`` = T > 1, T worker threads (kept between calls,
+:func:`densbench.parallel.run_workers`) each take whole row blocks and run single-threaded
+PyTorch on them, each with its own block buffer; see :func:`log_kernel_sums`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from densbench.estimators.base import DensityEstimator
+from densbench.parallel import run_workers
 
 __all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "EXP_FLOOR", "KDE", "PILOT_POINTS",
            "augment_train", "log_kernel_sums"]
@@ -61,9 +61,10 @@ PILOT_POINTS = 64
 #: about -708 (a subnormal or zero result) runs ~20x slower in PyTorch, and exp(-700) =
 #: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
 EXP_FLOOR = -700.0
-#: A row sum outside [_SUM_MIN, inf) is computed again with the exact shift (the largest
-#: term is >= 1 by construction; the margin covers the rounding of the shift).
-_SUM_MIN = 0.5
+#: A row's shift is raised when a block's largest shifted logit exceeds this: every term
+#: then stays below e^600 (no sum of fewer than e^100 terms overflows), and a row whose
+#: pilot shift is good (most rows) never pays for the extra pass.
+_RAISE_ABOVE = 600.0
 
 
 def augment_train(train: np.ndarray) -> torch.Tensor:
@@ -100,8 +101,11 @@ def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
               xa: torch.Tensor, buf: torch.Tensor, work: torch.Tensor | None,
               cb: int) -> torch.Tensor:
     """``sum_j exp(max(s (||x_j||^2 - 2 z.x_j) - shift, EXP_FLOOR))`` per row of ``zp =
-    [-2 z, 0, 1]`` (q, d + 2) and per scale s: shape (q, n_scales); ``shifts`` is
-    (q, n_scales). ``work`` (the size of ``buf``) is needed for more than one scale."""
+    [-2 z, 0, 1]`` (q, d + 2) and per scale s: shape (q, n_scales). ``shifts`` (q,
+    n_scales) holds lower bounds of each row's largest logit; a shift is raised in place
+    to a block's largest logit where that exceeds it by more than :data:`_RAISE_ABOVE`
+    (the sum so far is rescaled), so no term overflows. ``work`` (the size of ``buf``) is
+    needed for more than one scale."""
     q, d = zp.shape[0], zp.shape[1] - 2
     n_s = len(scales)
     sums = torch.zeros((n_s, q), dtype=torch.float64)
@@ -122,6 +126,16 @@ def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
                 assert work is not None
                 logits = torch.add(-shifts[:, j:j + 1], block, alpha=float(s),
                                    out=work[:q * k].view(q, k))
+            torch.amax(logits, dim=1, out=part)
+            if bool((part > _RAISE_ABOVE).any()):
+                # the block holds terms far above the shift (the pilot missed the nearest
+                # points): raise those rows' shifts to the block's largest logit
+                rise = torch.where(part > _RAISE_ABOVE, part, 0.0)
+                logits.sub_(rise[:, None])
+                sums[j].mul_(torch.exp(-rise))
+                shifts[:, j].add_(rise)
+                if n_s == 1:
+                    za[:, d] = -shifts[:, 0]
             torch.sum(logits.clamp_(min=EXP_FLOOR).exp_(), dim=1, out=part)
             sums[j].add_(part)
     return sums.T
@@ -169,10 +183,13 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     workers = torch.get_num_threads() if threads is None else max(1, int(threads))
     cb = min(block_train or BLOCK_TRAIN, m)
     rb = block_rows or max(1, block_bytes // (8 * cb))
-    # at least 2 row blocks per worker when there are several: a worker that the OS holds
-    # back leaves its second block to the others (more, smaller blocks would make the
-    # product less efficient: digits' 360 rows ran 25% slower in 45-row blocks)
-    rb = min(rb, n, -(-n // (2 * workers)) if workers > 1 else n)
+    if workers > 1:
+        # 2 row blocks per worker, so that a worker the OS holds back leaves its second
+        # block to the others; 1 where the blocks would get small (under 128 rows the
+        # product loses speed: digits' 360 rows took 2.5 ms in 90-row blocks, 2.3 in one)
+        per_worker = 2 if n >= 2 * workers * 128 else 1
+        rb = min(rb, -(-n // (per_worker * workers)))
+    rb = min(rb, n)
     pilot = xa[::max(1, m // PILOT_POINTS)]
     starts = iter(range(0, n, rb))
     lock = threading.Lock()
@@ -186,19 +203,11 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
                 return
             out[r0:r0 + rb] = _row_block(zt[r0:r0 + rb], xa, pilot, scales, buffers, cb)
 
-    if workers == 1 or n <= rb:
-        work()
-        return out
-    # Each worker thread runs single-threaded PyTorch on whole row blocks: no barrier per
-    # operation. (With PyTorch's own threads, each clamp, exp and sum of a block waits for
-    # both cores; on a busy machine those waits, not the arithmetic, set the time: 2-D
-    # scoring ran 10-40x slower than on one thread.)
-    before = torch.get_num_threads()
-    try:
-        for fut in [_pool(workers).submit(work) for _ in range(workers)]:
-            fut.result()
-    finally:
-        torch.set_num_threads(before)  # the default for new threads (see _single_thread)
+    if n <= rb:
+        workers = 1  # one block: nothing to share
+    # each worker thread runs single-threaded PyTorch on whole row blocks: no barrier per
+    # operation, so a thread held back by a busy machine delays only its own blocks
+    run_workers(work, workers)
     return out
 
 
@@ -229,38 +238,6 @@ def _buffers(block: int, query: int, second: bool) -> _Buffers:
     return bufs
 
 
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _single_thread() -> None:
-    # per thread: the OpenMP and MKL thread counts of THIS thread; the process-wide
-    # default for threads not yet started is also set, and put back by the caller
-    torch.set_num_threads(1)
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """The worker threads of :func:`log_kernel_sums`, kept (with their buffers) between
-    calls; made anew when the thread count changes."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != workers:
-            if _POOL is not None:
-                _POOL[1].shutdown(wait=False)
-            _POOL = (workers, ThreadPoolExecutor(max_workers=workers,
-                                                 thread_name_prefix="densbench-kde",
-                                                 initializer=_single_thread))
-        return _POOL[1]
-
-
-def _forget_pool() -> None:
-    global _POOL
-    _POOL = None  # a forked child has none of the parent's threads
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
 def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor,
                scales: list[float], buffers: _Buffers, cb: int) -> np.ndarray:
     """The log kernel sums of the query rows ``zb`` (q, d) for every scale: (q, n_scales)."""
@@ -274,16 +251,6 @@ def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor,
     # the pilot's largest logit per row and scale (s < 0: at the nearest pilot point)
     shifts = torch.outer(_nearest(zp, pilot, buf, cb), s_t)
     sums = _exp_sums(zp, scales, shifts, xa, buf, buffers.work, cb)
-    bad = ~(sums >= _SUM_MIN) | torch.isinf(sums)
-    if bool(bad.any()):  # rare: the exact largest logit as the shift, for these rows
-        rows = torch.nonzero(bad.any(dim=1)).squeeze(1)
-        nearest = _nearest(zp[rows], xa, buf, cb)
-        for j, s in enumerate(scales):
-            r = rows[bad[rows, j]]
-            if r.numel():
-                exact = s * nearest[bad[rows, j]]
-                shifts[r, j] = exact
-                sums[r, j] = _exp_sums(zp[r], [s], exact[:, None], xa, buf, None, cb)[:, 0]
     z_sq = torch.sum(zb * zb, dim=1, keepdim=True)
     return (shifts + z_sq * s_t + torch.log(sums)).numpy()
 

@@ -105,41 +105,77 @@ def _best_seconds(fn: Any, repeats: int) -> float:
     return best
 
 
-def gemm_rate(dtype: Any = None, n: int = 1024, repeats: int = 5) -> float:
+def _rate(make_op: Any, work: float, repeats: int, workers: int | None) -> float:
+    """``work`` units per second of the operation that ``make_op()`` returns: on
+    PyTorch's own threads (``workers`` None), or ``workers`` copies at once, one per
+    worker thread of :func:`densbench.parallel.run_workers` (each single-threaded)."""
+    if workers is None:
+        return work / _best_seconds(make_op(), repeats)
+    from densbench.parallel import run_workers
+
+    ops = [make_op() for _ in range(workers)]
+    free = iter(range(0))
+    lock = threading.Lock()
+
+    def one() -> None:
+        with lock:
+            i = next(free)
+        ops[i]()
+
+    def all_at_once() -> None:
+        nonlocal free
+        free = iter(range(workers))
+        run_workers(one, workers, together=True)
+
+    return workers * work / _best_seconds(all_at_once, repeats)
+
+
+def gemm_rate(dtype: Any = None, n: int = 1024, repeats: int = 5,
+              workers: int | None = None) -> float:
     """Floating-point operations per second (``2 n^3`` per product) of an ``n x n`` PyTorch
-    matrix product into a preallocated output, best of ``repeats``, on the threads PyTorch
-    uses now. ``dtype`` defaults to ``torch.float64``.
+    matrix product into a preallocated output, best of ``repeats``: on the threads PyTorch
+    uses now (``workers`` None), or ``workers`` products at once, each on one worker thread
+    (the way :func:`densbench.estimators.kde.log_kernel_sums` runs). ``dtype`` defaults to
+    ``torch.float64``.
 
     Example:
         >>> import torch
-        >>> gemm_rate(torch.float32, n=64, repeats=1) > 0
+        >>> gemm_rate(torch.float32, n=64, repeats=1) > 0 < gemm_rate(n=64, workers=2)
         True
     """
     import torch
 
     dtype = torch.float64 if dtype is None else dtype
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn((n, n), generator=gen, dtype=dtype)
-    b = torch.randn((n, n), generator=gen, dtype=dtype)
-    out = torch.empty((n, n), dtype=dtype)
-    return 2.0 * n ** 3 / _best_seconds(lambda: torch.mm(a, b, out=out), repeats)
+
+    def make_op() -> Any:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn((n, n), generator=gen, dtype=dtype)
+        b = torch.randn((n, n), generator=gen, dtype=dtype)
+        out = torch.empty((n, n), dtype=dtype)
+        return lambda: torch.mm(a, b, out=out)
+
+    return _rate(make_op, 2.0 * n ** 3, repeats, workers)
 
 
 def exp_rate(dtype: Any = None, n: int = 1 << 19, low: float = -700.0,
-             repeats: int = 5) -> float:
+             repeats: int = 5, workers: int | None = None) -> float:
     """Exponentials per second of PyTorch's ``exp`` on ``n`` arguments spread over
     ``[low, 0]``, into a preallocated output (4 MiB in float64 by default: cache-resident,
     like a block of :func:`densbench.estimators.kde.log_kernel_sums`), best of
-    ``repeats``. Arguments below about -708 (float64) or -87 (float32) would measure the
-    slow subnormal path instead.
+    ``repeats``; threads as in :func:`gemm_rate`. Arguments below about -708 (float64)
+    or -87 (float32) would measure the slow subnormal path instead.
 
     Example:
-        >>> exp_rate(n=1024, repeats=1) > 0
+        >>> exp_rate(n=1024, repeats=1) > 0 < exp_rate(n=1024, workers=2)
         True
     """
     import torch
 
     dtype = torch.float64 if dtype is None else dtype
-    x = torch.linspace(low, 0.0, n, dtype=dtype)
-    out = torch.empty_like(x)
-    return n / _best_seconds(lambda: torch.exp(x, out=out), repeats)
+
+    def make_op() -> Any:
+        x = torch.linspace(low, 0.0, n, dtype=dtype)
+        out = torch.empty_like(x)
+        return lambda: torch.exp(x, out=out)
+
+    return _rate(make_op, float(n), repeats, workers)

@@ -105,7 +105,7 @@ def test_2d_matches_the_direct_sum_across_many_blocks():
 def test_a_query_far_from_every_pilot_point_is_still_exact():
     # 1001 training points near 0 and one at (50, 0), at an index the pilot subset (every
     # 15th point) skips: against the nearest pilot point the query's own kernel term
-    # would be e^125000 and overflow, so that row is summed again with the exact shift
+    # would be e^125000 and overflow, so that row's shift must be raised on the way
     rng = np.random.default_rng(0)
     X = rng.normal(scale=0.1, size=(1002, 2))
     X[7] = [50.0, 0.0]
