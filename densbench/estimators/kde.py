@@ -11,15 +11,16 @@ only ``s (||x||^2 - 2 z.x) - c(z)`` is formed, as ONE matrix product of augmente
 ``[-2 s z, -c(z), s] . [x, 1, ||x||^2]`` written into a preallocated block buffer (the
 training side ``[x, 1, ||x||^2]`` is built once, at fit). The shift ``c(z)`` starts
 as the largest logit over a fixed pilot subset of the training points
-(:data:`PILOT_POINTS`), a lower bound of the row's largest logit, so the row's largest
-shifted term is >= 1 and its sum cannot underflow. Per block the work is then four passes
+(:data:`PILOT_POINTS`; with a single block of training points, that block's own largest
+logit), a lower bound of the row's largest logit, so the row's largest shifted term is
+>= 1 and its sum cannot underflow. Per block the work is then four passes
 over a cache-resident buffer, all in place: the row maxima, clamp at :data:`EXP_FLOOR`,
 ``exp`` and the row sums. Where a block's row maximum exceeds the shift by more than
 :data:`_RAISE_ABOVE` nats (the pilot missed the nearest points: common in 64-D), that row's
 shift is raised to it and its sum so far rescaled (an online logsumexp that moves only when
-it must), so no term overflows and the result is exact in every case. An ``n_query x n_train`` matrix never exists: the data are centred on the training
-mean first (so the expansion loses no accuracy) and processed in blocks of at most
-:data:`BLOCK_BYTES` bytes.
+it must), so no term overflows and the result is exact in every case. An ``n_query x
+n_train`` matrix never exists: the data are centred on the training mean first (so the
+expansion loses no accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
 
 Threads: with ``torch.get_num_threads()`` = T > 1, T worker threads (kept between calls,
 :func:`densbench.parallel.run_workers`) each take whole row blocks and run single-threaded
@@ -99,13 +100,14 @@ def _nearest(zp: torch.Tensor, xa: torch.Tensor, buf: torch.Tensor, cb: int) -> 
 
 def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
               xa: torch.Tensor, buf: torch.Tensor, work: torch.Tensor | None,
-              cb: int) -> torch.Tensor:
+              cb: int, exact_first: bool) -> torch.Tensor:
     """``sum_j exp(max(s (||x_j||^2 - 2 z.x_j) - shift, EXP_FLOOR))`` per row of ``zp =
     [-2 z, 0, 1]`` (q, d + 2) and per scale s: shape (q, n_scales). ``shifts`` (q,
     n_scales) holds lower bounds of each row's largest logit; a shift is raised in place
     to a block's largest logit where that exceeds it by more than :data:`_RAISE_ABOVE`
-    (the sum so far is rescaled), so no term overflows. ``work`` (the size of ``buf``) is
-    needed for more than one scale."""
+    (the sum so far is rescaled), so no term overflows; with ``exact_first`` the shifts
+    (zeros on entry) are set to the first block's largest logits instead. ``work`` (the
+    size of ``buf``) is needed for more than one scale."""
     q, d = zp.shape[0], zp.shape[1] - 2
     n_s = len(scales)
     sums = torch.zeros((n_s, q), dtype=torch.float64)
@@ -127,7 +129,13 @@ def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
                 logits = torch.add(-shifts[:, j:j + 1], block, alpha=float(s),
                                    out=work[:q * k].view(q, k))
             torch.amax(logits, dim=1, out=part)
-            if bool((part > _RAISE_ABOVE).any()):
+            if c0 == 0 and exact_first:  # no pilot: the first block sets every shift
+                rise = part.clone()
+                logits.sub_(rise[:, None])
+                shifts[:, j].add_(rise)
+                if n_s == 1:
+                    za[:, d] = -shifts[:, 0]
+            elif bool((part > _RAISE_ABOVE).any()):
                 # the block holds terms far above the shift (the pilot missed the nearest
                 # points): raise those rows' shifts to the block's largest logit
                 rise = torch.where(part > _RAISE_ABOVE, part, 0.0)
@@ -190,7 +198,8 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
         per_worker = 2 if n >= 2 * workers * 128 else 1
         rb = min(rb, -(-n // (per_worker * workers)))
     rb = min(rb, n)
-    pilot = xa[::max(1, m // PILOT_POINTS)]
+    # with one training block, that block's own maxima are the exact shifts: no pilot
+    pilot = xa[::max(1, m // PILOT_POINTS)] if m > cb else None
     starts = iter(range(0, n, rb))
     lock = threading.Lock()
 
@@ -238,7 +247,7 @@ def _buffers(block: int, query: int, second: bool) -> _Buffers:
     return bufs
 
 
-def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor,
+def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor | None,
                scales: list[float], buffers: _Buffers, cb: int) -> np.ndarray:
     """The log kernel sums of the query rows ``zb`` (q, d) for every scale: (q, n_scales)."""
     q, d = zb.shape
@@ -248,9 +257,11 @@ def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor,
     zp = buffers.zp[:q * (d + 2)].view(q, d + 2)
     torch.mul(zb, -2.0, out=zp[:, :d])
     zp[:, d], zp[:, d + 1] = 0.0, 1.0
-    # the pilot's largest logit per row and scale (s < 0: at the nearest pilot point)
-    shifts = torch.outer(_nearest(zp, pilot, buf, cb), s_t)
-    sums = _exp_sums(zp, scales, shifts, xa, buf, buffers.work, cb)
+    if pilot is None:
+        shifts = torch.zeros((q, len(scales)), dtype=torch.float64)
+    else:  # the pilot's largest logit per row and scale (s < 0: at the nearest pilot point)
+        shifts = torch.outer(_nearest(zp, pilot, buf, cb), s_t)
+    sums = _exp_sums(zp, scales, shifts, xa, buf, buffers.work, cb, pilot is None)
     z_sq = torch.sum(zb * zb, dim=1, keepdim=True)
     return (shifts + z_sq * s_t + torch.log(sums)).numpy()
 

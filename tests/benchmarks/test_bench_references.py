@@ -16,10 +16,10 @@ KDE entries also record the floor that the arithmetic sets on this machine: ``2 
 flops of the distance product at the measured float64 matrix-product rate plus ``n m``
 exponentials at the measured float64 exp rate (:func:`densbench.metrics.timing.gemm_rate`
 and :func:`~densbench.metrics.timing.exp_rate`, measured right after the timed rounds with
-the same threads run the same way: one single-threaded PyTorch per worker thread), the fraction of it reached (floor time / best time), and the largest
-absolute difference from a direct float64 computation (the definition with explicit
-differences; scikit-learn's KernelDensity is not a reference: it is off by hundreds of nats
-on digits).
+the same threads run the same way: one single-threaded PyTorch per worker thread), the
+fraction of it reached (floor time / best time), and the largest absolute difference from a
+direct float64 computation (the definition with explicit differences; scikit-learn's
+KernelDensity is not a reference: it is off by hundreds of nats on digits).
 """
 
 from __future__ import annotations
