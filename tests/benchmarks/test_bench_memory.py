@@ -3,8 +3,9 @@ never exist (group ``kde-memory``).
 
 A child Python process fits ``kde`` (bandwidth 0.1) on 1,000,000 2-D training points,
 scores the query points, checks a few rows against the direct float64 sum, and reports its
-own peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), so that the
-benchmark process's memory does not count. The peak must stay within 2 GB (asserted).
+own peak resident memory (``VmHWM`` of ``/proc/self/status``; elsewhere ``ru_maxrss``), so
+that the benchmark process's memory does not count. (On Linux ``ru_maxrss`` survives exec:
+a child started from a 2.7 GB pytest process reported 2.7 GB.) The peak must stay within 2 GB (asserted).
 
 Sizes: with ``DENSBENCH_BENCH_FULL=1`` (set by ``tox -e bench``) 100,000 query points,
 1e11 kernel terms, minutes on 2 cores; otherwise (the CI's one-round pass over the
@@ -45,8 +46,18 @@ sq = ((Z[rows, None, :] - X[None, :, :]) ** 2).sum(-1) / (2 * 0.01)
 top = -sq.min(axis=1)
 direct = (top + np.log(np.exp(-sq - top[:, None]).sum(axis=1)) - math.log(n_train)
           - math.log(2 * math.pi * 0.01))
+def peak_rss():
+    # VmHWM: the peak of THIS program's memory. ru_maxrss would not do: Linux carries it
+    # over exec from the forking parent (a pytest process of 2.7 GB read as the child's)
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({
-    "maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "maxrss_bytes": peak_rss(),
     "seconds": seconds, "finite": bool(np.isfinite(got).all()),
     "max_abs_diff_direct": float(np.max(np.abs(got[rows] - direct)))}))
 """
@@ -65,7 +76,9 @@ def run_child() -> dict:
 def test_kde_memory_bound(benchmark):
     """Peak RSS of scoring N_QUERY x 1,000,000 2-D points. Measured on the 2-core
     development machine (2 threads): full size 448 MB peak RSS in 284 s of scoring (beside
-    other jobs), max |difference| from the direct sum 9e-15; 1,000,000 x 2,000: 441 MB."""
+    other jobs; read as ru_maxrss, an upper bound that includes the pytest parent's RSS at
+    fork), max |difference| from the direct sum 9e-15; 1,000,000 x 2,000: 442 MB (VmHWM,
+    also under a 2.4 GB parent)."""
     benchmark.group = "kde-memory"
     out = benchmark.pedantic(run_child, rounds=1, iterations=1)
     naive = 8 * N_TRAIN * N_QUERY
