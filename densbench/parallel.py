@@ -32,9 +32,11 @@ _POOL_LOCK = threading.Lock()
 
 def _single_thread() -> None:
     # Per thread with PyTorch's OpenMP build: the OpenMP and MKL thread counts of THIS
-    # thread. It also sets the process-wide default for threads that have not run PyTorch
-    # yet, which run_workers puts back.
-    torch.set_num_threads(1)
+    # thread. It also sets the process-wide default, which run_workers puts back. A thread's
+    # first PyTorch call copies that default into it (lazily), so get_num_threads() first:
+    # set before that copy, the 1 was overwritten by the caller's count (seen in the tests).
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -46,8 +48,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
             if _POOL is not None:
                 _POOL[1].shutdown(wait=False)
             _POOL = (workers, ThreadPoolExecutor(max_workers=workers,
-                                                 thread_name_prefix="densbench-worker",
-                                                 initializer=_single_thread))
+                                                 thread_name_prefix="densbench-worker"))
         return _POOL[1]
 
 
@@ -76,6 +77,7 @@ def run_workers(fn: Callable[[], T], workers: int, *, together: bool = False) ->
         barrier = threading.Barrier(workers) if together else None
 
         def task() -> T:
+            _single_thread()  # cheap when already so
             if barrier is not None:
                 barrier.wait()
             return fn()
