@@ -5,7 +5,8 @@ A child Python process fits ``kde`` (bandwidth 0.1) on 1,000,000 2-D training po
 scores the query points, checks a few rows against the direct float64 sum, and reports its
 own peak resident memory (``VmHWM`` of ``/proc/self/status``; elsewhere ``ru_maxrss``), so
 that the benchmark process's memory does not count. (On Linux ``ru_maxrss`` survives exec:
-a child started from a 2.7 GB pytest process reported 2.7 GB.) The peak must stay within 2 GB (asserted).
+a child started from a 2.7 GB pytest process reported 2.7 GB.) The peak must stay within
+2 GB (asserted).
 
 Sizes: with ``DENSBENCH_BENCH_FULL=1`` (set by ``tox -e bench``) 100,000 query points,
 1e11 kernel terms, minutes on 2 cores; otherwise (the CI's one-round pass over the

@@ -89,9 +89,9 @@ def kde_impl(impl: str, train: np.ndarray, h: float, scipy_bw: float | None):
 @pytest.mark.parametrize("impl", ["densbench", "sklearn", "scipy"])
 def test_kde_score_digits(benchmark, impl, digits_raw):
     """Measured on the 2-core development machine, quiet (load ~1), 2 threads: densbench
-    1.51 ms per call, 2.4e5 queries/s; the floor 1.03 ms (float64 GEMM 1.02e11 flop/s, exp
-    1.35e9/s on 2 worker threads), so 68% of it; KernelDensity 7.0e3 queries/s (34x
-    slower), gaussian_kde 1.4e4. One thread: 1.7e5 queries/s, 89% of a 1.90 ms floor.
+    1.40 ms per call, 2.6e5 queries/s; the floor 0.99 ms (float64 GEMM 1.07e11 flop/s, exp
+    1.39e9/s on 2 worker threads), so 71% of it; KernelDensity 7.1e3 queries/s (36x
+    slower), gaussian_kde 1.4e4. One thread: 1.6e5 queries/s, 84% of a 1.90 ms floor.
     Max |difference| from the direct sum 9e-13."""
     train, test = digits_raw
     benchmark.group = "kde-score-digits"
@@ -107,9 +107,9 @@ def test_kde_score_digits(benchmark, impl, digits_raw):
 
 @pytest.mark.parametrize("impl", ["densbench", "sklearn", "scipy"])
 def test_kde_score_2d(benchmark, impl, data_2d):
-    """Measured as for digits, 2 threads: densbench 0.41 s per call, 4.8e4 queries/s; the
-    floor 0.31 s (4e8 exponentials dominate), so 75% of it; KernelDensity 2.8e3 queries/s
-    (17x slower), gaussian_kde 2.5e3. One thread: 2.6e4 queries/s, 72% of a 0.54 s floor.
+    """Measured as for digits, 2 threads: densbench 0.39 s per call, 5.1e4 queries/s; the
+    floor 0.30 s (4e8 exponentials dominate), so 76% of it; KernelDensity 2.8e3 queries/s
+    (18x slower), gaussian_kde 2.5e3. One thread: 2.6e4 queries/s, 71% of a 0.56 s floor.
     Max |difference| from the direct sum (500 query rows) 8e-14."""
     train, _, test = data_2d
     benchmark.group = "kde-score-2d"
