@@ -5,17 +5,32 @@ The density is ``p(x) = (1/n) sum_i N(x; x_i, h^2 I)``, so
     log p(x) = logsumexp_i(-||x - x_i||^2 / (2 h^2)) - log n - (d/2) log(2 pi h^2).
 
 It is evaluated exactly (no tree, no truncation) in PyTorch float64 by
-:func:`log_kernel_sums`: squared distances come in blocks of at most
-``block_rows x block_train`` entries from ``||z||^2 + ||x||^2 - 2 z.x`` (one ``addmm``
-into a single preallocated buffer, reused for every block, clamped at >= 0, with the data
-centred on the training mean first so that the expansion loses no accuracy), and the blocks
-over training points are combined by a running (online) logsumexp. An ``n_query x n_train``
-matrix never exists.
+:func:`log_kernel_sums`. With ``s = -1 / (2 h^2)`` the logit of query z and training
+point x is ``s ||z||^2 + s (||x||^2 - 2 z.x)``; the first term is constant along a row, so
+only ``s (||x||^2 - 2 z.x) - c(z)`` is formed, as ONE matrix product of augmented rows
+``[-2 s z, -c(z), s] . [x, 1, ||x||^2]`` written into a preallocated block buffer (the
+training side ``[x, 1, ||x||^2]`` is built once, at fit). The shift ``c(z)`` starts
+as the largest logit over a fixed pilot subset of the training points
+(:data:`PILOT_POINTS`; with a single block of training points, that block's own largest
+logit), a lower bound of the row's largest logit, so the row's largest shifted term is
+>= 1 and its sum cannot underflow. Per block the work is then four passes
+over a cache-resident buffer, all in place: the row maxima, clamp at :data:`EXP_FLOOR`,
+``exp`` and the row sums. Where a block's row maximum exceeds the shift by more than
+:data:`_RAISE_ABOVE` nats (the pilot missed the nearest points: common in 64-D), that row's
+shift is raised to it and its sum so far rescaled (an online logsumexp that moves only when
+it must), so no term overflows and the result is exact in every case. An ``n_query x
+n_train`` matrix never exists: the data are centred on the training mean first (so the
+expansion loses no accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
+
+Threads: with ``torch.get_num_threads()`` = T > 1, T worker threads (kept between calls,
+:func:`densbench.parallel.run_workers`) each take whole row blocks and run single-threaded
+PyTorch on them, each with its own block buffer; see :func:`log_kernel_sums`.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -23,8 +38,10 @@ import numpy as np
 import torch
 
 from densbench.estimators.base import DensityEstimator
+from densbench.parallel import run_workers
 
-__all__ = ["KDE", "log_kernel_sums"]
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "EXP_FLOOR", "KDE", "PILOT_POINTS",
+           "augment_train", "log_kernel_sums"]
 
 _RULES = ("scott", "silverman", "cv")
 #: 'cv': the coarse grid of multiples of Scott's bandwidth ...
@@ -32,16 +49,127 @@ _CV_GRID = np.geomspace(0.05, 5.0, 25)
 #: ... is refined with this many log-spaced points between the best point's neighbours.
 _CV_FINE = 11
 
+#: Size in bytes of the one float64 block buffer of :func:`log_kernel_sums` (two with
+#: several bandwidths): the bound on its working memory whatever n_query x n_train. 4 MiB
+#: keeps the block in the L2/L3 caches, where the clamp, exp and sum passes are cheap;
+#: fresh or larger blocks cost page faults and memory traffic.
+BLOCK_BYTES = 4 << 20
+#: Training rows per block at most (the query rows then fill :data:`BLOCK_BYTES`).
+BLOCK_TRAIN = 2048
+#: Training points (evenly strided) whose largest logit shifts each query row.
+PILOT_POINTS = 64
+#: Shifted logits are clamped at this value before ``exp``: exp of a float64 argument below
+#: about -708 (a subnormal or zero result) runs ~20x slower in PyTorch, and exp(-700) =
+#: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
+EXP_FLOOR = -700.0
+#: A row's shift is raised when a block's largest shifted logit exceeds this: every term
+#: then stays below e^600 (no sum of fewer than e^100 terms overflows), and a row whose
+#: pilot shift is good (most rows) never pays for the extra pass.
+_RAISE_ABOVE = 600.0
+
+
+def augment_train(train: np.ndarray) -> torch.Tensor:
+    """The training side of the distance product: float64 rows ``[x, 1, ||x||^2]``.
+
+    Example:
+        >>> augment_train(np.array([[1.0, 2.0]])).tolist()
+        [[1.0, 2.0, 1.0, 5.0]]
+    """
+    xt = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float64))
+    n, d = xt.shape
+    aug = torch.empty((n, d + 2), dtype=torch.float64)
+    aug[:, :d] = xt
+    aug[:, d] = 1.0
+    torch.sum(xt * xt, dim=1, out=aug[:, d + 1])
+    return aug
+
+
+def _nearest(zp: torch.Tensor, xa: torch.Tensor, buf: torch.Tensor, cb: int) -> torch.Tensor:
+    """Per row of ``zp = [-2 z, 0, 1]``: ``min_j ||x_j||^2 - 2 z.x_j`` over the rows of
+    ``xa``, i.e. the squared distance to the nearest of them minus ``||z||^2``."""
+    q = zp.shape[0]
+    acc = torch.full((q,), math.inf, dtype=torch.float64)
+    part = torch.empty(q, dtype=torch.float64)
+    for c0 in range(0, xa.shape[0], cb):
+        xb = xa[c0:c0 + cb]
+        block = buf[:q * xb.shape[0]].view(q, xb.shape[0])
+        torch.amin(torch.mm(zp, xb.T, out=block), dim=1, out=part)
+        torch.minimum(acc, part, out=acc)
+    return acc
+
+
+def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
+              xa: torch.Tensor, buf: torch.Tensor, work: torch.Tensor | None,
+              cb: int, exact_first: bool) -> torch.Tensor:
+    """``sum_j exp(max(s (||x_j||^2 - 2 z.x_j) - shift, EXP_FLOOR))`` per row of ``zp =
+    [-2 z, 0, 1]`` (q, d + 2) and per scale s: shape (q, n_scales). ``shifts`` (q,
+    n_scales) holds lower bounds of each row's largest logit; a shift is raised in place
+    to a block's largest logit where that exceeds it by more than :data:`_RAISE_ABOVE`
+    (the sum so far is rescaled), so no term overflows; with ``exact_first`` the shifts
+    (zeros on entry) are set to the first block's largest logits instead. ``work`` (the
+    size of ``buf``) is needed for more than one scale."""
+    q, d = zp.shape[0], zp.shape[1] - 2
+    n_s = len(scales)
+    sums = torch.zeros((n_s, q), dtype=torch.float64)
+    part = torch.empty(q, dtype=torch.float64)
+    if n_s == 1:  # scale and shift folded into the product: [-2 s z, -shift, s]
+        za = zp * float(scales[0])
+        za[:, d] = -shifts[:, 0]
+    else:         # one product for all scales, then one scaled, shifted copy per scale
+        za = zp
+    for c0 in range(0, xa.shape[0], cb):
+        xb = xa[c0:c0 + cb]
+        k = xb.shape[0]
+        block = torch.mm(za, xb.T, out=buf[:q * k].view(q, k))
+        for j, s in enumerate(scales):
+            if n_s == 1:
+                logits = block
+            else:
+                assert work is not None
+                logits = torch.add(-shifts[:, j:j + 1], block, alpha=float(s),
+                                   out=work[:q * k].view(q, k))
+            torch.amax(logits, dim=1, out=part)
+            if c0 == 0 and exact_first:  # no pilot: the first block sets every shift
+                rise = part.clone()
+                logits.sub_(rise[:, None])
+                shifts[:, j].add_(rise)
+                if n_s == 1:
+                    za[:, d] = -shifts[:, 0]
+            elif bool((part > _RAISE_ABOVE).any()):
+                # the block holds terms far above the shift (the pilot missed the nearest
+                # points): raise those rows' shifts to the block's largest logit
+                rise = torch.where(part > _RAISE_ABOVE, part, 0.0)
+                logits.sub_(rise[:, None])
+                sums[j].mul_(torch.exp(-rise))
+                shifts[:, j].add_(rise)
+                if n_s == 1:
+                    za[:, d] = -shifts[:, 0]
+            torch.sum(logits.clamp_(min=EXP_FLOOR).exp_(), dim=1, out=part)
+            sums[j].add_(part)
+    return sums.T
+
 
 def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float], *,
-                    block_rows: int = 1024, block_train: int = 8192) -> np.ndarray:
+                    train_aug: torch.Tensor | None = None, block_bytes: int = BLOCK_BYTES,
+                    block_rows: int | None = None, block_train: int | None = None,
+                    threads: int | None = None) -> np.ndarray:
     """``log sum_i exp(-||z - x_i||^2 / (2 h^2))`` for each row z of ``Z`` and each h.
 
-    Returns a float64 array (n_query, n_bandwidths). Memory: one buffer of
-    ``min(block_rows, n_query) * min(block_train, n_train)`` float64 values (64 MiB with
-    the defaults), a second one of the same size when more than one bandwidth is
-    evaluated, plus O(block_rows * n_bandwidths) for the running maxima and sums; every
-    block of training points is visited once for all bandwidths.
+    Returns a float64 array (n_query, n_bandwidths), exact to rounding (see the module
+    docstring). ``train_aug`` is :func:`augment_train` of ``train``, when already built.
+    Blocks have ``block_train`` training rows (default ``min(BLOCK_TRAIN, n_train)``) and
+    ``block_rows`` query rows (default: as many as fit in ``block_bytes``).
+
+    Threads: ``threads`` worker threads (default ``torch.get_num_threads()``) take row
+    blocks in turn, each running single-threaded PyTorch; the caller's thread count is left
+    as it was.
+
+    Memory: per working thread one float64 block buffer of ``block_rows x block_train``
+    values (at most ``block_bytes``, 4 MiB by default; a second one with several
+    bandwidths), kept by the thread for the next call, O(block_rows x (d + n_bandwidths))
+    for the query side; O(n_query x n_bandwidths) for the result, and ``train_aug``
+    (n_train x (d + 2) values) when not given: nothing grows with n_query x n_train. Every
+    block of training points is visited once per row block for all bandwidths.
 
     Example:
         >>> import numpy as np
@@ -49,46 +177,93 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
         >>> log_kernel_sums(Z, X, [1.0, 5.0]).round(6).tolist()  # log(1 + e^-12.5), log(1 + e^-0.5)
         [[4e-06, 0.474077]]
     """
-    if block_rows < 1 or block_train < 1:
+    if block_bytes < 8 or (block_rows is not None and block_rows < 1) or (
+            block_train is not None and block_train < 1):
         raise ValueError("log_kernel_sums: block sizes must be >= 1")
     zt = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float64))
-    xt = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float64))
-    n, n_train, n_h = zt.shape[0], xt.shape[0], len(bandwidths)
-    out = np.empty((n, n_h), dtype=np.float64)
+    xa = augment_train(train) if train_aug is None else train_aug
+    n, d = zt.shape
+    m = xa.shape[0]
+    scales = [-0.5 / (float(h) * float(h)) for h in bandwidths]
+    out = np.empty((n, len(scales)), dtype=np.float64)
     if n == 0:
         return out
-    scales = torch.tensor([-0.5 / (float(h) * float(h)) for h in bandwidths],
-                          dtype=torch.float64)
-    rb, cb = min(block_rows, n), min(block_train, n_train)
-    sqdist = torch.empty(rb * cb, dtype=torch.float64)          # the one distance buffer
-    work = torch.empty(rb * cb, dtype=torch.float64) if n_h > 1 else sqdist
-    x_sq = torch.einsum("ij,ij->i", xt, xt)                    # ||x_i||^2, n_train values
-    for r0 in range(0, n, rb):
-        zb = zt[r0:r0 + rb]
-        m = zb.shape[0]
-        z_sq = torch.einsum("ij,ij->i", zb, zb).unsqueeze(1)
-        run_max = torch.full((m, n_h), -math.inf, dtype=torch.float64)
-        run_sum = torch.zeros((m, n_h), dtype=torch.float64)
-        block_sum = torch.empty((n_h, m), dtype=torch.float64)
-        for c0 in range(0, n_train, cb):
-            xb = xt[c0:c0 + cb]
-            k = xb.shape[0]
-            dist = sqdist[:m * k].view(m, k)
-            # ||x||^2 - 2 z.x, then + ||z||^2; clamp the rounding error below 0
-            torch.addmm(x_sq[c0:c0 + k].unsqueeze(0), zb, xb.T, beta=1.0, alpha=-2.0,
-                        out=dist)
-            dist.add_(z_sq).clamp_(min=0.0)
-            # the largest logit of a row is its smallest distance times the (negative) scale
-            new_max = torch.maximum(run_max, dist.amin(dim=1, keepdim=True) * scales)
-            for j in range(n_h):
-                # logits - max = scale * dist - max, in place (into dist itself if one h)
-                logits = torch.add(-new_max[:, j:j + 1], dist, alpha=float(scales[j]),
-                                   out=work[:m * k].view(m, k))
-                torch.sum(logits.exp_(), dim=1, out=block_sum[j])
-            run_sum.mul_(torch.exp(run_max - new_max)).add_(block_sum.T)
-            run_max = new_max
-        out[r0:r0 + m] = (run_max + torch.log(run_sum)).numpy()
+    workers = torch.get_num_threads() if threads is None else max(1, int(threads))
+    cb = min(block_train or BLOCK_TRAIN, m)
+    rb = block_rows or max(1, block_bytes // (8 * cb))
+    if workers > 1:
+        # 2 row blocks per worker, so that a worker the OS holds back leaves its second
+        # block to the others; 1 where the blocks would get small (under 128 rows the
+        # product loses speed: digits' 360 rows took 2.5 ms in 90-row blocks, 2.3 in one)
+        per_worker = 2 if n >= 2 * workers * 128 else 1
+        rb = min(rb, -(-n // (per_worker * workers)))
+    rb = min(rb, n)
+    # with one training block, that block's own maxima are the exact shifts: no pilot
+    pilot = xa[::max(1, m // PILOT_POINTS)] if m > cb else None
+    starts = iter(range(0, n, rb))
+    lock = threading.Lock()
+
+    def work() -> None:
+        buffers = _buffers(rb * cb, rb * (d + 2), len(scales) > 1)
+        while True:
+            with lock:
+                r0 = next(starts, None)
+            if r0 is None:
+                return
+            out[r0:r0 + rb] = _row_block(zt[r0:r0 + rb], xa, pilot, scales, buffers, cb)
+
+    if n <= rb:
+        workers = 1  # one block: nothing to share
+    # each worker thread runs single-threaded PyTorch on whole row blocks: no barrier per
+    # operation, so a thread held back by a busy machine delays only its own blocks
+    run_workers(work, workers)
     return out
+
+
+class _Buffers:
+    """Block buffers of one thread: the block, a second block for several bandwidths, and
+    the query side ``[-2 z, 0, 1]``; flat, viewed at the sizes of each call."""
+
+    def __init__(self, block: int, query: int, second: bool) -> None:
+        self.block = torch.empty(block, dtype=torch.float64)
+        self.work = torch.empty(block, dtype=torch.float64) if second else None
+        self.zp = torch.empty(query, dtype=torch.float64)
+
+    def fits(self, block: int, query: int, second: bool) -> bool:
+        return (self.block.numel() >= block and self.zp.numel() >= query
+                and (not second or (self.work is not None and self.work.numel() >= block)))
+
+
+_LOCAL = threading.local()
+
+
+def _buffers(block: int, query: int, second: bool) -> _Buffers:
+    """This thread's buffers, kept from call to call: a fresh multi-MiB buffer per call
+    would cost its page faults every time (glibc maps large blocks anew)."""
+    bufs: _Buffers | None = getattr(_LOCAL, "buffers", None)
+    if bufs is None or not bufs.fits(block, query, second):
+        _LOCAL.buffers = None  # the old ones go before the new ones come
+        bufs = _LOCAL.buffers = _Buffers(block, query, second)
+    return bufs
+
+
+def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor | None,
+               scales: list[float], buffers: _Buffers, cb: int) -> np.ndarray:
+    """The log kernel sums of the query rows ``zb`` (q, d) for every scale: (q, n_scales)."""
+    q, d = zb.shape
+    buf = buffers.block
+    s_t = torch.tensor(scales, dtype=torch.float64)
+    # [-2 z, 0, 1] . [x, 1, ||x||^2] = ||x||^2 - 2 z.x = ||z - x||^2 - ||z||^2
+    zp = buffers.zp[:q * (d + 2)].view(q, d + 2)
+    torch.mul(zb, -2.0, out=zp[:, :d])
+    zp[:, d], zp[:, d + 1] = 0.0, 1.0
+    if pilot is None:
+        shifts = torch.zeros((q, len(scales)), dtype=torch.float64)
+    else:  # the pilot's largest logit per row and scale (s < 0: at the nearest pilot point)
+        shifts = torch.outer(_nearest(zp, pilot, buf, cb), s_t)
+    sums = _exp_sums(zp, scales, shifts, xa, buf, buffers.work, cb, pilot is None)
+    z_sq = torch.sum(zb * zb, dim=1, keepdim=True)
+    return (shifts + z_sq * s_t + torch.log(sums)).numpy()
 
 
 class KDE(DensityEstimator):
@@ -106,10 +281,14 @@ class KDE(DensityEstimator):
       multiples (0.05x to 5x) of Scott's h plus Scott's and Silverman's h themselves, then
       11 log-spaced points between the best one's neighbours. Needs ``X_val``.
 
-    Scoring is exact (see :func:`log_kernel_sums`): memory is bounded by one buffer of
-    ``block_rows x block_train`` float64 values (1024 x 8192 = 64 MiB by default; two
-    during 'cv' selection) plus the stored training data, whatever the number of query or
-    training rows. Samples are a uniformly chosen training point plus ``N(0, h^2 I)``.
+    Scoring is exact (see :func:`log_kernel_sums`) and covers all query rows in its own
+    blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES` (4 MiB;
+    two during 'cv' selection) per PyTorch thread, plus the stored training data (n x
+    (d + 2) float64 values for the distance product, ``train_`` a view of them) and
+    O(n_query) for the result, whatever the number of query or training rows (1,000,000 x
+    100,000 2-D scoring stays well under 2 GB peak RSS: ``tests/benchmarks/
+    test_bench_memory.py``). Samples are a uniformly chosen training point plus
+    ``N(0, h^2 I)``.
 
     Parameters:
         bandwidth: a float > 0, or one of ``'scott'``, ``'silverman'``, ``'cv'``.
@@ -137,10 +316,13 @@ class KDE(DensityEstimator):
         401
     """
 
-    #: Query rows per distance block.
-    block_rows: ClassVar[int] = 1024
-    #: Training rows per distance block.
-    block_train: ClassVar[int] = 8192
+    #: Query rows per distance block (None: as many as fit in :data:`BLOCK_BYTES`).
+    block_rows: ClassVar[int | None] = None
+    #: Training rows per distance block (None: ``min(BLOCK_TRAIN, n_train)``).
+    block_train: ClassVar[int | None] = None
+    # the blocked loop of log_kernel_sums bounds the memory: the base class's batches of
+    # rows would only add calls (and fresh buffers) per 4096 rows
+    score_batch_rows: ClassVar[int] = 1 << 62
 
     def __init__(self, *, bandwidth: float | str = "scott", random_state: int = 0) -> None:
         self.bandwidth = bandwidth
@@ -165,7 +347,9 @@ class KDE(DensityEstimator):
         if self.bandwidth == "cv" and X_val is None:
             raise ValueError(f"{self.name}: bandwidth='cv' needs X_val")
         self.center_ = X.mean(axis=0)
-        self.train_ = np.ascontiguousarray(X - self.center_)
+        # [x, 1, ||x||^2] for the distance product, built once; train_ is a view of it
+        self._train_aug = augment_train(X - self.center_)
+        self.train_ = self._train_aug.numpy()[:, :d]
         self.selection_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
             self.bandwidth_ = float(self.bandwidth)
@@ -206,17 +390,19 @@ class KDE(DensityEstimator):
 
     def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
-        sums = log_kernel_sums(X - self.center_, self.train_, list(hs),
-                               block_rows=self.block_rows, block_train=self.block_train)
+        sums = self._log_kernel_sums(X, list(hs))
         norm = math.log(n) + 0.5 * d * np.log(2.0 * math.pi * hs ** 2)
         return np.mean(sums, axis=0) - norm
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
         h = self.bandwidth_
-        sums = log_kernel_sums(X - self.center_, self.train_, [h],
-                               block_rows=self.block_rows, block_train=self.block_train)
+        sums = self._log_kernel_sums(X, [h])
         return sums[:, 0] - math.log(n) - 0.5 * d * math.log(2.0 * math.pi * h * h)
+
+    def _log_kernel_sums(self, X: np.ndarray, hs: list[float]) -> np.ndarray:
+        return log_kernel_sums(X - self.center_, self.train_, hs, train_aug=self._train_aug,
+                               block_rows=self.block_rows, block_train=self.block_train)
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         idx = rng.integers(0, self.train_.shape[0], size=n)

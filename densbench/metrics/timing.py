@@ -1,14 +1,19 @@
-"""Cost measurement: wall-clock stopwatch, peak resident memory, threads."""
+"""Cost measurement: wall-clock stopwatch, peak resident memory, threads, and the
+machine's arithmetic rates (matrix product, exp) that throughput figures are compared with.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
-__all__ = ["PeakMemory", "Stopwatch", "current_rss_bytes", "limit_threads", "thread_count"]
+__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "current_rss_bytes", "exp_rate",
+           "gemm_rate", "limit_threads", "thread_count"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -103,3 +108,98 @@ def limit_threads(n: int) -> None:
         os.environ[var] = str(n)
     torch.set_num_threads(n)
     threadpool_limits(n)
+
+
+def blas_thread_count() -> int:
+    """Threads of the BLAS libraries loaded in this process (the largest, as
+    threadpoolctl reports it; 0 when none is loaded)."""
+    from threadpoolctl import threadpool_info
+
+    return max((int(i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"),
+               default=0)
+
+
+def _best_seconds(fn: Any, repeats: int) -> float:
+    fn()  # warm-up: first-touch page faults, thread start-up
+    best = math.inf
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _rate(make_op: Any, work: float, repeats: int, workers: int | None) -> float:
+    """``work`` units per second of the operation that ``make_op()`` returns: on
+    PyTorch's own threads (``workers`` None), or ``workers`` copies at once, one per
+    worker thread of :func:`densbench.parallel.run_workers` (each single-threaded)."""
+    if workers is None:
+        return work / _best_seconds(make_op(), repeats)
+    from densbench.parallel import run_workers
+
+    ops = [make_op() for _ in range(workers)]
+    free = iter(range(0))
+    lock = threading.Lock()
+
+    def one() -> None:
+        with lock:
+            i = next(free)
+        ops[i]()
+
+    def all_at_once() -> None:
+        nonlocal free
+        free = iter(range(workers))
+        run_workers(one, workers, together=True)
+
+    return workers * work / _best_seconds(all_at_once, repeats)
+
+
+def gemm_rate(dtype: Any = None, n: int = 1024, repeats: int = 5,
+              workers: int | None = None) -> float:
+    """Floating-point operations per second (``2 n^3`` per product) of an ``n x n`` PyTorch
+    matrix product into a preallocated output, best of ``repeats``: on the threads PyTorch
+    uses now (``workers`` None), or ``workers`` products at once, each on one worker thread
+    (the way :func:`densbench.estimators.kde.log_kernel_sums` runs). ``dtype`` defaults to
+    ``torch.float64``.
+
+    Example:
+        >>> import torch
+        >>> gemm_rate(torch.float32, n=64, repeats=1) > 0 < gemm_rate(n=64, workers=2)
+        True
+    """
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+
+    def make_op() -> Any:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn((n, n), generator=gen, dtype=dtype)
+        b = torch.randn((n, n), generator=gen, dtype=dtype)
+        out = torch.empty((n, n), dtype=dtype)
+        return lambda: torch.mm(a, b, out=out)
+
+    return _rate(make_op, 2.0 * n ** 3, repeats, workers)
+
+
+def exp_rate(dtype: Any = None, n: int = 1 << 19, low: float = -700.0,
+             repeats: int = 5, workers: int | None = None) -> float:
+    """Exponentials per second of PyTorch's ``exp`` on ``n`` arguments spread over
+    ``[low, 0]``, into a preallocated output (4 MiB in float64 by default: cache-resident,
+    like a block of :func:`densbench.estimators.kde.log_kernel_sums`), best of
+    ``repeats``; threads as in :func:`gemm_rate`. Arguments below about -708 (float64)
+    or -87 (float32) would measure the slow subnormal path instead.
+
+    Example:
+        >>> exp_rate(n=1024, repeats=1) > 0 < exp_rate(n=1024, workers=2)
+        True
+    """
+    import torch
+
+    dtype = torch.float64 if dtype is None else dtype
+
+    def make_op() -> Any:
+        x = torch.linspace(low, 0.0, n, dtype=dtype)
+        out = torch.empty_like(x)
+        return lambda: torch.exp(x, out=out)
+
+    return _rate(make_op, float(n), repeats, workers)

@@ -28,7 +28,8 @@ __all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
 
 #: Metrics that measure cost (they vary from run to run; everything else is reproducible).
 COST_METRICS = ("fit_seconds", "train_examples_per_s", "score_examples_per_s",
-                "sample_examples_per_s", "sample_metrics_seconds", "peak_rss_mb", "threads")
+                "sample_examples_per_s", "sample_metrics_seconds", "peak_rss_mb", "threads",
+                "blas_threads")
 
 #: The training split's log-likelihood (an overfitting check) is taken on its first rows.
 MAX_TRAIN_SCORED = 2000
@@ -124,7 +125,12 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     from densbench import estimators
     from densbench.data.transforms import FIGURE_CONTINUOUS, prepare
     from densbench.metrics import CellOutputs, Metric, compute_all, mean_se
-    from densbench.metrics.timing import PeakMemory, Stopwatch, thread_count
+    from densbench.metrics.timing import (
+        PeakMemory,
+        Stopwatch,
+        blas_thread_count,
+        thread_count,
+    )
 
     record: dict[str, Any] = {
         **cell.to_dict(), "status": "running", "error": None, "started": _now(),
@@ -233,6 +239,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
             cost.append(Metric("n_parameters", float(est.n_parameters()), None, "count"))
             cost.append(Metric("threads", float(thread_count()), None, "count"))
+            cost.append(Metric("blas_threads", float(blas_thread_count()), None, "count"))
             metrics = compute_all(out) + diag + cost
             record["metrics"] = [m.to_dict() for m in metrics]
             record["fitted"] = _fitted_scalars(est)

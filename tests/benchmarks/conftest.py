@@ -1,12 +1,38 @@
-"""Standard benchmark data: 2-D 20,000 points, digits 64-D, 10-D 50,000 points."""
+"""Standard benchmark data: 2-D 20,000 points, digits 64-D, 10-D 50,000 points; the thread
+count of the benchmarks.
+
+The test session runs PyTorch on one thread (``tests/conftest.py``); a benchmark runs on
+``DENSBENCH_BENCH_THREADS`` threads (default: every core), PyTorch's and BLAS's alike, the
+count it records in ``extra_info['threads']``.
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 import densbench as db
 from densbench.data.transforms import prepare
+
+BENCH_THREADS = int(os.environ.get("DENSBENCH_BENCH_THREADS", os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def bench_threads(request):
+    """Every benchmark on ``BENCH_THREADS`` threads; the session's count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(BENCH_THREADS)
+    if "benchmark" in request.fixturenames:
+        request.getfixturevalue("benchmark").extra_info["threads"] = BENCH_THREADS
+    try:
+        with threadpool_limits(limits=BENCH_THREADS, user_api="blas"):
+            yield BENCH_THREADS
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,15 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 from scipy.special import logsumexp
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KernelDensity
 
 import densbench as db
-from densbench.estimators.kde import log_kernel_sums
+from densbench.estimators import kde as kde_module
+from densbench.estimators.kde import BLOCK_BYTES, PILOT_POINTS, log_kernel_sums
 
 from .test_gaussian import assert_moments
 
@@ -87,6 +89,46 @@ def test_blocking_does_not_change_the_result(digits):
     for j, h in enumerate([0.5, 1.0, 3.0]):
         one = log_kernel_sums(Zc, est.train_, [h])[:, 0]
         assert np.max(np.abs(many[:, j] - one)) <= 1e-10
+
+
+def test_2d_matches_the_direct_sum_across_many_blocks():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 2)) * [2.0, 1.0]
+    Z = rng.normal(size=(300, 2)) * 2.5
+    est = db.estimators.make("kde", bandwidth=0.1).fit(X)
+    est.block_train = 700  # 8 training blocks, the last one partial
+    assert np.max(np.abs(est.score_samples(Z) - direct_kde(Z, X, 0.1))) <= TOL
+    # the one block buffer of this thread stays within the budget
+    assert kde_module._LOCAL.buffers.block.numel() * 8 <= BLOCK_BYTES
+
+
+def test_a_query_far_from_every_pilot_point_is_still_exact():
+    # 1001 training points near 0 and one at (50, 0), at an index the pilot subset (every
+    # 15th point) skips: against the nearest pilot point the query's own kernel term
+    # would be e^125000 and overflow, so that row's shift must be raised on the way
+    rng = np.random.default_rng(0)
+    X = rng.normal(scale=0.1, size=(1002, 2))
+    X[7] = [50.0, 0.0]
+    assert 7 % max(1, len(X) // PILOT_POINTS) != 0
+    Z = np.array([[50.0, 0.05], [0.0, 0.0], [49.0, 0.0]])
+    # in 4 training blocks (pilot shift, raised on the way) and in one (no pilot)
+    for hs, block_train in [([0.1], 256), ([0.1, 0.3, 1.0], 256), ([0.1, 1.0], None)]:
+        got = log_kernel_sums(Z - X.mean(0), X - X.mean(0), hs, block_train=block_train)
+        for j, h in enumerate(hs):
+            n, d = X.shape
+            exact = direct_kde(Z, X, h) + math.log(n) + 0.5 * d * math.log(2 * math.pi * h * h)
+            assert np.max(np.abs(got[:, j] - exact)) <= TOL
+
+
+def test_worker_threads_give_the_same_numbers(digits):
+    X, Z = digits
+    Xc, Zc = X - X.mean(0), Z - X.mean(0)
+    one = log_kernel_sums(Zc, Xc, [0.7, 1.0], threads=1)
+    two = log_kernel_sums(Zc, Xc, [0.7, 1.0], threads=2)
+    assert np.max(np.abs(one - two)) <= 1e-10
+    assert torch.get_num_threads() == 1  # the caller's setting is left as it was (conftest)
+    est = db.estimators.make("kde", bandwidth=1.0).fit(X)
+    assert np.max(np.abs(est.score_samples(Z) - direct_kde(Z, X, 1.0))) <= TOL
 
 
 def test_rules_of_thumb():

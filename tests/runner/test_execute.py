@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,8 @@ def test_ok_cell_records_likelihood_truth_and_costs():
     m = metrics_of(rec)
     for key in ("test_loglik", "val_loglik", "train_loglik", "test_loglik_per_dim",
                 "kl_to_truth", "test_loglik_truth", "fit_seconds", "score_examples_per_s",
-                "sample_examples_per_s", "peak_rss_mb", "n_parameters", "threads"):
+                "sample_examples_per_s", "peak_rss_mb", "n_parameters", "threads",
+                "blas_threads"):
         assert key in m, key
     assert m["test_loglik"]["unit"] == "nats/example" and m["kl_to_truth"]["unit"] == "nats"
     assert m["n_parameters"]["value"] == 2 + 3  # mean + covariance of a 2-D Gaussian
@@ -123,6 +126,10 @@ def test_process_pool_gives_the_same_numbers(tmp_path):
         ra, rb = a.read(c.id), b.read(c.id)
         assert ra["per_example"] == rb["per_example"]
         assert metrics_of(ra)["threads"]["value"] >= metrics_of(rb)["threads"]["value"]
+        # thread discipline: 2 workers x (cores / 2) threads, torch's and BLAS's alike
+        per_worker = max(1, (os.cpu_count() or 1) // 2)
+        assert metrics_of(rb)["threads"]["value"] == per_worker
+        assert metrics_of(rb)["blas_threads"]["value"] == per_worker
 
 
 def test_dask_local_cluster_gives_the_same_records(tmp_path):

@@ -1,0 +1,32 @@
+"""run_workers: single-threaded PyTorch on each worker, the caller's setting untouched."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from densbench.parallel import run_workers
+
+
+def test_each_worker_runs_pytorch_on_one_thread_and_the_caller_keeps_its_count():
+    torch.set_num_threads(2)
+    try:
+        seen = run_workers(lambda: (threading.get_ident(), torch.get_num_threads()), 2,
+                           together=True)
+        assert [n for _, n in seen] == [1, 1]
+        assert len({ident for ident, _ in seen}) == 2
+        assert torch.get_num_threads() == 2
+        assert run_workers(torch.get_num_threads, 1) == [1]  # in this thread, on one
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_an_exception_in_a_worker_reaches_the_caller():
+    def fail():
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        run_workers(fail, 2)
