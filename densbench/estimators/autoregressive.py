@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.base import LikelihoodKind, is_int
 from densbench.estimators.training import TorchDensityEstimator
 
 __all__ = ["MADE", "RNNAutoregressive"]
@@ -51,9 +51,6 @@ _CONDITIONALS = ("auto", "gaussian_mixture", "bernoulli", "categorical")
 _LOG_SCALE_RANGE = (-7.0, 5.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
-
-def _is_int(v: Any, low: int = 1) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
 
 
 class _Head:
@@ -257,13 +254,13 @@ class _Autoregressive(TorchDensityEstimator):
     def _validate_params(self) -> None:
         self._validate_common()
         for name in ("hidden", "n_layers", "n_mixture"):
-            if not _is_int(getattr(self, name)):
+            if not is_int(getattr(self, name)):
                 raise self._bad_param(name, "an int >= 1", getattr(self, name))
         if self.conditional not in _CONDITIONALS:
             raise self._bad_param("conditional", "one of " + ", ".join(
                 repr(c) for c in _CONDITIONALS), self.conditional)
         lv = self.levels
-        if lv is not None and not _is_int(lv, 2):
+        if lv is not None and not is_int(lv, 2):
             raise self._bad_param("levels", "None or an int >= 2", lv)
         if self.conditional == "gaussian_mixture" and lv is not None:
             raise self._bad_param("levels", "None for gaussian_mixture conditionals "

@@ -19,7 +19,13 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 __all__ = ["DensityEstimator", "LikelihoodKind", "NoLikelihoodError", "NotFittedError",
-           "check_array"]
+           "check_array", "is_int"]
+
+
+def is_int(v: Any, low: int = 1) -> bool:
+    """True for an integer (Python or NumPy, not bool) of at least ``low``: the check behind
+    every integer hyperparameter's validation."""
+    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
 
 
 class LikelihoodKind(enum.StrEnum):

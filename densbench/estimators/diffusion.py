@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from densbench.estimators.base import LikelihoodKind, check_array
+from densbench.estimators.base import LikelihoodKind, check_array, is_int
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["Diffusion", "variance_schedule"]
@@ -204,9 +204,6 @@ class _DiffusionModule(nn.Module):
         return x
 
 
-def _is_int(v: Any, low: int = 1) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
-
 
 class Diffusion(TorchDensityEstimator):
     """Denoising diffusion model (DDPM, MLP noise predictor), variational bound as score.
@@ -318,9 +315,9 @@ class Diffusion(TorchDensityEstimator):
     def _validate_params(self) -> None:
         self._validate_common()
         for name in ("T", "hidden", "time_embed", "val_steps"):
-            if not _is_int(getattr(self, name)):
+            if not is_int(getattr(self, name)):
                 raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not _is_int(self.n_layers, 0):
+        if not is_int(self.n_layers, 0):
             raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
         for name, allowed in (("schedule", _SCHEDULES),
                               ("reverse_variance", _REVERSE_VARIANCES), ("loss", _LOSSES)):
@@ -430,7 +427,7 @@ class Diffusion(TorchDensityEstimator):
         ``random_state``, ``device``)."""
         est = cls(**params)
         est._validate_params()
-        if not _is_int(dim):
+        if not is_int(dim):
             raise est._bad_param("dim", "an int >= 1", dim)
         est.n_features_in_ = int(dim)
         est.device_ = resolve_device(est.device)

@@ -34,14 +34,11 @@ import torch
 import zuko
 from torch import nn
 
-from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.base import LikelihoodKind, is_int
 from densbench.estimators.training import TorchDensityEstimator
 
 __all__ = ["MAF", "NSF", "RealNVP"]
 
-
-def _is_int(v: Any, low: int = 1) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
 
 
 class _ZukoFlow(TorchDensityEstimator):
@@ -62,11 +59,11 @@ class _ZukoFlow(TorchDensityEstimator):
     # -- hyperparameters ------------------------------------------------------------
     def _validate_params(self) -> None:
         self._validate_common()
-        if not _is_int(self.transforms):
+        if not is_int(self.transforms):
             raise self._bad_param("transforms", "an int >= 1", self.transforms)
         h = self.hidden
         if not (isinstance(h, Sequence) and not isinstance(h, str) and len(h) > 0
-                and all(_is_int(v) for v in h)):
+                and all(is_int(v) for v in h)):
             raise self._bad_param("hidden", "a non-empty list of ints >= 1", h)
         if not isinstance(getattr(self, self.order_param), bool | np.bool_):
             raise self._bad_param(self.order_param, "True or False",
@@ -219,7 +216,7 @@ class NSF(_ZukoFlow):
         self.random_state = random_state
 
     def _validate_flow(self) -> None:
-        if not _is_int(self.bins, 2):
+        if not is_int(self.bins, 2):
             raise self._bad_param("bins", "an int >= 2", self.bins)
 
     def _flow_kwargs(self, d: int) -> dict[str, Any]:

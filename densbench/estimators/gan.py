@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.base import LikelihoodKind, is_int
 from densbench.estimators.training import (
     TorchDensityEstimator,
     TrainingError,
@@ -71,9 +71,6 @@ class _GANModule(nn.Module):
         z = torch.randn((n, self.latent_dim), generator=generator, device=device)
         return self.generator(z)
 
-
-def _is_int(v: Any, low: int = 1) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
 
 
 class GAN(TorchDensityEstimator):
@@ -123,7 +120,7 @@ class GAN(TorchDensityEstimator):
         >>> est.score_samples(X)
         Traceback (most recent call last):
         ...
-        densbench.estimators.base.NoLikelihoodError: gan: an implicit model has no likelihood (score_samples is not defined); score its samples instead
+        densbench.estimators.base.NoLikelihoodError: gan: an implicit model has no likelihood ...
     """
 
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.NONE
@@ -161,9 +158,9 @@ class GAN(TorchDensityEstimator):
     def _validate_params(self) -> None:
         self._validate_common()
         for name in ("latent_dim", "hidden", "n_eval"):
-            if not _is_int(getattr(self, name)):
+            if not is_int(getattr(self, name)):
                 raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not _is_int(self.n_layers, 0):
+        if not is_int(self.n_layers, 0):
             raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
         g = self.r1_gamma
         if isinstance(g, bool) or not isinstance(g, int | float) or not 0 <= g < math.inf:

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from densbench.estimators.base import DensityEstimator
+from densbench.estimators.base import DensityEstimator, is_int
 from densbench.estimators.gaussian import covariance_cholesky, gaussian_logpdf
 from densbench.estimators.selection import check_sizes, select_size
 
@@ -27,9 +27,6 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _COVARIANCE_TYPES = ("full", "diag")
 _INIT_PARAMS = ("k-means++", "kmeans", "random", "random_from_data")
 
-
-def _is_int(v: Any, low: int = 1) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
 
 
 def _is_float(v: Any, low: float, *, strict: bool) -> bool:
@@ -117,7 +114,7 @@ class GMM(DensityEstimator):
         if not _is_float(self.tol, 0.0, strict=True):
             raise self._bad_param("tol", "a finite float > 0", self.tol)
         for name in ("max_iter", "n_init", "selection_patience"):
-            if not _is_int(getattr(self, name)):
+            if not is_int(getattr(self, name)):
                 raise self._bad_param(name, "an int >= 1", getattr(self, name))
         if self.init_params not in _INIT_PARAMS:
             raise self._bad_param("init_params", "one of " + ", ".join(
@@ -126,7 +123,7 @@ class GMM(DensityEstimator):
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         n = X.shape[0]
-        if _is_int(self.n_components):
+        if is_int(self.n_components):
             k = int(self.n_components)
             if k > n:
                 raise ValueError(f"{self.name}: n_components={k} exceeds the number of "

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.base import LikelihoodKind, is_int
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["VAE"]
@@ -57,9 +57,6 @@ _LOG_VAR_BOUNDS = (-14.0, 6.0)
 #: stopped in the collapsed, Gaussian solution (eight_gaussians, grid_5x5, banana).
 INIT_LOG_VAR = -2.0
 
-
-def _is_int(v: Any, low: int = 1) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
 
 
 def _soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -295,9 +292,9 @@ class VAE(TorchDensityEstimator):
     def _validate_params(self) -> None:
         self._validate_common()
         for name in ("latent_dim", "hidden", "k_train", "k_eval"):
-            if not _is_int(getattr(self, name)):
+            if not is_int(getattr(self, name)):
                 raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not _is_int(self.n_layers, 0):
+        if not is_int(self.n_layers, 0):
             raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
         if self.decoder not in _DECODERS:
             raise self._bad_param("decoder", "one of " + ", ".join(map(repr, _DECODERS)),
@@ -308,7 +305,7 @@ class VAE(TorchDensityEstimator):
         if self.objective not in _OBJECTIVES:
             raise self._bad_param("objective", "one of 'elbo', 'iwae'", self.objective)
         lv = self.levels
-        if lv is not None and not _is_int(lv, 2):
+        if lv is not None and not is_int(lv, 2):
             raise self._bad_param("levels", "an int >= 2 or None", lv)
         if self.decoder == "gaussian" and lv is not None:
             raise self._bad_param("decoder", "'categorical', 'bernoulli' or 'auto' when "

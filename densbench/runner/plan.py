@@ -35,7 +35,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names", "load_suite"]
+__all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
+           "load_suite"]
 
 
 class SuiteError(ValueError):

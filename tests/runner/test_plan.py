@@ -1,8 +1,14 @@
 import pytest
 
 from densbench.registry import UnknownNameError
-from densbench.runner.plan import (Cell, Spec, SuiteError, builtin_suite, builtin_suite_names,
-                                  parse_suite)
+from densbench.runner.plan import (
+    Cell,
+    Spec,
+    SuiteError,
+    builtin_suite,
+    builtin_suite_names,
+    parse_suite,
+)
 
 GOOD = """
 name = "t"
