@@ -61,14 +61,15 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 def run_workers(fn: Callable[[], T], workers: int, *, together: bool = False) -> list[T]:
-    """Call ``fn()`` ``workers`` times on the worker threads, each running PyTorch
-    single-threaded, and return the results in submission order (the first exception is
-    raised). ``fn`` shares out the work itself (for example by taking pieces from a shared
-    iterator under a lock); a call that finds no work left returns at once, and a thread
-    that is free early may run two calls. With ``together`` every call runs on its own
-    thread and none starts before all have (a barrier: for measuring rates); without it
-    no thread waits for another. ``workers`` <= 1 calls ``fn`` in the calling thread, on
-    one PyTorch thread. The calling thread's PyTorch thread count is left as it was."""
+    """Call ``fn()`` ``workers`` times, once in the calling thread and once on each of
+    ``workers - 1`` worker threads, each running PyTorch single-threaded, and return the
+    results (the calling thread's first; the first exception is raised). ``fn`` shares
+    out the work itself (for example by taking pieces from a shared iterator under a
+    lock); a call that finds no work left returns at once, and a thread that is free
+    early may run two calls. With ``together`` every call runs on its own thread and none
+    starts before all have (a barrier: for measuring rates); without it no thread waits
+    for another. ``workers`` <= 1 calls ``fn`` in the calling thread, on one PyTorch
+    thread. The calling thread's PyTorch thread count is left as it was."""
     before = torch.get_num_threads()
     try:
         if workers <= 1:
@@ -82,7 +83,12 @@ def run_workers(fn: Callable[[], T], workers: int, *, together: bool = False) ->
                 barrier.wait()
             return fn()
 
-        futures = [_pool(workers).submit(task) for _ in range(workers)]
-        return [f.result() for f in futures]
+        # the calling thread does one share itself: one thread fewer to wake and wait for
+        futures = [_pool(workers - 1).submit(task) for _ in range(workers - 1)]
+        try:
+            mine = task()
+        finally:
+            done = [f.result() for f in futures]
+        return [mine, *done]
     finally:
         torch.set_num_threads(before)

@@ -1,30 +1,38 @@
-"""Gaussian kernel density estimation, exact and with bounded memory.
+"""Gaussian kernel density estimation, exact to rounding and with bounded memory.
 
 The density is ``p(x) = (1/n) sum_i N(x; x_i, h^2 I)``, so
 
     log p(x) = logsumexp_i(-||x - x_i||^2 / (2 h^2)) - log n - (d/2) log(2 pi h^2).
 
-It is evaluated exactly (no tree, no truncation) in PyTorch float64 by
-:func:`log_kernel_sums`. With ``s = -1 / (2 h^2)`` the logit of query z and training
-point x is ``s ||z||^2 + s (||x||^2 - 2 z.x)``; the first term is constant along a row, so
-only ``s (||x||^2 - 2 z.x) - c(z)`` is formed, as ONE matrix product of augmented rows
-``[-2 s z, -c(z), s] . [x, 1, ||x||^2]`` written into a preallocated block buffer (the
-training side ``[x, 1, ||x||^2]`` is built once, at fit). The shift ``c(z)`` starts
-as the largest logit over a fixed pilot subset of the training points
-(:data:`PILOT_POINTS`; with a single block of training points, that block's own largest
-logit), a lower bound of the row's largest logit, so the row's largest shifted term is
->= 1 and its sum cannot underflow. Per block the work is then four passes
-over a cache-resident buffer, all in place: the row maxima, clamp at :data:`EXP_FLOOR`,
-``exp`` and the row sums. Where a block's row maximum exceeds the shift by more than
-:data:`_RAISE_ABOVE` nats (the pilot missed the nearest points: common in 64-D), that row's
-shift is raised to it and its sum so far rescaled (an online logsumexp that moves only when
-it must), so no term overflows and the result is exact in every case. An ``n_query x
-n_train`` matrix never exists: the data are centred on the training mean first (so the
-expansion loses no accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
+It is evaluated in PyTorch float64 by :func:`log_kernel_sums`, without a tree and without
+approximating any term that matters. With ``s = -1 / (2 h^2)`` the logit of query z and
+training point x is ``s ||z||^2 + s (||x||^2 - 2 z.x)``; the first term is constant along a
+row and added at the end, so only ``s (||x||^2 - 2 z.x) - c(z)`` is formed, as ONE matrix
+product of augmented rows ``[-2 s z, -c(z), s] . [x, 1, ||x||^2]`` written into a
+preallocated block buffer (the training side is built once, at fit, by
+:func:`augment_train`). The shift ``c(z)`` starts as the largest logit over a fixed pilot
+subset of the training points (:data:`PILOT_POINTS`; with a single block of training
+points, that block's own largest logit), a lower bound of the row's largest logit, so the
+row's largest shifted term is >= 1 and its sum cannot underflow. Where a block's row
+maximum exceeds the shift by more than :data:`_RAISE_ABOVE` nats (the pilot missed the
+nearest points: common in 64-D), that row's shift is raised to it and its sum so far
+rescaled (an online logsumexp that moves only when it must), so no term overflows.
 
-Threads: with ``torch.get_num_threads()`` = T > 1, T worker threads (kept between calls,
-:func:`densbench.parallel.run_workers`) each take whole row blocks and run single-threaded
-PyTorch on them, each with its own block buffer; see :func:`log_kernel_sums`.
+Skipping what cannot matter: the training points are stored in :func:`locality_order`, so
+each run of :data:`CHUNK` consecutive points lies close together. Per block the largest
+logit of every chunk is taken (one pass); a chunk whose largest term lies more than
+``DROP_NATS + log n`` nats below its row's largest term is skipped, and only the kept
+chunks are gathered, clamped at :data:`EXP_FLOOR` and exponentiated. All skipped terms
+together are below ``e^-37 = 8.5e-17`` times the row's sum: under the rounding of a float64
+result. Where most chunks are kept, the block is summed densely in place. On digits with h
+= 1 about 4% of the chunks are kept, in 2-D at h = 0.1 about 18%. An ``n_query x n_train``
+matrix never exists: the data are centred on the training mean first (so the expansion
+loses no accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
+
+Threads: with ``torch.get_num_threads()`` = T > 1, the calling thread and T - 1 worker
+threads (kept between calls, :func:`densbench.parallel.run_workers`) each take whole row
+blocks and run single-threaded PyTorch on them, each with its own block buffer; see
+:func:`log_kernel_sums`.
 """
 
 from __future__ import annotations
@@ -40,8 +48,8 @@ import torch
 from densbench.estimators.base import DensityEstimator
 from densbench.parallel import run_workers
 
-__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "EXP_FLOOR", "KDE", "PILOT_POINTS",
-           "augment_train", "log_kernel_sums"]
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXP_FLOOR", "KDE",
+           "PILOT_POINTS", "augment_train", "locality_order", "log_kernel_sums"]
 
 _RULES = ("scott", "silverman", "cv")
 #: 'cv': the coarse grid of multiples of Scott's bandwidth ...
@@ -62,61 +70,120 @@ PILOT_POINTS = 64
 #: about -708 (a subnormal or zero result) runs ~20x slower in PyTorch, and exp(-700) =
 #: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
 EXP_FLOOR = -700.0
+#: Training rows per chunk: a chunk whose largest term lies more than
+#: ``DROP_NATS + log n_train`` nats below its row's largest term so far is skipped
+#: (its ``exp`` is never taken). Every skipped term is below ``e^-DROP_NATS / n_train``
+#: times the row's largest, so all of them together change the row's log sum by less than
+#: ``e^-DROP_NATS`` (8.5e-17: under the rounding of the float64 result).
+CHUNK = 32
+#: See :data:`CHUNK`.
+DROP_NATS = 37.0
+#: A block is summed densely (every term) when more than this fraction of its chunks is
+#: kept: gathering the kept chunks then costs more than it saves.
+_SPARSE_MAX = 0.3
 #: A row's shift is raised when a block's largest shifted logit exceeds this: every term
 #: then stays below e^600 (no sum of fewer than e^100 terms overflows), and a row whose
 #: pilot shift is good (most rows) never pays for the extra pass.
 _RAISE_ABOVE = 600.0
 
 
-def augment_train(train: np.ndarray) -> torch.Tensor:
-    """The training side of the distance product: float64 rows ``[x, 1, ||x||^2]``.
+def locality_order(X: np.ndarray) -> np.ndarray:
+    """A permutation of the rows of ``X`` (n, d) that puts nearby points next to each other:
+    the Z-order (Morton) curve over the data's first ``min(d, 4)`` principal axes.
+
+    Scoring visits the training points in chunks of :data:`CHUNK`; in this order a chunk's
+    points lie close together, so a chunk far from a query is skipped as a whole (in 2-D
+    the kept chunks drop from about 90% to 18% of all; on digits from 6% to 4%). The sum
+    is the same in any order; only the speed changes. Deterministic; O(n log n).
 
     Example:
-        >>> augment_train(np.array([[1.0, 2.0]])).tolist()
-        [[1.0, 2.0, 1.0, 5.0]]
+        >>> order = locality_order(np.array([[3.0], [-1.0], [2.0], [0.0]])).tolist()
+        >>> order in ([1, 3, 2, 0], [0, 2, 3, 1])  # along the line, either way
+        True
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    if n < 2 or d == 0:
+        return np.arange(n)
+    Xc = X - X.mean(axis=0)
+    # principal axes from at most 4096 evenly strided rows: cheap, and only the order
+    # (not the result) depends on them
+    _, _, vt = np.linalg.svd(Xc[::max(1, n // 4096)], full_matrices=False)
+    P = Xc @ vt[:min(d, 4)].T
+    bits = min(20, 60 // P.shape[1])  # cells per axis: 2^bits (exact in float64)
+    lo, span = P.min(axis=0), np.ptp(P, axis=0)
+    levels = np.floor((P - lo) / np.where(span > 0, span, 1.0) * 2.0 ** bits)
+    cells = np.minimum(levels, 2.0 ** bits - 1).astype(np.uint64)
+    code = np.zeros(n, dtype=np.uint64)
+    one = np.uint64(1)
+    for b in range(bits - 1, -1, -1):  # interleave the bits, most significant first
+        for j in range(P.shape[1]):
+            code = (code << one) | ((cells[:, j] >> np.uint64(b)) & one)
+    return np.argsort(code, kind="stable")
+
+
+#: The last column of a padding row of :func:`augment_train`: its squared distance to any
+#: query is ~1e300, so its kernel term is 0 (exp of at most ``EXP_FLOOR``).
+_PAD_NORM = 1e300
+
+
+def augment_train(train: np.ndarray) -> torch.Tensor:
+    """The training side of the distance product: float64 rows ``[x, 1, ||x||^2]`` in
+    :func:`locality_order`, then padding rows ``[0, 0, 1e300]`` (kernel term 0) up to a
+    multiple of :data:`CHUNK` rows.
+
+    Example:
+        >>> aug = augment_train(np.array([[1.0, 2.0]]))
+        >>> aug.shape, aug[0].tolist()
+        (torch.Size([32, 4]), [1.0, 2.0, 1.0, 5.0])
     """
     xt = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float64))
     n, d = xt.shape
-    aug = torch.empty((n, d + 2), dtype=torch.float64)
-    aug[:, :d] = xt
-    aug[:, d] = 1.0
-    torch.sum(xt * xt, dim=1, out=aug[:, d + 1])
+    xt = xt[torch.from_numpy(locality_order(train))]
+    aug = torch.zeros((-(-n // CHUNK) * CHUNK, d + 2), dtype=torch.float64)
+    aug[:n, :d] = xt
+    aug[:n, d] = 1.0
+    torch.sum(xt * xt, dim=1, out=aug[:n, d + 1])
+    aug[n:, d + 1] = _PAD_NORM
     return aug
 
 
-def _nearest(zp: torch.Tensor, xa: torch.Tensor, buf: torch.Tensor, cb: int) -> torch.Tensor:
-    """Per row of ``zp = [-2 z, 0, 1]``: ``min_j ||x_j||^2 - 2 z.x_j`` over the rows of
-    ``xa``, i.e. the squared distance to the nearest of them minus ``||z||^2``."""
-    q = zp.shape[0]
-    acc = torch.full((q,), math.inf, dtype=torch.float64)
+def _nearest(za: torch.Tensor, xa: torch.Tensor, buf: torch.Tensor, cb: int) -> torch.Tensor:
+    """Per row of ``za = [-2 s z, 0, s]`` (s < 0): ``max_j s (||x_j||^2 - 2 z.x_j)`` over the
+    rows of ``xa``, i.e. s times (the squared distance to the nearest of them minus
+    ``||z||^2``)."""
+    q = za.shape[0]
+    acc = torch.full((q,), -math.inf, dtype=torch.float64)
     part = torch.empty(q, dtype=torch.float64)
     for c0 in range(0, xa.shape[0], cb):
         xb = xa[c0:c0 + cb]
         block = buf[:q * xb.shape[0]].view(q, xb.shape[0])
-        torch.amin(torch.mm(zp, xb.T, out=block), dim=1, out=part)
-        torch.minimum(acc, part, out=acc)
+        torch.amax(torch.mm(za, xb.T, out=block), dim=1, out=part)
+        torch.maximum(acc, part, out=acc)
     return acc
 
 
-def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
+def _exp_sums(za: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
               xa: torch.Tensor, buf: torch.Tensor, work: torch.Tensor | None,
-              cb: int, exact_first: bool) -> torch.Tensor:
-    """``sum_j exp(max(s (||x_j||^2 - 2 z.x_j) - shift, EXP_FLOOR))`` per row of ``zp =
-    [-2 z, 0, 1]`` (q, d + 2) and per scale s: shape (q, n_scales). ``shifts`` (q,
-    n_scales) holds lower bounds of each row's largest logit; a shift is raised in place
-    to a block's largest logit where that exceeds it by more than :data:`_RAISE_ABOVE`
-    (the sum so far is rescaled), so no term overflows; with ``exact_first`` the shifts
-    (zeros on entry) are set to the first block's largest logits instead. ``work`` (the
-    size of ``buf``) is needed for more than one scale."""
-    q, d = zp.shape[0], zp.shape[1] - 2
+              cb: int, exact_first: bool, n_train: int) -> torch.Tensor:
+    """``sum_j exp(max(s (||x_j||^2 - 2 z.x_j) - shift, EXP_FLOOR))`` per query row and
+    per scale s: shape (q, n_scales), over the training rows ``xa`` less the chunks
+    skipped as negligible (:data:`CHUNK`).
+
+    ``za`` (q, d + 2) is ``[-2 s z, -shift, s]`` for one scale (its shift column is kept
+    up to date here) and ``[2 z, 0, -1]`` (s = -1) for several. ``shifts`` (q, n_scales) holds lower
+    bounds of each row's largest logit; a shift is raised in place to a block's largest
+    logit where that exceeds it by more than :data:`_RAISE_ABOVE` (the sum so far is
+    rescaled), so no term overflows; with ``exact_first`` the shifts (zeros on entry) are
+    set to the first block's largest logits instead. ``work`` (the size of ``buf``) is
+    needed for more than one scale."""
+    q, d = za.shape[0], za.shape[1] - 2
     n_s = len(scales)
     sums = torch.zeros((n_s, q), dtype=torch.float64)
-    part = torch.empty(q, dtype=torch.float64)
-    if n_s == 1:  # scale and shift folded into the product: [-2 s z, -shift, s]
-        za = zp * float(scales[0])
-        za[:, d] = -shifts[:, 0]
-    else:         # one product for all scales, then one scaled, shifted copy per scale
-        za = zp
+    # each row's largest logit so far, relative to its shift: the nearest pilot point's
+    # own term is 0 (-inf before the first block without a pilot)
+    top = torch.full((n_s, q), -math.inf if exact_first else 0.0, dtype=torch.float64)
+    drop = DROP_NATS + math.log(n_train)
     for c0 in range(0, xa.shape[0], cb):
         xb = xa[c0:c0 + cb]
         k = xb.shape[0]
@@ -126,27 +193,52 @@ def _exp_sums(zp: torch.Tensor, scales: Sequence[float], shifts: torch.Tensor,
                 logits = block
             else:
                 assert work is not None
-                logits = torch.add(-shifts[:, j:j + 1], block, alpha=float(s),
+                logits = torch.add(-shifts[:, j:j + 1], block, alpha=-float(s),
                                    out=work[:q * k].view(q, k))
-            torch.amax(logits, dim=1, out=part)
+            # the largest logit of each chunk and of each row
+            chunk_top = torch.amax(logits.view(q, k // CHUNK, CHUNK), dim=2)
+            part = torch.amax(chunk_top, dim=1)
+            rise: torch.Tensor | None = None
             if c0 == 0 and exact_first:  # no pilot: the first block sets every shift
-                rise = part.clone()
-                logits.sub_(rise[:, None])
-                shifts[:, j].add_(rise)
-                if n_s == 1:
-                    za[:, d] = -shifts[:, 0]
+                rise = part
+                top[j] = 0.0
             elif bool((part > _RAISE_ABOVE).any()):
                 # the block holds terms far above the shift (the pilot missed the nearest
                 # points): raise those rows' shifts to the block's largest logit
                 rise = torch.where(part > _RAISE_ABOVE, part, 0.0)
-                logits.sub_(rise[:, None])
                 sums[j].mul_(torch.exp(-rise))
+                top[j] = torch.maximum(top[j] - rise, part - rise)
+            else:
+                torch.maximum(top[j], part, out=top[j])
+            if rise is not None:
                 shifts[:, j].add_(rise)
                 if n_s == 1:
                     za[:, d] = -shifts[:, 0]
-            torch.sum(logits.clamp_(min=EXP_FLOOR).exp_(), dim=1, out=part)
-            sums[j].add_(part)
+            sums[j].add_(_block_sum(logits, chunk_top, top[j] - drop, rise))
     return sums.T
+
+
+def _block_sum(logits: torch.Tensor, chunk_top: torch.Tensor, floor: torch.Tensor,
+               rise: torch.Tensor | None) -> torch.Tensor:
+    """``sum exp(max(logit - rise, EXP_FLOOR))`` per row of ``logits`` (q, k), skipping the
+    whole chunks (largest logits ``chunk_top``, (q, k / CHUNK)) whose largest ``logit -
+    rise`` is at most the row's ``floor``; ``rise`` (q,) is the row's shift raise (None: 0).
+    May overwrite ``logits``."""
+    q, k = logits.shape
+    kept = chunk_top > (floor if rise is None else floor + rise)[:, None]
+    n_kept = int(torch.count_nonzero(kept))
+    if n_kept > _SPARSE_MAX * kept.numel():  # dense: every term
+        if rise is not None:
+            logits.sub_(rise[:, None])
+        return torch.sum(logits.clamp_(min=EXP_FLOOR).exp_(), dim=1)
+    out = torch.zeros(q, dtype=logits.dtype)
+    if n_kept:
+        rows, cols = kept.nonzero().unbind(1)
+        chunks = logits.view(q, k // CHUNK, CHUNK)[rows, cols]  # a copy
+        if rise is not None:
+            chunks.sub_(rise[rows, None])
+        out.index_add_(0, rows, torch.sum(chunks.clamp_(min=EXP_FLOOR).exp_(), dim=1))
+    return out
 
 
 def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float], *,
@@ -157,8 +249,9 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
 
     Returns a float64 array (n_query, n_bandwidths), exact to rounding (see the module
     docstring). ``train_aug`` is :func:`augment_train` of ``train``, when already built.
-    Blocks have ``block_train`` training rows (default ``min(BLOCK_TRAIN, n_train)``) and
-    ``block_rows`` query rows (default: as many as fit in ``block_bytes``).
+    Blocks have ``block_train`` training rows (default ``min(BLOCK_TRAIN, n_train)``,
+    rounded up to a multiple of :data:`CHUNK`) and ``block_rows`` query rows (default: as
+    many as fit in ``block_bytes``).
 
     Threads: ``threads`` worker threads (default ``torch.get_num_threads()``) take row
     blocks in turn, each running single-threaded PyTorch; the caller's thread count is left
@@ -189,7 +282,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     if n == 0:
         return out
     workers = torch.get_num_threads() if threads is None else max(1, int(threads))
-    cb = min(block_train or BLOCK_TRAIN, m)
+    cb = min(-(-(block_train or BLOCK_TRAIN) // CHUNK) * CHUNK, m)
     rb = block_rows or max(1, block_bytes // (8 * cb))
     if workers > 1:
         # 2 row blocks per worker, so that a worker the OS holds back leaves its second
@@ -202,6 +295,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     pilot = xa[::max(1, m // PILOT_POINTS)] if m > cb else None
     starts = iter(range(0, n, rb))
     lock = threading.Lock()
+    n_train = len(train)
 
     def work() -> None:
         buffers = _buffers(rb * cb, rb * (d + 2), len(scales) > 1)
@@ -210,27 +304,31 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
                 r0 = next(starts, None)
             if r0 is None:
                 return
-            out[r0:r0 + rb] = _row_block(zt[r0:r0 + rb], xa, pilot, scales, buffers, cb)
+            out[r0:r0 + rb] = _row_block(zt[r0:r0 + rb], xa, pilot, scales, buffers, cb,
+                                         n_train)
 
     if n <= rb:
         workers = 1  # one block: nothing to share
     # each worker thread runs single-threaded PyTorch on whole row blocks: no barrier per
     # operation, so a thread held back by a busy machine delays only its own blocks
     run_workers(work, workers)
+    # the rows' own ||z||^2 term, left out of the product
+    zn = zt.numpy()
+    out += np.einsum("ij,ij->i", zn, zn)[:, None] * np.asarray(scales)
     return out
 
 
 class _Buffers:
     """Block buffers of one thread: the block, a second block for several bandwidths, and
-    the query side ``[-2 z, 0, 1]``; flat, viewed at the sizes of each call."""
+    the query side ``[-2 s z, -shift, s]``; flat, viewed at the sizes of each call."""
 
     def __init__(self, block: int, query: int, second: bool) -> None:
         self.block = torch.empty(block, dtype=torch.float64)
         self.work = torch.empty(block, dtype=torch.float64) if second else None
-        self.zp = torch.empty(query, dtype=torch.float64)
+        self.za = torch.empty(query, dtype=torch.float64)
 
     def fits(self, block: int, query: int, second: bool) -> bool:
-        return (self.block.numel() >= block and self.zp.numel() >= query
+        return (self.block.numel() >= block and self.za.numel() >= query
                 and (not second or (self.work is not None and self.work.numel() >= block)))
 
 
@@ -248,22 +346,27 @@ def _buffers(block: int, query: int, second: bool) -> _Buffers:
 
 
 def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor | None,
-               scales: list[float], buffers: _Buffers, cb: int) -> np.ndarray:
-    """The log kernel sums of the query rows ``zb`` (q, d) for every scale: (q, n_scales)."""
+               scales: list[float], buffers: _Buffers, cb: int, n_train: int) -> np.ndarray:
+    """The log kernel sums of the query rows ``zb`` (q, d) for every scale, less each row's
+    ``s ||z||^2`` term: (q, n_scales)."""
     q, d = zb.shape
-    buf = buffers.block
-    s_t = torch.tensor(scales, dtype=torch.float64)
-    # [-2 z, 0, 1] . [x, 1, ||x||^2] = ||x||^2 - 2 z.x = ||z - x||^2 - ||z||^2
-    zp = buffers.zp[:q * (d + 2)].view(q, d + 2)
-    torch.mul(zb, -2.0, out=zp[:, :d])
-    zp[:, d], zp[:, d + 1] = 0.0, 1.0
+    # [-2 s z, 0, s] . [x, 1, ||x||^2] = s (||x||^2 - 2 z.x) = s (||z - x||^2 - ||z||^2);
+    # with several scales s = -1 here and each scale is applied to the product
+    s0 = scales[0] if len(scales) == 1 else -1.0
+    za = buffers.za[:q * (d + 2)].view(q, d + 2)
+    torch.mul(zb, -2.0 * s0, out=za[:, :d])
+    za[:, d:] = torch.tensor([0.0, s0], dtype=torch.float64)
     if pilot is None:
         shifts = torch.zeros((q, len(scales)), dtype=torch.float64)
     else:  # the pilot's largest logit per row and scale (s < 0: at the nearest pilot point)
-        shifts = torch.outer(_nearest(zp, pilot, buf, cb), s_t)
-    sums = _exp_sums(zp, scales, shifts, xa, buf, buffers.work, cb, pilot is None)
-    z_sq = torch.sum(zb * zb, dim=1, keepdim=True)
-    return (shifts + z_sq * s_t + torch.log(sums)).numpy()
+        nearest = _nearest(za, pilot, buffers.block, cb)
+        shifts = (nearest[:, None] if len(scales) == 1
+                  else -torch.outer(nearest, torch.tensor(scales, dtype=torch.float64)))
+        if len(scales) == 1:
+            za[:, d] = -nearest
+    sums = _exp_sums(za, scales, shifts, xa, buffers.block, buffers.work, cb, pilot is None,
+                     n_train)
+    return torch.log_(sums).add_(shifts).numpy()
 
 
 class KDE(DensityEstimator):
@@ -281,10 +384,10 @@ class KDE(DensityEstimator):
       multiples (0.05x to 5x) of Scott's h plus Scott's and Silverman's h themselves, then
       11 log-spaced points between the best one's neighbours. Needs ``X_val``.
 
-    Scoring is exact (see :func:`log_kernel_sums`) and covers all query rows in its own
-    blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES` (4 MiB;
-    two during 'cv' selection) per PyTorch thread, plus the stored training data (n x
-    (d + 2) float64 values for the distance product, ``train_`` a view of them) and
+    Scoring is exact to rounding (see :func:`log_kernel_sums`) and covers all query rows
+    in its own blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES`
+    (4 MiB; two during 'cv' selection) per PyTorch thread, plus the stored training data
+    (``train_``, n x d, and n x (d + 2) float64 values for the distance product) and
     O(n_query) for the result, whatever the number of query or training rows (1,000,000 x
     100,000 2-D scoring stays well under 2 GB peak RSS: ``tests/benchmarks/
     test_bench_memory.py``). Samples are a uniformly chosen training point plus
@@ -348,8 +451,9 @@ class KDE(DensityEstimator):
             raise ValueError(f"{self.name}: bandwidth='cv' needs X_val")
         self.center_ = X.mean(axis=0)
         # [x, 1, ||x||^2] for the distance product, built once; train_ is a view of it
-        self._train_aug = augment_train(X - self.center_)
-        self.train_ = self._train_aug.numpy()[:, :d]
+        self.train_ = X - self.center_
+        # [x, 1, ||x||^2] rows for the distance product, in locality order, built once
+        self._train_aug = augment_train(self.train_)
         self.selection_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
             self.bandwidth_ = float(self.bandwidth)

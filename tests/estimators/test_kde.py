@@ -15,7 +15,8 @@ from sklearn.neighbors import KernelDensity
 
 import densbench as db
 from densbench.estimators import kde as kde_module
-from densbench.estimators.kde import BLOCK_BYTES, PILOT_POINTS, log_kernel_sums
+from densbench.estimators.kde import (BLOCK_BYTES, CHUNK, PILOT_POINTS, augment_train,
+                                      locality_order, log_kernel_sums)
 
 from .test_gaussian import assert_moments
 
@@ -118,6 +119,35 @@ def test_a_query_far_from_every_pilot_point_is_still_exact():
             n, d = X.shape
             exact = direct_kde(Z, X, h) + math.log(n) + 0.5 * d * math.log(2 * math.pi * h * h)
             assert np.max(np.abs(got[:, j] - exact)) <= TOL
+
+
+def test_locality_order_puts_near_points_together():
+    X = np.random.default_rng(0).normal(size=(4000, 2))
+    order = locality_order(X)
+    assert sorted(order.tolist()) == list(range(len(X)))
+    step = np.linalg.norm(np.diff(X[order], axis=0), axis=1)
+    # a random order steps ~1.8 units on average; a Z-order curve a small fraction of it
+    assert np.median(step) < 0.1 * np.median(np.linalg.norm(np.diff(X, axis=0), axis=1))
+    assert np.array_equal(locality_order(X), order)  # deterministic
+    aug = augment_train(X[:40])  # padded to a whole number of chunks, zero kernel terms
+    assert aug.shape == (2 * CHUNK, 4) and bool((aug[40:, 3] >= 1e300).all())
+
+
+@pytest.mark.parametrize("sparse_max", [0.0, 1.0])
+def test_skipping_chunks_changes_nothing(monkeypatch, digits, sparse_max):
+    # sparse_max 0: every block summed densely (all terms); 1: only the kept chunks, even
+    # where most are kept. Both agree with the default choice to rounding, on digits
+    # (few chunks kept) and in 2-D (many kept), in one and in several training blocks.
+    X, Z = digits
+    rng = np.random.default_rng(1)
+    X2, Z2 = rng.normal(size=(3000, 2)), rng.normal(size=(200, 2)) * 1.5
+    cases = [(Z - X.mean(0), X - X.mean(0), [0.6, 1.0], None),
+             (Z2, X2, [0.1], None), (Z2, X2, [0.05, 0.3], 512)]
+    default = [log_kernel_sums(z, x, hs, block_train=bt) for z, x, hs, bt in cases]
+    monkeypatch.setattr(kde_module, "_SPARSE_MAX", sparse_max)
+    for (z, x, hs, bt), ref in zip(cases, default, strict=True):
+        got = log_kernel_sums(z, x, hs, block_train=bt)
+        assert np.max(np.abs(got - ref)) <= 1e-12
 
 
 def test_worker_threads_give_the_same_numbers(digits):
