@@ -7,13 +7,14 @@ from __future__ import annotations
 import math
 import os
 import resource
+import sys
 import threading
 import time
 from types import TracebackType
 from typing import Any
 
-__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "current_rss_bytes", "exp_rate",
-           "gemm_rate", "limit_threads", "thread_count"]
+__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "cuda_in_use", "cuda_synchronize",
+           "current_rss_bytes", "exp_rate", "gemm_rate", "limit_threads", "thread_count"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -27,15 +28,37 @@ def current_rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cuda_in_use() -> bool:
+    """Whether this process has started CUDA (PyTorch loaded, a GPU present and used)."""
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_available()
+                and torch.cuda.is_initialized())
+
+
+def cuda_synchronize() -> None:
+    """Wait until every CUDA device has finished the work queued on it (nothing to do
+    without CUDA in use). CUDA kernels run asynchronously: a clock read or a memory peak
+    taken without this misses the work still queued."""
+    if cuda_in_use():
+        import torch
+
+        for i in range(torch.cuda.device_count()):
+            torch.cuda.synchronize(i)
+
+
 class Stopwatch:
-    """``with Stopwatch() as sw: ...`` then ``sw.seconds`` (perf_counter)."""
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds`` (perf_counter). With CUDA in use
+    the clock starts and stops after :func:`cuda_synchronize`, so queued GPU work is
+    counted where it was asked for."""
 
     def __enter__(self) -> Stopwatch:
+        cuda_synchronize()
         self._t0 = time.perf_counter()
         self.seconds = 0.0
         return self
 
     def __exit__(self, *exc: object) -> None:
+        cuda_synchronize()
         self.seconds = time.perf_counter() - self._t0
 
 
@@ -43,7 +66,10 @@ class PeakMemory:
     """Peak resident memory while the block runs, sampled every ``interval_s`` by a thread.
 
     ``peak_bytes`` is the highest RSS seen (the process's, so it includes the data already
-    loaded); ``delta_bytes`` is the rise above the RSS at entry.
+    loaded); ``delta_bytes`` is the rise above the RSS at entry. ``device_peak_bytes`` is
+    the peak of PyTorch's CUDA allocations during the block (the largest over devices;
+    counters reset on entry, read after :func:`cuda_synchronize` on exit), or None where
+    CUDA was not used.
 
     Example:
         >>> import numpy as np
@@ -57,6 +83,13 @@ class PeakMemory:
         self.interval_s = interval_s
 
     def __enter__(self) -> PeakMemory:
+        self.device_peak_bytes: int | None = None
+        if cuda_in_use():  # else CUDA starting inside the block starts its counters at 0
+            import torch
+
+            cuda_synchronize()
+            for i in range(torch.cuda.device_count()):
+                torch.cuda.reset_peak_memory_stats(i)
         self.start_bytes = current_rss_bytes()
         self.peak_bytes = self.start_bytes
         self._stop = threading.Event()
@@ -73,6 +106,12 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, current_rss_bytes())
+        if cuda_in_use():
+            import torch
+
+            cuda_synchronize()
+            self.device_peak_bytes = max(int(torch.cuda.max_memory_allocated(i))
+                                         for i in range(torch.cuda.device_count()))
 
     @property
     def delta_bytes(self) -> int:

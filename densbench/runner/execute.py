@@ -28,8 +28,8 @@ __all__ = ["CellTimeout", "Progress", "RunSummary", "run_cell", "run_cells"]
 
 #: Metrics that measure cost (they vary from run to run; everything else is reproducible).
 COST_METRICS = ("fit_seconds", "train_examples_per_s", "score_examples_per_s",
-                "sample_examples_per_s", "sample_metrics_seconds", "peak_rss_mb", "threads",
-                "blas_threads")
+                "sample_examples_per_s", "sample_metrics_seconds", "peak_rss_mb",
+                "peak_device_mb", "threads", "blas_threads")
 
 #: The training split's log-likelihood (an overfitting check) is taken on its first rows.
 MAX_TRAIN_SCORED = 2000
@@ -237,6 +237,9 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                                    cell.seed, len(out.samples)))
                 cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
             cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
+            if mem.device_peak_bytes is not None:  # only where CUDA was used
+                cost.append(Metric("peak_device_mb", mem.device_peak_bytes / 2**20, None,
+                                   "MB"))
             cost.append(Metric("n_parameters", float(est.n_parameters()), None, "count"))
             cost.append(Metric("threads", float(thread_count()), None, "count"))
             cost.append(Metric("blas_threads", float(blas_thread_count()), None, "count"))

@@ -15,8 +15,14 @@ from sklearn.neighbors import KernelDensity
 
 import densbench as db
 from densbench.estimators import kde as kde_module
-from densbench.estimators.kde import (BLOCK_BYTES, CHUNK, PILOT_POINTS, augment_train,
-                                      locality_order, log_kernel_sums)
+from densbench.estimators.kde import (
+    BLOCK_BYTES,
+    CHUNK,
+    PILOT_POINTS,
+    augment_train,
+    locality_order,
+    log_kernel_sums,
+)
 
 from .test_gaussian import assert_moments
 

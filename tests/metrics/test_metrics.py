@@ -44,6 +44,78 @@ def test_stopwatch_and_peak_memory_measure_something():
     assert pm.delta_bytes > 150e6
 
 
+def fake_cuda(monkeypatch, peaks):
+    """PyTorch's CUDA calls replaced by recorders: CUDA 'in use' on len(peaks) devices."""
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(peaks))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda i: calls.append(("sync", i)))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda i: calls.append(("reset", i)))
+
+    def peak(i):
+        calls.append(("peak", i))
+        return peaks[i]
+
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", peak)
+    return calls
+
+
+def test_device_peak_and_clock_are_read_after_synchronizing(monkeypatch):
+    calls = fake_cuda(monkeypatch, [100, 300])
+    with PeakMemory() as pm:
+        assert calls == [("sync", 0), ("sync", 1), ("reset", 0), ("reset", 1)]
+        calls.clear()
+    # every device synchronized before any peak is read; the largest peak is reported
+    assert calls == [("sync", 0), ("sync", 1), ("peak", 0), ("peak", 1)]
+    assert pm.device_peak_bytes == 300
+    calls.clear()
+    with Stopwatch():
+        assert calls == [("sync", 0), ("sync", 1)]
+    assert calls == [("sync", 0), ("sync", 1)] * 2
+
+
+def test_records_carry_the_device_peak_only_where_cuda_was_used(monkeypatch):
+    from densbench.runner.execute import run_cell
+    from densbench.runner.plan import Cell, Spec
+
+    cell = Cell(Spec("gaussian"), Spec("banana", {"n_train": 200, "n_val": 100,
+                                                  "n_test": 100}), 0)
+
+    def cost(rec):
+        assert rec["status"] == "ok", rec.get("traceback")
+        return {m["metric"]: m for m in rec["metrics"]}
+
+    assert "peak_device_mb" not in cost(run_cell(cell))
+    fake_cuda(monkeypatch, [3 * 2**20])
+    got = cost(run_cell(cell))["peak_device_mb"]
+    assert (got["value"], got["unit"]) == (3.0, "MB")
+
+
+def test_without_cuda_there_is_no_device_peak():
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        pytest.skip("CUDA is in use in this process")
+    with PeakMemory() as pm:
+        torch.ones(1000).sum()
+    assert pm.device_peak_bytes is None
+
+
+def test_device_peak_on_a_real_gpu():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    with PeakMemory() as pm:
+        x = torch.ones(16 * 2**20, device="cuda")  # 64 MiB of float32
+        (x * 2).sum().item()
+    assert pm.device_peak_bytes is not None and pm.device_peak_bytes >= 2 * 64 * 2**20
+
+
 def test_limit_threads_reaches_every_blas_pool_in_a_fresh_process():
     # a fresh interpreter, as a worker is: SciPy's own OpenBLAS is loaded later than
     # NumPy's, and must be limited too
