@@ -163,7 +163,9 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
                                 f"val {ev['val_loglik']:.3f}")
 
     from densbench.estimators.training import progress_callback
+    from densbench.metrics.timing import steady_allocator
 
+    steady_allocator()  # this process runs cells itself with one worker (workers: their own)
     try:
         with progress_callback(epoch):
             summary = run_suite(suite, store, command="densbench " + " ".join(argv),

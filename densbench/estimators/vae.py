@@ -121,8 +121,9 @@ class _VAEModule(nn.Module):
                 logits, xb.expand(n, m, self.d), reduction="none").sum(-1)
         logits = h.reshape(n, m, self.d, self.levels)
         idx = xb.long().unsqueeze(-1).expand(n, m, self.d, 1)
-        picked = torch.gather(logits, -1, idx).squeeze(-1)
-        return (picked - torch.logsumexp(logits, -1)).sum(-1)
+        # log_softmax is one fused pass; logsumexp over the few levels of the last axis
+        # runs as five (max, subtract, exp, sum, log) and took twice as long
+        return torch.gather(F.log_softmax(logits, -1), -1, idx).squeeze(-1).sum(-1)
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One draw of x ~ p(x | z) per row of z (n, latent)."""
@@ -190,7 +191,7 @@ class VAE(TorchDensityEstimator):
     module docstring): evaluation costs ``k_eval`` decoder passes per row (5000 by
     default), in chunks of ``eval_decoder_rows`` decoder rows (on one CPU thread, 5000
     2-D rows at K = 5000 take about 7 s with the default decoder; the 64-D categorical
-    decoder of digits about 22 ms per row). ``diagnostics`` reports,
+    decoder of digits about 15 ms per row). ``diagnostics`` reports,
     from ONE set of ``k_eval`` draws per row (the same draws as ``score_samples``): the
     ELBO estimate (the mean log-weight), the IWAE estimates at K = 1, 10, 100, 1000, 5000
     from nested prefixes of the draws (those with K > ``k_eval`` left out), the effective
@@ -246,10 +247,13 @@ class VAE(TorchDensityEstimator):
     can_sample: ClassVar[bool] = True
     discrete_native: ClassVar[bool] = True
     #: Decoder rows (rows of X times samples) per evaluation chunk: bounds the memory, and
-    #: sets the decoder's speed. With 2,048 rows its activations stay in cache and the
-    #: digits decoder ran at 96-99% of the float32 matrix-product rate on one thread; from
-    #: 8,192 rows on it fell to 46% (benchmark group iwae-k5000).
-    eval_decoder_rows: ClassVar[int] = 2048
+    #: sets the speed. With 1,024 rows the activations stay in cache: the digits decoder
+    #: ran at 94-97% of the float32 matrix-product rate (one or two threads), with 65,536
+    #: rows at 38-44%. The K = 5000 evaluation of 8 digits rows took 111 ms on one thread;
+    #: a per-example loop of 5,000-row decoder calls 116-121 ms, or 246-252 ms where the
+    #: allocator maps its 22 MB activations afresh on each call (see
+    #: densbench.metrics.timing.steady_allocator; benchmark group iwae-k5000).
+    eval_decoder_rows: ClassVar[int] = 1024
     #: Samples of the early-stopping IWAE estimate.
     k_val: ClassVar[int] = 10
     # one scoring call covers all rows (chunked inside), so the draws follow one stream

@@ -316,9 +316,10 @@ class RunSummary:
 def _worker_init(threads: int) -> None:
     # Thread discipline: N workers x (cores / N) threads each (PyTorch and every BLAS),
     # never oversubscribed.
-    from densbench.metrics.timing import limit_threads
+    from densbench.metrics.timing import limit_threads, steady_allocator
 
     limit_threads(threads)
+    steady_allocator()
 
 
 EXECUTORS = ("local", "dask")
@@ -333,7 +334,10 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
     ``executor="local"`` runs in this process (``workers=1``) or in a local process pool;
     ``executor="dask"`` submits the cells to a Dask distributed scheduler at ``scheduler``
     (``tcp://host:8786``) or, without an address, to a LocalCluster of ``workers``
-    processes. Whatever the executor, this process alone writes the records.
+    processes. Whatever the executor, this process alone writes the records. Worker
+    processes are set up for measurement: cores / workers threads and
+    :func:`~densbench.metrics.timing.steady_allocator` (the CLI does the latter for
+    itself; a caller running cells in its own process decides for its process).
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")

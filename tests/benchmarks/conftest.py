@@ -17,8 +17,16 @@ from threadpoolctl import threadpool_limits
 
 import densbench as db
 from densbench.data.transforms import prepare
+from densbench.metrics.timing import steady_allocator
 
 BENCH_THREADS = int(os.environ.get("DENSBENCH_BENCH_THREADS", os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def steady_memory():
+    """Freed blocks kept for reuse, as in the runner's processes: without it a timing
+    depended on whether the previous benchmark left the allocator mapping or reusing."""
+    steady_allocator()
 
 
 @pytest.fixture(autouse=True)

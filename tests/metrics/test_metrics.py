@@ -37,11 +37,36 @@ def test_compute_all_reports_units_and_truth():
 
 
 def test_stopwatch_and_peak_memory_measure_something():
-    with Stopwatch() as sw, PeakMemory() as pm:
-        a = np.ones(30_000_000)
-        a += 1
+    import mmap
+
+    with Stopwatch() as sw, PeakMemory() as pm:  # fresh pages, whatever malloc keeps
+        pages = np.frombuffer(mmap.mmap(-1, 240_000_000), dtype=np.uint8)
+        pages[:] = 1
     assert sw.seconds > 0
     assert pm.delta_bytes > 150e6
+
+
+def test_steady_allocator_keeps_freed_blocks_for_reuse():
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    # resident memory given back when a 64 MB array is freed: by default glibc unmaps it
+    # (and maps and faults in a new one for the next array); kept, the next one reuses it
+    code = ("import sys, numpy as np\n"
+            "from densbench.metrics.timing import current_rss_bytes, steady_allocator\n"
+            "if sys.argv[1] == 'steady': assert steady_allocator()\n"
+            "a = np.ones(8_000_000)\n"
+            "before = current_rss_bytes(); del a\n"
+            "print(before - current_rss_bytes())\n")
+
+    def given_back(mode):
+        return int(subprocess.run([sys.executable, "-c", code, mode], capture_output=True,
+                                  text=True, check=True).stdout)
+
+    assert given_back("default") > 60e6
+    assert given_back("steady") < 1e6
 
 
 def fake_cuda(monkeypatch, peaks):
