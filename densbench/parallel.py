@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
 import torch
@@ -63,7 +63,8 @@ os.register_at_fork(after_in_child=_forget_pool)
 def run_workers(fn: Callable[[], T], workers: int, *, together: bool = False) -> list[T]:
     """Call ``fn()`` ``workers`` times, once in the calling thread and once on each of
     ``workers - 1`` worker threads, each running PyTorch single-threaded, and return the
-    results (the calling thread's first; the first exception is raised). ``fn`` shares
+    results (the calling thread's first; the calling thread's exception is raised, else
+    the first worker's, after every call has ended). ``fn`` shares
     out the work itself (for example by taking pieces from a shared iterator under a
     lock); a call that finds no work left returns at once, and a thread that is free
     early may run two calls. With ``together`` every call runs on its own thread and none
@@ -88,7 +89,7 @@ def run_workers(fn: Callable[[], T], workers: int, *, together: bool = False) ->
         try:
             mine = task()
         finally:
-            done = [f.result() for f in futures]
-        return [mine, *done]
+            wait(futures)  # no call outlives this one; the caller's own error goes first
+        return [mine, *(f.result() for f in futures)]
     finally:
         torch.set_num_threads(before)

@@ -30,3 +30,19 @@ def test_an_exception_in_a_worker_reaches_the_caller():
 
     with pytest.raises(ValueError, match="boom"):
         run_workers(fail, 2)
+
+
+def test_the_callers_own_exception_wins_and_no_call_outlives_the_run():
+    caller = threading.get_ident()
+    finished = []
+
+    def fail():
+        if threading.get_ident() == caller:
+            raise KeyError("caller")
+        threading.Event().wait(0.2)  # the worker is still busy when the caller fails
+        finished.append(True)
+        raise ValueError("worker")
+
+    with pytest.raises(KeyError, match="caller"):
+        run_workers(fail, 2, together=True)
+    assert finished == [True]

@@ -27,7 +27,13 @@ together are below ``e^-37 = 8.5e-17`` times the row's sum: under the rounding o
 result. Where most chunks are kept, the block is summed densely in place. On digits with h
 = 1 about 4% of the chunks are kept, in 2-D at h = 0.1 about 18%. An ``n_query x n_train``
 matrix never exists: the data are centred on the training mean first (so the expansion
-loses no accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
+loses little accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
+
+Accuracy: the expansion's rounding error grows with ``|s| (||z|| + max ||x||)^2``. Per query
+row, :func:`expansion_error_bound` bounds it; rows where the bound exceeds
+:data:`EXPANSION_ERROR_MAX` (a bandwidth tiny against the data's spread, or a query far
+from all the training data) are computed from explicit differences instead. On digits at
+h = 1 the bound is at most 2e-10 nats and in 2-D at h = 0.1 2e-11, so no row is rerouted.
 
 Threads: with ``torch.get_num_threads()`` = T > 1, the calling thread and T - 1 worker
 threads (kept between calls, :func:`densbench.parallel.run_workers`) each take whole row
@@ -48,8 +54,9 @@ import torch
 from densbench.estimators.base import DensityEstimator
 from densbench.parallel import run_workers
 
-__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXP_FLOOR", "KDE",
-           "PILOT_POINTS", "augment_train", "locality_order", "log_kernel_sums"]
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXPANSION_ERROR_MAX",
+           "EXP_FLOOR", "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound",
+           "locality_order", "log_kernel_sums"]
 
 _RULES = ("scott", "silverman", "cv")
 #: 'cv': the coarse grid of multiples of Scott's bandwidth ...
@@ -70,6 +77,10 @@ PILOT_POINTS = 64
 #: about -708 (a subnormal or zero result) runs ~20x slower in PyTorch, and exp(-700) =
 #: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
 EXP_FLOOR = -700.0
+#: Query rows whose :func:`expansion_error_bound` exceeds this many nats (a bandwidth tiny
+#: against the data's scale, or a query far from every training point) are computed by
+#: explicit differences instead: every result is then within 1e-8 of the exact value.
+EXPANSION_ERROR_MAX = 5e-9
 #: Training rows per chunk: a chunk whose largest term lies more than
 #: ``DROP_NATS + log n_train`` nats below its row's largest term so far is skipped
 #: (its ``exp`` is never taken). Every skipped term is below ``e^-DROP_NATS / n_train``
@@ -122,14 +133,16 @@ def locality_order(X: np.ndarray) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
-#: The last column of a padding row of :func:`augment_train`: its squared distance to any
-#: query is ~1e300, so its kernel term is 0 (exp of at most ``EXP_FLOOR``).
-_PAD_NORM = 1e300
+#: The last column of a padding row of :func:`augment_train`: the query side's last column
+#: is a scale s < 0 (never 0), so the padding row's logit is s * inf = -inf whatever the
+#: bandwidth, and its term is exp(EXP_FLOOR) = 1e-304 (a finite stand-in such as 1e300 is
+#: not far enough once h exceeds ~1e150: s * 1e300 is then of order 1).
+_PAD_NORM = math.inf
 
 
 def augment_train(train: np.ndarray) -> torch.Tensor:
     """The training side of the distance product: float64 rows ``[x, 1, ||x||^2]`` in
-    :func:`locality_order`, then padding rows ``[0, 0, 1e300]`` (kernel term 0) up to a
+    :func:`locality_order`, then padding rows ``[0, 0, inf]`` (kernel term 0) up to a
     multiple of :data:`CHUNK` rows.
 
     Example:
@@ -241,14 +254,75 @@ def _block_sum(logits: torch.Tensor, chunk_top: torch.Tensor, floor: torch.Tenso
     return out
 
 
+def _usable_bandwidth(h: Any) -> bool:
+    """Whether the scale ``s = -1/(2 h^2)`` of ``h`` is a finite negative float (about
+    1e-154 <= h <= 1e154): s = 0 or -inf would make every logit 0 or -inf."""
+    try:
+        h = float(h)
+    except (TypeError, ValueError):
+        return False
+    return 0.0 < h < math.inf and -math.inf < -0.5 / (h * h) < 0.0
+
+
+def expansion_error_bound(Z: np.ndarray, train: np.ndarray, scales: Sequence[float]
+                          ) -> np.ndarray:
+    """Per row of ``Z``: a bound (nats) on the rounding error of its log kernel sums when
+    computed through the expansion ``||z - x||^2 = ||z||^2 + ||x||^2 - 2 z.x``.
+
+    Each logit is a dot product of d + 2 terms whose magnitudes add up to at most
+    ``2 |s| (||z|| + R)^2`` (R: the largest ``||x||``; the shift is bounded the same way),
+    so its float64 rounding error is at most ``(d + 2) eps`` times that (Higham, *Accuracy
+    and Stability of Numerical Algorithms*, 2002, section 3.1), and forming ``||x||^2``, the
+    query side and the final ``s ||z||^2`` add less than ``(d + 4) eps |s| (||z|| + R)^2``:
+    the bound is ``3 (d + 4) eps |s| (||z|| + R)^2`` with the largest |s| given. An error
+    of at most delta in every logit moves a log sum by at most delta.
+
+    Example:
+        >>> X = np.array([[1.0, 0.0], [-1.0, 0.0]])
+        >>> expansion_error_bound(np.array([[0.0, 0.0], [1e6, 0.0]]), X, [-0.5]) < 1e-8
+        array([ True, False])
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    train = np.asarray(train, dtype=np.float64)
+    d = Z.shape[1]
+    radius = math.sqrt(float(np.max(np.einsum("ij,ij->i", train, train), initial=0.0)))
+    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z))
+    s_max = max(abs(float(s)) for s in scales)
+    return 3.0 * (d + 4) * np.finfo(np.float64).eps * s_max * (norms + radius) ** 2
+
+
+def _direct_sums(zq: torch.Tensor, train: np.ndarray, scales: Sequence[float],
+                 block_bytes: int) -> np.ndarray:
+    """The log kernel sums of the query rows ``zq`` by explicit differences (no expansion):
+    for the rows where :func:`expansion_error_bound` exceeds :data:`EXPANSION_ERROR_MAX`.
+    Slower than the expansion (no matrix product, no skipping), blocked the same way."""
+    xt = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float64))
+    q, m = zq.shape[0], xt.shape[0]
+    kb = min(m, BLOCK_TRAIN)
+    rb = max(1, block_bytes // (8 * kb))
+    acc = torch.full((len(scales), q), -math.inf, dtype=torch.float64)
+    for r0 in range(0, q, rb):
+        zb = zq[r0:r0 + rb]
+        for c0 in range(0, m, kb):
+            # differences, not the expansion: the squared distance to relative rounding
+            sq = torch.cdist(zb, xt[c0:c0 + kb], compute_mode="donot_use_mm_for_euclid_dist")
+            sq.square_()
+            for j, s in enumerate(scales):
+                part = torch.logsumexp(sq * float(s), dim=1)
+                torch.logaddexp(acc[j, r0:r0 + rb], part, out=acc[j, r0:r0 + rb])
+    return acc.T.numpy()
+
+
 def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float], *,
                     train_aug: torch.Tensor | None = None, block_bytes: int = BLOCK_BYTES,
                     block_rows: int | None = None, block_train: int | None = None,
                     threads: int | None = None) -> np.ndarray:
     """``log sum_i exp(-||z - x_i||^2 / (2 h^2))`` for each row z of ``Z`` and each h.
 
-    Returns a float64 array (n_query, n_bandwidths), exact to rounding (see the module
-    docstring). ``train_aug`` is :func:`augment_train` of ``train``, when already built.
+    Returns a float64 array (n_query, n_bandwidths), exact to rounding: within
+    1e-8 nats of the exact value, plus the float64 rounding of the value itself (rows
+    whose :func:`expansion_error_bound` is too large go to explicit differences; see the
+    module docstring). ``train_aug`` is :func:`augment_train` of ``train``, when already built.
     Blocks have ``block_train`` training rows (default ``min(BLOCK_TRAIN, n_train)``,
     rounded up to a multiple of :data:`CHUNK`) and ``block_rows`` query rows (default: as
     many as fit in ``block_bytes``).
@@ -257,12 +331,15 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     blocks in turn, each running single-threaded PyTorch; the caller's thread count is left
     as it was.
 
-    Memory: per working thread one float64 block buffer of ``block_rows x block_train``
-    values (at most ``block_bytes``, 4 MiB by default; a second one with several
-    bandwidths), kept by the thread for the next call, O(block_rows x (d + n_bandwidths))
-    for the query side; O(n_query x n_bandwidths) for the result, and ``train_aug``
-    (n_train x (d + 2) values) when not given: nothing grows with n_query x n_train. Every
-    block of training points is visited once per row block for all bandwidths.
+    Memory: per working thread (the caller's included) one float64 block buffer of
+    ``block_rows x block_train`` values (at most ``block_bytes``, 4 MiB by default; a
+    second one with several bandwidths), kept by the thread for the next call, plus up to
+    30% of a block while the kept chunks are gathered (:data:`_SPARSE_MAX`),
+    O(block_rows x (d + n_bandwidths)) for the query side; O(n_query x n_bandwidths) for
+    the result, and ``train_aug`` (n_train x (d + 2) values) when not given (rows routed to
+    explicit differences use two blocks of at most ``block_bytes`` in the calling thread):
+    nothing grows with n_query x n_train. Every block of training points is visited once
+    per row block for all bandwidths.
 
     Example:
         >>> import numpy as np
@@ -277,9 +354,21 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     xa = augment_train(train) if train_aug is None else train_aug
     n, d = zt.shape
     m = xa.shape[0]
+    bad = [h for h in bandwidths if not _usable_bandwidth(h)]
+    if bad:
+        raise ValueError(f"log_kernel_sums: bandwidth {bad[0]!r} is not a positive float "
+                         f"whose -1/(2 h^2) is finite and nonzero (h in ~[1e-154, 1e154])")
     scales = [-0.5 / (float(h) * float(h)) for h in bandwidths]
     out = np.empty((n, len(scales)), dtype=np.float64)
     if n == 0:
+        return out
+    direct = expansion_error_bound(zt.numpy(), train, scales) > EXPANSION_ERROR_MAX
+    if direct.any():  # these rows by explicit differences, the others as usual
+        out[direct] = _direct_sums(zt[torch.from_numpy(direct)], train, scales, block_bytes)
+        if not direct.all():
+            out[~direct] = log_kernel_sums(
+                zt.numpy()[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
+                block_rows=block_rows, block_train=block_train, threads=threads)
         return out
     workers = torch.get_num_threads() if threads is None else max(1, int(threads))
     cb = min(-(-(block_train or BLOCK_TRAIN) // CHUNK) * CHUNK, m)
@@ -441,9 +530,10 @@ class KDE(DensityEstimator):
             ok = b in _RULES
         else:
             ok = (isinstance(b, int | float | np.integer | np.floating)
-                  and not isinstance(b, bool) and 0 < b < math.inf)
+                  and not isinstance(b, bool) and _usable_bandwidth(b))
         if not ok:
-            raise self._bad_param("bandwidth", "> 0 or one of 'scott', 'silverman', 'cv'", b)
+            raise self._bad_param("bandwidth", "> 0 (at most ~1e154, at least ~1e-154) or one "
+                                  "of 'scott', 'silverman', 'cv'", b)
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         n, d = X.shape

@@ -14,9 +14,9 @@ import time
 from types import TracebackType
 from typing import Any
 
-__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "cuda_in_use", "cuda_synchronize",
-           "current_rss_bytes", "exp_rate", "gemm_rate", "limit_threads", "steady_allocator",
-           "thread_count"]
+__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "cuda_devices_in_use",
+           "cuda_in_use", "cuda_synchronize", "current_rss_bytes", "exp_rate", "gemm_rate",
+           "limit_threads", "release_free_memory", "steady_allocator", "thread_count"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -37,14 +37,30 @@ def cuda_in_use() -> bool:
                 and torch.cuda.is_initialized())
 
 
+def cuda_devices_in_use() -> list[int]:
+    """The CUDA devices this process has used: the current one and every one where
+    PyTorch's allocator holds memory (empty without CUDA in use). Only these are
+    synchronized and read: touching any other device would create a CUDA context on it
+    (hundreds of MB of device memory, and seconds)."""
+    if not cuda_in_use():
+        return []
+    import torch
+
+    current = int(torch.cuda.current_device())
+    return [i for i in range(torch.cuda.device_count())
+            if i == current or int(torch.cuda.memory_reserved(i)) > 0]
+
+
 def cuda_synchronize() -> None:
-    """Wait until every CUDA device has finished the work queued on it (nothing to do
-    without CUDA in use). CUDA kernels run asynchronously: a clock read or a memory peak
-    taken without this misses the work still queued."""
-    if cuda_in_use():
+    """Wait until every CUDA device in use (:func:`cuda_devices_in_use`) has finished the
+    work queued on it (nothing to do without CUDA in use). CUDA kernels run
+    asynchronously: a clock read or a memory peak taken without this misses the work
+    still queued."""
+    devices = cuda_devices_in_use()
+    if devices:
         import torch
 
-        for i in range(torch.cuda.device_count()):
+        for i in devices:
             torch.cuda.synchronize(i)
 
 
@@ -68,10 +84,12 @@ class PeakMemory:
     """Peak resident memory while the block runs, sampled every ``interval_s`` by a thread.
 
     ``peak_bytes`` is the highest RSS seen (the process's, so it includes the data already
-    loaded); ``delta_bytes`` is the rise above the RSS at entry. ``device_peak_bytes`` is
-    the peak of PyTorch's CUDA allocations during the block (the largest over devices;
-    counters reset on entry, read after :func:`cuda_synchronize` on exit), or None where
-    CUDA was not used.
+    loaded, and heap memory freed earlier but still held: see :func:`release_free_memory`);
+    ``delta_bytes`` is the rise above the RSS at entry. ``device_peak_bytes`` is the peak
+    of PyTorch's CUDA allocations during the block (the largest over the devices in use,
+    :func:`cuda_devices_in_use`: counters reset on entry, read after
+    :func:`cuda_synchronize` on exit), or None where CUDA was not used by the end of the
+    block or no device allocated anything during it.
 
     Example:
         >>> import mmap, numpy as np
@@ -87,11 +105,13 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         self.device_peak_bytes: int | None = None
-        if cuda_in_use():  # else CUDA starting inside the block starts its counters at 0
+        # a device first used inside the block starts its counters at 0 then
+        devices = cuda_devices_in_use()
+        if devices:
             import torch
 
             cuda_synchronize()
-            for i in range(torch.cuda.device_count()):
+            for i in devices:
                 torch.cuda.reset_peak_memory_stats(i)
         self.start_bytes = current_rss_bytes()
         self.peak_bytes = self.start_bytes
@@ -109,12 +129,14 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.peak_bytes = max(self.peak_bytes, current_rss_bytes())
-        if cuda_in_use():
+        devices = cuda_devices_in_use()
+        if devices:
             import torch
 
             cuda_synchronize()
-            self.device_peak_bytes = max(int(torch.cuda.max_memory_allocated(i))
-                                         for i in range(torch.cuda.device_count()))
+            peak = max(int(torch.cuda.max_memory_allocated(i)) for i in devices)
+            # 0: CUDA was started earlier in the process, but this block used no device
+            self.device_peak_bytes = peak or None
 
     @property
     def delta_bytes(self) -> int:
@@ -169,9 +191,10 @@ def steady_allocator(threshold_bytes: int = 1 << 30) -> bool:
     with 22 MB activations took 246-252 ms by default and 116 ms with this setting; the
     batched evaluation 109-213 ms by default (depending on what ran before) and 110 ms.
     PyTorch's CPU performance guide recommends replacing the allocator (jemalloc,
-    tcmalloc) for the same reason. The cost: freed memory stays with the process, which
-    is already counted in its peak resident memory. ``densbench run`` calls this in
-    every process that runs cells, and the benchmarks in theirs.
+    tcmalloc) for the same reason. The cost: freed memory stays with the process and
+    would count in the next measurement of peak resident memory, so
+    :func:`release_free_memory` hands it back before each one. ``densbench run`` calls
+    this in every process that runs cells, and the benchmarks in theirs.
     """
     if not sys.platform.startswith("linux"):
         return False
@@ -181,8 +204,32 @@ def steady_allocator(threshold_bytes: int = 1 << 30) -> bool:
     except (OSError, AttributeError):
         return False
     value = ctypes.c_int(min(int(threshold_bytes), 2**31 - 1))
-    # the trim threshold first: top-of-heap memory below it is kept, not returned
-    return bool(mallopt(_M_TRIM_THRESHOLD, value)) and bool(mallopt(_M_MMAP_THRESHOLD, value))
+    # blocks below the mmap threshold come from the heap, and top-of-heap memory below
+    # the trim threshold is kept: the trim threshold follows only where the first took
+    # (alone it would just keep heap memory without saving any fresh mapping)
+    return bool(mallopt(_M_MMAP_THRESHOLD, value)) and bool(mallopt(_M_TRIM_THRESHOLD, value))
+
+
+def release_free_memory() -> bool:
+    """Hand the heap memory that malloc holds free back to the system (glibc's
+    ``malloc_trim(0)``, every arena); returns whether it was called (False off glibc).
+
+    Under :func:`steady_allocator` freed blocks stay resident; without this, a cell's
+    peak resident memory would include what earlier cells in the same process freed.
+    ``densbench run`` calls it before measuring each cell.
+
+    Example:
+        >>> isinstance(release_free_memory(), bool)
+        True
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(ctypes.c_size_t(0))
+    return True
 
 
 def blas_thread_count() -> int:

@@ -129,6 +129,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         PeakMemory,
         Stopwatch,
         blas_thread_count,
+        release_free_memory,
         thread_count,
     )
 
@@ -167,6 +168,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             })
             cost: list[Metric] = []
             diag: list[Metric] = []
+            # what earlier cells of this process freed is not this cell's memory
+            release_free_memory()
             with PeakMemory() as mem:
                 with Stopwatch() as fit_sw:
                     est.fit(prep.train, prep.val)
@@ -335,9 +338,11 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
     ``executor="dask"`` submits the cells to a Dask distributed scheduler at ``scheduler``
     (``tcp://host:8786``) or, without an address, to a LocalCluster of ``workers``
     processes. Whatever the executor, this process alone writes the records. Worker
-    processes are set up for measurement: cores / workers threads and
+    processes started here are set up for measurement: cores / workers threads and
     :func:`~densbench.metrics.timing.steady_allocator` (the CLI does the latter for
-    itself; a caller running cells in its own process decides for its process).
+    itself; a caller running cells in its own process decides for its process). The
+    workers of an external Dask scheduler are left as their owner started them: each
+    record's ``threads`` and ``blas_threads`` say what they used.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")

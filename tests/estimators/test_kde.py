@@ -136,7 +136,44 @@ def test_locality_order_puts_near_points_together():
     assert np.median(step) < 0.1 * np.median(np.linalg.norm(np.diff(X, axis=0), axis=1))
     assert np.array_equal(locality_order(X), order)  # deterministic
     aug = augment_train(X[:40])  # padded to a whole number of chunks, zero kernel terms
-    assert aug.shape == (2 * CHUNK, 4) and bool((aug[40:, 3] >= 1e300).all())
+    assert aug.shape == (2 * CHUNK, 4) and bool(torch.isposinf(aug[40:, 3]).all())
+
+
+@pytest.mark.parametrize("h", [1e151, 1e153, 1e-150])
+def test_padding_rows_add_nothing_at_extreme_bandwidths(h):
+    # 10 training points padded to 32 rows: at h = 1e151 a padding row at a finite
+    # "distance" of 1e300 would weigh e^-0.005 and count as a point (log 32, not log 10)
+    X = np.random.default_rng(0).normal(size=(10, 2))
+    got = log_kernel_sums(X[:3], X, [h, 1.0])
+    n, d = X.shape
+    exact = direct_kde(X[:3], X, 1.0) + math.log(n) + 0.5 * d * math.log(2 * math.pi)
+    assert np.max(np.abs(got[:, 1] - exact)) <= TOL
+    # huge h: every term is 1, the sum is n; tiny h: only the point itself counts
+    assert np.allclose(got[:, 0], math.log(n) if h > 1 else 0.0, rtol=0, atol=1e-12)
+    got1 = log_kernel_sums(X[:3], X, [h])
+    assert np.array_equal(got1[:, 0], got[:, 0])
+
+
+def test_the_rounding_bound_holds_and_routes_what_it_must(monkeypatch):
+    # the expansion alone (the bound ignored) is within the bound of the direct sum, and
+    # is far off where the bound is large; the default routes those rows to differences
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 3)) * 10.0 + 50.0
+    Z = np.vstack([rng.normal(size=(20, 3)) * 10.0 + 50.0, [[5e4, 0.0, 0.0]]])
+    c = X.mean(0)
+    for h in [2.0, 0.05, 1e-4]:
+        exact = direct_kde(Z, X, h) + math.log(len(X)) + 1.5 * math.log(2 * math.pi * h * h)
+        bound = kde_module.expansion_error_bound(Z - c, X - c, [-0.5 / h ** 2])
+        got = log_kernel_sums(Z - c, X - c, [h])[:, 0]
+        # exact to rounding, relative to the size of the value itself
+        assert np.all(np.abs(got - exact) <= TOL + 4e-16 * np.abs(exact))
+        with monkeypatch.context() as mp:
+            mp.setattr(kde_module, "EXPANSION_ERROR_MAX", math.inf)
+            expanded = log_kernel_sums(Z - c, X - c, [h])[:, 0]
+        assert np.all(np.abs(expanded - exact) <= bound + 4e-16 * np.abs(exact))
+        if h == 1e-4:  # the bound is large and the expansion's error is real
+            assert np.max(np.abs(expanded - exact)) > 1e-6
+    assert bound.min() > kde_module.EXPANSION_ERROR_MAX
 
 
 @pytest.mark.parametrize("sparse_max", [0.0, 1.0])
@@ -214,8 +251,11 @@ def test_bad_bandwidth_message():
     X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError) as err:
         db.estimators.make("kde", bandwidth=-1).fit(X)
-    assert str(err.value) == "kde: bandwidth must be > 0 or one of 'scott', 'silverman', " \
-                             "'cv'; got -1"
-    for bad in (0, 0.0, float("nan"), float("inf"), "auto", True, None):
+    assert str(err.value) == ("kde: bandwidth must be > 0 (at most ~1e154, at least ~1e-154) "
+                              "or one of 'scott', 'silverman', 'cv'; got -1")
+    # 1e160 and 1e-160: -1/(2 h^2) is 0 or -inf, so no logit could be formed
+    for bad in (0, 0.0, float("nan"), float("inf"), 1e160, 1e-160, "auto", True, None):
         with pytest.raises(ValueError, match="^kde: bandwidth must be"):
             db.estimators.make("kde", bandwidth=bad).fit(X)
+    with pytest.raises(ValueError, match="^log_kernel_sums: bandwidth 1e[+]160 is not"):
+        log_kernel_sums(X[:2], X, [1.0, 1e160])

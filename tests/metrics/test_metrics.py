@@ -55,10 +55,12 @@ def test_steady_allocator_keeps_freed_blocks_for_reuse():
     # resident memory given back when a 64 MB array is freed: by default glibc unmaps it
     # (and maps and faults in a new one for the next array); kept, the next one reuses it
     code = ("import sys, numpy as np\n"
-            "from densbench.metrics.timing import current_rss_bytes, steady_allocator\n"
-            "if sys.argv[1] == 'steady': assert steady_allocator()\n"
+            "from densbench.metrics.timing import (current_rss_bytes, release_free_memory,\n"
+            "                                      steady_allocator)\n"
+            "if sys.argv[1].startswith('steady'): assert steady_allocator()\n"
             "a = np.ones(8_000_000)\n"
             "before = current_rss_bytes(); del a\n"
+            "if sys.argv[1] == 'steady-trim': assert release_free_memory()\n"
             "print(before - current_rss_bytes())\n")
 
     def given_back(mode):
@@ -67,16 +69,47 @@ def test_steady_allocator_keeps_freed_blocks_for_reuse():
 
     assert given_back("default") > 60e6
     assert given_back("steady") < 1e6
+    assert given_back("steady-trim") > 60e6  # release_free_memory hands it back
 
 
-def fake_cuda(monkeypatch, peaks):
-    """PyTorch's CUDA calls replaced by recorders: CUDA 'in use' on len(peaks) devices."""
+def test_mallopt_settings_are_applied_in_order(monkeypatch):
+    import ctypes
+    import sys
+
+    from densbench.metrics import timing
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    calls = []
+
+    class Libc:
+        def __init__(self, ok):
+            self.ok = ok
+
+        def mallopt(self, param, value):
+            calls.append(param)
+            return int(self.ok)
+
+    for ok in (True, False):
+        calls.clear()
+        monkeypatch.setattr(ctypes, "CDLL", lambda name, ok=ok: Libc(ok))
+        assert timing.steady_allocator() is ok
+        # the mmap threshold first; the trim threshold only where it was accepted
+        assert calls == ([-3, -1] if ok else [-3])
+
+
+def fake_cuda(monkeypatch, peaks, reserved=None):
+    """PyTorch's CUDA calls replaced by recorders: CUDA started, len(peaks) devices, device
+    0 current, device i holding ``reserved[i]`` bytes (default: all some)."""
     import torch
 
     calls = []
+    reserved = [1] * len(peaks) if reserved is None else reserved
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(peaks))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i: reserved[i])
     monkeypatch.setattr(torch.cuda, "synchronize", lambda i: calls.append(("sync", i)))
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
                         lambda i: calls.append(("reset", i)))
@@ -101,6 +134,21 @@ def test_device_peak_and_clock_are_read_after_synchronizing(monkeypatch):
     with Stopwatch():
         assert calls == [("sync", 0), ("sync", 1)]
     assert calls == [("sync", 0), ("sync", 1)] * 2
+
+
+def test_devices_never_used_are_left_alone(monkeypatch):
+    # device 1 holds no memory and is not current: synchronizing or reading it would
+    # create a CUDA context there; device 2 holds memory, device 0 is current
+    calls = fake_cuda(monkeypatch, [0, 500, 200], reserved=[0, 0, 4096])
+    with PeakMemory() as pm:
+        calls.clear()
+    assert calls == [("sync", 0), ("sync", 2), ("peak", 0), ("peak", 2)]
+    assert pm.device_peak_bytes == 200
+    # CUDA started earlier in the process, but nothing allocated in this block: no peak
+    fake_cuda(monkeypatch, [0, 0])
+    with PeakMemory() as pm:
+        pass
+    assert pm.device_peak_bytes is None
 
 
 def test_records_carry_the_device_peak_only_where_cuda_was_used(monkeypatch):
