@@ -259,9 +259,10 @@ def _usable_bandwidth(h: Any) -> bool:
     1e-154 <= h <= 1e154): s = 0 or -inf would make every logit 0 or -inf."""
     try:
         h = float(h)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False
-    return 0.0 < h < math.inf and -math.inf < -0.5 / (h * h) < 0.0
+    hh = h * h  # 0 below ~1.5e-162: no scale at all
+    return 0.0 < h < math.inf and hh > 0.0 and -math.inf < -0.5 / hh < 0.0
 
 
 def expansion_error_bound(Z: np.ndarray, train: np.ndarray, scales: Sequence[float]
@@ -289,6 +290,11 @@ def expansion_error_bound(Z: np.ndarray, train: np.ndarray, scales: Sequence[flo
     norms = np.sqrt(np.einsum("ij,ij->i", Z, Z))
     s_max = max(abs(float(s)) for s in scales)
     return 3.0 * (d + 4) * np.finfo(np.float64).eps * s_max * (norms + radius) ** 2
+
+
+def _workers_for(threads: int | None) -> int:
+    """Threads :func:`log_kernel_sums` uses: ``threads`` (at least 1), or PyTorch's now."""
+    return torch.get_num_threads() if threads is None else max(1, int(threads))
 
 
 def _direct_sums(zq: torch.Tensor, train: np.ndarray, scales: Sequence[float],
@@ -364,13 +370,19 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
         return out
     direct = expansion_error_bound(zt.numpy(), train, scales) > EXPANSION_ERROR_MAX
     if direct.any():  # these rows by explicit differences, the others as usual
-        out[direct] = _direct_sums(zt[torch.from_numpy(direct)], train, scales, block_bytes)
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(_workers_for(threads))
+            out[direct] = _direct_sums(zt[torch.from_numpy(direct)], train, scales,
+                                       block_bytes)
+        finally:
+            torch.set_num_threads(before)
         if not direct.all():
             out[~direct] = log_kernel_sums(
                 zt.numpy()[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
                 block_rows=block_rows, block_train=block_train, threads=threads)
         return out
-    workers = torch.get_num_threads() if threads is None else max(1, int(threads))
+    workers = _workers_for(threads)
     cb = min(-(-(block_train or BLOCK_TRAIN) // CHUNK) * CHUNK, m)
     rb = block_rows or max(1, block_bytes // (8 * cb))
     if workers > 1:

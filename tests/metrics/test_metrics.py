@@ -83,41 +83,50 @@ def test_mallopt_settings_are_applied_in_order(monkeypatch):
     calls = []
 
     class Libc:
-        def __init__(self, ok):
-            self.ok = ok
+        def __init__(self, cap):
+            self.cap = cap
 
         def mallopt(self, param, value):
-            calls.append(param)
-            return int(self.ok)
+            calls.append((param, value.value))
+            return int(value.value <= self.cap)
 
-    for ok in (True, False):
+    # the mmap threshold first, the trim threshold only where it was accepted; older
+    # glibc caps the mmap threshold at 32 MiB, where that is tried next
+    for cap, expected in [(2**31, [(-3, 2**30), (-1, 2**30)]),
+                          (32 << 20, [(-3, 2**30), (-3, 32 << 20), (-1, 32 << 20)]),
+                          (0, [(-3, 2**30), (-3, 32 << 20)])]:
         calls.clear()
-        monkeypatch.setattr(ctypes, "CDLL", lambda name, ok=ok: Libc(ok))
-        assert timing.steady_allocator() is ok
-        # the mmap threshold first; the trim threshold only where it was accepted
-        assert calls == ([-3, -1] if ok else [-3])
+        monkeypatch.setattr(ctypes, "CDLL", lambda name, cap=cap: Libc(cap))
+        assert timing.steady_allocator() is bool(cap)
+        assert calls == expected
 
 
-def fake_cuda(monkeypatch, peaks, reserved=None):
+def fake_cuda(monkeypatch, peaks, reserved=None, allocated=None):
     """PyTorch's CUDA calls replaced by recorders: CUDA started, len(peaks) devices, device
-    0 current, device i holding ``reserved[i]`` bytes (default: all some)."""
+    0 current; device i holds ``reserved[i]`` bytes (default: some) of which
+    ``allocated[i]`` are allocated (default: its peak); a reset sets the peak to what is
+    allocated, as PyTorch's does. The lists may be changed while the fake is in use."""
     import torch
 
     calls = []
     reserved = [1] * len(peaks) if reserved is None else reserved
+    allocated = list(peaks) if allocated is None else allocated
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: len(peaks))
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda i: reserved[i])
     monkeypatch.setattr(torch.cuda, "synchronize", lambda i: calls.append(("sync", i)))
-    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
-                        lambda i: calls.append(("reset", i)))
+
+    def reset(i):
+        calls.append(("reset", i))
+        peaks[i] = allocated[i]
 
     def peak(i):
         calls.append(("peak", i))
         return peaks[i]
 
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", peak)
     return calls
 
@@ -137,10 +146,12 @@ def test_device_peak_and_clock_are_read_after_synchronizing(monkeypatch):
 
 
 def test_devices_never_used_are_left_alone(monkeypatch):
-    # device 1 holds no memory and is not current: synchronizing or reading it would
+    # device 1 holds no memory, has no peak and is not current: synchronizing it would
     # create a CUDA context there; device 2 holds memory, device 0 is current
-    calls = fake_cuda(monkeypatch, [0, 500, 200], reserved=[0, 0, 4096])
+    peaks = [0, 0, 200]
+    calls = fake_cuda(monkeypatch, peaks, reserved=[0, 0, 4096])
     with PeakMemory() as pm:
+        assert calls == [("sync", 0), ("sync", 2), ("reset", 0), ("peak", 1), ("reset", 2)]
         calls.clear()
     assert calls == [("sync", 0), ("sync", 2), ("peak", 0), ("peak", 2)]
     assert pm.device_peak_bytes == 200
@@ -149,6 +160,17 @@ def test_devices_never_used_are_left_alone(monkeypatch):
     with PeakMemory() as pm:
         pass
     assert pm.device_peak_bytes is None
+
+
+def test_an_old_peak_of_a_device_used_again_is_not_reported(monkeypatch):
+    # device 1 peaked at 700 in an earlier block and released its memory since; used
+    # again inside this block, up to 250: its old peak must not come back
+    peaks, reserved, allocated = [0, 700, 0], [1, 0, 0], [0, 0, 0]
+    calls = fake_cuda(monkeypatch, peaks, reserved=reserved, allocated=allocated)
+    with PeakMemory() as pm:
+        assert ("reset", 1) in calls and ("sync", 1) not in calls
+        reserved[1], peaks[1] = 4096, max(peaks[1], 250)  # a peak only grows
+    assert pm.device_peak_bytes == 250
 
 
 def test_records_carry_the_device_peak_only_where_cuda_was_used(monkeypatch):
