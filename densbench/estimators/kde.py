@@ -285,11 +285,18 @@ def expansion_error_bound(Z: np.ndarray, train: np.ndarray, scales: Sequence[flo
     """
     Z = np.asarray(Z, dtype=np.float64)
     train = np.asarray(train, dtype=np.float64)
-    d = Z.shape[1]
-    radius = math.sqrt(float(np.max(np.einsum("ij,ij->i", train, train), initial=0.0)))
-    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z))
+    return _error_bound(np.einsum("ij,ij->i", Z, Z),
+                        float(np.max(np.einsum("ij,ij->i", train, train), initial=0.0)),
+                        Z.shape[1], scales)
+
+
+def _error_bound(z_sq: np.ndarray, radius_sq: float, d: int, scales: Sequence[float]
+                 ) -> np.ndarray:
+    """:func:`expansion_error_bound` from the queries' squared norms and the largest
+    squared norm of a training point (scoring has both at hand)."""
     s_max = max(abs(float(s)) for s in scales)
-    return 3.0 * (d + 4) * np.finfo(np.float64).eps * s_max * (norms + radius) ** 2
+    reach = (np.sqrt(z_sq) + math.sqrt(radius_sq)) ** 2
+    return 3.0 * (d + 4) * np.finfo(np.float64).eps * s_max * reach
 
 
 def _workers_for(threads: int | None) -> int:
@@ -368,7 +375,11 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     out = np.empty((n, len(scales)), dtype=np.float64)
     if n == 0:
         return out
-    direct = expansion_error_bound(zt.numpy(), train, scales) > EXPANSION_ERROR_MAX
+    zn = zt.numpy()
+    z_sq = np.einsum("ij,ij->i", zn, zn)
+    # the largest ||x||^2: the augmented rows' last column, padding rows (inf) left out
+    radius_sq = float(xa[:len(train), d + 1].max()) if len(train) else 0.0
+    direct = _error_bound(z_sq, radius_sq, d, scales) > EXPANSION_ERROR_MAX
     if direct.any():  # these rows by explicit differences, the others as usual
         before = torch.get_num_threads()
         try:
@@ -379,7 +390,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
             torch.set_num_threads(before)
         if not direct.all():
             out[~direct] = log_kernel_sums(
-                zt.numpy()[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
+                zn[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
                 block_rows=block_rows, block_train=block_train, threads=threads)
         return out
     workers = _workers_for(threads)
@@ -414,8 +425,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     # operation, so a thread held back by a busy machine delays only its own blocks
     run_workers(work, workers)
     # the rows' own ||z||^2 term, left out of the product
-    zn = zt.numpy()
-    out += np.einsum("ij,ij->i", zn, zn)[:, None] * np.asarray(scales)
+    out += z_sq[:, None] * np.asarray(scales)
     return out
 
 
