@@ -268,3 +268,11 @@ def test_dequantization_reads_uint8_without_changing_the_figures():
                                                               seed=3)
     np.testing.assert_array_equal(a.test, b.test)
     np.testing.assert_allclose(a.log_jacobian["test"], -784 * np.log(256))
+
+
+def test_declared_info_is_what_every_loader_returns(root):
+    F.write_all(root)
+    for name in db.data.names():
+        if db.data.REGISTRY.meta(name).get("folder"):
+            ds = db.data.load(name)
+            assert db.data.info(name) == ds.info, name  # report tables read the declaration
