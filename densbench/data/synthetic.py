@@ -26,7 +26,6 @@ from numpy.typing import ArrayLike
 from scipy.linalg import solve_triangular
 from scipy.special import logsumexp
 
-from densbench.data import register
 from densbench.data.base import Dataset, Truth, split_rng
 
 __all__ = [
@@ -330,7 +329,6 @@ def random_gaussian_mixture(dim: int, n_components: int, truth_seed: int) -> Gau
 # loaders
 
 
-@register("eight_gaussians")
 def eight_gaussians(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000,
                     n_test: int = 5000, radius: float = 2.0, sd: float = 0.2) -> Dataset:
     """8 equal-weight isotropic Gaussians on a circle (2-D, exact density).
@@ -353,7 +351,6 @@ def eight_gaussians(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000,
     return make_synthetic(name, truth, seed, n_train, n_val, n_test, params)
 
 
-@register("grid_5x5")
 def grid_5x5(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 5000,
              sd: float = 0.1) -> Dataset:
     """25 equal-weight isotropic Gaussians on the grid {-2,-1,0,1,2}^2 (2-D, exact density).
@@ -372,7 +369,6 @@ def grid_5x5(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: i
     return make_synthetic(name, truth, seed, n_train, n_val, n_test, params)
 
 
-@register("checkerboard")
 def checkerboard(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000,
                  n_test: int = 5000) -> Dataset:
     """Uniform on the 8 black squares of a 4x4 checkerboard on [-2, 2]^2 (2-D, exact density).
@@ -389,7 +385,6 @@ def checkerboard(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000,
                           params)
 
 
-@register("banana")
 def banana(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 5000,
            curvature: float = 1.0) -> Dataset:
     """A banana-shaped bent Gaussian (2-D, exact density).
@@ -407,7 +402,6 @@ def banana(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int
     return make_synthetic(name, BananaTruth(curvature), seed, n_train, n_val, n_test, params)
 
 
-@register("funnel")
 def funnel(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 5000,
            dim: int = 2) -> Dataset:
     """Neal's funnel: v ~ N(0, 9), x_i | v ~ N(0, e^v) (exact density; dim 2 by default).
@@ -436,7 +430,6 @@ def _gmm_loader(name: str, dim: int, seed: int, n_train: int, n_val: int, n_test
     return make_synthetic(name, truth, seed, n_train, n_val, n_test, params)
 
 
-@register("gmm10")
 def gmm10(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 5000,
           n_components: int = 5, truth_seed: int = 0) -> Dataset:
     """A fixed random 5-component full-covariance Gaussian mixture in 10-D (exact density).
@@ -447,7 +440,6 @@ def gmm10(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int 
     return _gmm_loader("gmm10", 10, seed, n_train, n_val, n_test, n_components, truth_seed)
 
 
-@register("gmm50")
 def gmm50(seed: int = 0, *, n_train: int = 5000, n_val: int = 1000, n_test: int = 5000,
           n_components: int = 5, truth_seed: int = 0) -> Dataset:
     """A fixed random 5-component full-covariance Gaussian mixture in 50-D (exact density).

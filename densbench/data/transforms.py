@@ -89,14 +89,15 @@ def prepare(dataset: Dataset, *, discrete_native: bool, seed: int = 0) -> Prepar
         >>> round(float(p.log_jacobian["test"][0]), 3)   # -64 log 17
         -181.326
     """
-    splits = {s: dataset.split(s) for s in ("train", "val", "test")}
     if dataset.kind != "discrete" or discrete_native:
+        splits = {s: dataset.split(s) for s in ("train", "val", "test")}
         zeros = {s: np.zeros(len(a)) for s, a in splits.items()}
         figure = FIGURE_DISCRETE if dataset.kind == "discrete" else FIGURE_CONTINUOUS
         return Prepared(**splits, log_jacobian=zeros, figure=figure, transform="identity")
     levels = int(dataset.levels)
     out, ldj = {}, {}
-    for i, (name, X) in enumerate(splits.items()):
+    for i, name in enumerate(("train", "val", "test")):
+        X = dataset.native(name)  # uint8 images become float64 only here, once per split
         # One fixed noise stream per (seed, split): the same seed gives the same figures.
         rng = np.random.default_rng([int(seed), 0xDE0, i])
         out[name] = (X + rng.random(X.shape)) / levels

@@ -5,19 +5,27 @@ Adding an estimator = one module + one line below + a ``test_params()`` classmet
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from densbench.estimators.base import DensityEstimator, LikelihoodKind
 from densbench.registry import Registry, UnknownNameError
 
-__all__ = ["REGISTRY", "DensityEstimator", "LikelihoodKind", "get", "make", "names"]
+if TYPE_CHECKING:
+    from densbench.estimators.base import DensityEstimator, LikelihoodKind
+
+__all__ = ["REGISTRY", "DensityEstimator", "LikelihoodKind", "get", "make", "names",
+           "registered_name"]
 
 REGISTRY: Registry[type[DensityEstimator]] = Registry("estimator")
 
 
-def _register(name: str, cls: type[DensityEstimator]) -> None:
-    cls.name = name
-    REGISTRY.register(name)(cls)
+def __getattr__(name: str) -> Any:
+    # The contract's classes load on first use, so listing the registry imports no
+    # estimator module (nor scikit-learn or PyTorch).
+    if name in ("DensityEstimator", "LikelihoodKind"):
+        from densbench.estimators import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'densbench.estimators' has no attribute {name!r}")
 
 
 def get(name: str) -> type[DensityEstimator]:
@@ -49,35 +57,43 @@ def names() -> list[str]:
     return REGISTRY.names()
 
 
-# The registry: one line per estimator.
-from densbench.estimators.gaussian import DiagGaussian, Gaussian  # noqa: E402
-from densbench.estimators.gmm import GMM  # noqa: E402
-from densbench.estimators.hmm import HMM  # noqa: E402
-from densbench.estimators.kde import KDE  # noqa: E402
-from densbench.estimators.linear import PPCA, FactorAnalysis  # noqa: E402
+# The registry: one line per estimator, imported on first use (``densbench list`` imports
+# none of these modules).
+_E = "densbench.estimators"
+for _name, _target, _description in (
+    ("gaussian", f"{_E}.gaussian:Gaussian",
+     "Multivariate Gaussian with full covariance (maximum likelihood plus a small ridge)"),
+    ("diag_gaussian", f"{_E}.gaussian:DiagGaussian",
+     "Gaussian with diagonal covariance: independent dimensions (naive Bayes)"),
+    ("ppca", f"{_E}.linear:PPCA",
+     "Probabilistic PCA: a q-dimensional linear-Gaussian model with isotropic noise"),
+    ("factor_analysis", f"{_E}.linear:FactorAnalysis",
+     "Factor analysis: a q-dimensional linear-Gaussian model with diagonal noise"),
+    ("kde", f"{_E}.kde:KDE",
+     "Gaussian kernel density estimate, isotropic bandwidth (exact, blocked, float64)"),
+    ("gmm", f"{_E}.gmm:GMM",
+     "Gaussian mixture (full or diagonal covariances), EM fit, components selected"),
+    ("hmm", f"{_E}.hmm:HMM",
+     "Hidden Markov model with Gaussian emissions (hmmlearn's EM), states selected"),
+    ("maf", f"{_E}.flows:MAF", "Masked autoregressive flow (zuko): stacked affine MADE layers"),
+    ("nsf", f"{_E}.flows:NSF",
+     "Neural spline flow (zuko): autoregressive rational-quadratic splines"),
+    ("realnvp", f"{_E}.flows:RealNVP", "RealNVP (zuko): affine coupling layers"),
+    ("vae", f"{_E}.vae:VAE",
+     "Variational autoencoder (MLP encoder/decoder), IWAE-K bound as score (stochastic)"),
+    ("made", f"{_E}.autoregressive:MADE",
+     "Masked autoencoder (MADE): all autoregressive conditionals in one masked-MLP pass"),
+    ("rnn_ar", f"{_E}.autoregressive:RNNAutoregressive",
+     "GRU autoregressive model reading the dimensions in order"),
+    ("diffusion", f"{_E}.diffusion:Diffusion",
+     "Denoising diffusion model (DDPM, MLP noise predictor), variational bound as score"),
+    ("gan", f"{_E}.gan:GAN",
+     "Generative adversarial network (MLPs, non-saturating loss, R1 penalty): implicit"),
+):
+    REGISTRY.declare(_name, _target, _description)
 
-_register("gaussian", Gaussian)
-_register("diag_gaussian", DiagGaussian)
-_register("ppca", PPCA)
-_register("factor_analysis", FactorAnalysis)
-_register("kde", KDE)
-_register("gmm", GMM)
-_register("hmm", HMM)
-from densbench.estimators.flows import MAF, NSF, RealNVP  # noqa: E402
 
-_register("maf", MAF)
-_register("nsf", NSF)
-_register("realnvp", RealNVP)
-from densbench.estimators.vae import VAE  # noqa: E402
-
-_register("vae", VAE)
-from densbench.estimators.autoregressive import MADE, RNNAutoregressive  # noqa: E402
-
-_register("made", MADE)
-_register("rnn_ar", RNNAutoregressive)
-from densbench.estimators.diffusion import Diffusion  # noqa: E402
-
-_register("diffusion", Diffusion)
-from densbench.estimators.gan import GAN  # noqa: E402
-
-_register("gan", GAN)
+def registered_name(cls: type) -> str | None:
+    """The registry name declared for ``cls`` (``None`` if it is not declared)."""
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    return next((n for n, t in REGISTRY.targets().items() if t == target), None)

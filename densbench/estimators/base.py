@@ -81,11 +81,21 @@ def check_array(X: Any, *, who: str, what: str = "X", dim: int | None = None,
     return arr
 
 
+class _RegistryName:
+    """``cls.name``: the name the registry declares for the class ("?" if none); a class
+    from outside the package may set its own ``name``."""
+
+    def __get__(self, obj: Any, cls: type) -> str:
+        from densbench.estimators import registered_name
+
+        return registered_name(cls) or "?"
+
+
 class DensityEstimator(BaseEstimator):
     """Base class of all densbench estimators (see the module docstring)."""
 
-    #: Registry name, set by the registry decorator.
-    name: ClassVar[str] = "?"
+    #: Registry name, read from the registry's declaration.
+    name: ClassVar[str] = _RegistryName()  # type: ignore[assignment]
     #: What ``score_samples`` returns.
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.EXACT
     #: Whether ``sample`` is available.

@@ -30,8 +30,10 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, int], *, levels: int 
     for i, ax in enumerate(np.atleast_1d(axes).ravel()):
         ax.axis("off")
         if i < n:
-            ax.imshow(images[i].reshape(image_shape), cmap="gray_r", vmin=0, vmax=vmax,
-                      interpolation="nearest")
+            img = images[i].reshape(image_shape)
+            if img.ndim == 3:  # colour (height, width, RGB): imshow takes values in [0, 1]
+                img = np.clip(img / vmax, 0.0, 1.0)
+            ax.imshow(img, cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -76,17 +78,18 @@ def render_sample_figures(records: list[dict[str, Any]], out_dir: Path) -> dict[
         samples = decode_array(prev).reshape(prev["shape"])
         key = (rec["dataset"]["name"], repr(sorted(rec["dataset"].get("params", {}).items())),
                int(rec["seed"]))
-        if key not in datasets:
-            datasets[key] = data.load(rec["dataset"]["name"], seed=int(rec["seed"]),
-                                      **rec["dataset"].get("params", {}))
+        where = {"seed": int(rec["seed"]), **rec["dataset"].get("params", {})}
+        if key not in datasets:  # declared shapes: file-based data need not be present
+            datasets[key] = data.info(rec["dataset"]["name"], **where)
         ds = datasets[key]
         title = f"{rec['estimator']['name']} on {ds.name} (seed {rec['seed']})"
         path = out_dir / f"{rec['id']}.png"
         if ds.image_shape is not None:
             paths[rec["id"]] = image_grid(samples, ds.image_shape, levels=ds.levels,
                                           title=title, path=path)
-        elif ds.dim == 2:
-            paths[rec["id"]] = scatter_beside_data(samples, ds.test[:len(samples)],
+        elif ds.dim == 2:  # 2-D sets are generated, so loading them reads no file
+            test = data.load(ds.name, **where).test
+            paths[rec["id"]] = scatter_beside_data(samples, test[:len(samples)],
                                                    title=title, path=path)
     return paths
 

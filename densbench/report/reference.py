@@ -24,9 +24,10 @@ File format::
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,25 @@ def load_references(root: str | Path | None = None) -> list[Reference]:
     return out
 
 
+def _in_unit(ref: Reference, metric: str, unit: str, dim: Any) -> Reference | None:
+    """``ref`` in ``metric``/``unit``, converting bits/dim to nats/example exactly with the
+    dataset's dimension; ``None`` when it is another quantity."""
+    if ref.metric == metric and ref.unit == unit:
+        return ref
+    if (ref.metric, ref.unit, metric, unit) == ("test_bits_per_dim", "bits/dim",
+                                                "test_loglik", "nats/example") and dim:
+        per_bit = float(dim) * math.log(2.0)
+        return replace(ref, metric=metric, unit=unit, value=-ref.value * per_bit,
+                       error=None if ref.error is None else ref.error * per_bit,
+                       source=f"{ref.source} (converted from {ref.value:g} bits/dim)")
+    return None
+
+
 def matching(refs: list[Reference], protocol: dict[str, Any], metric: str = "test_loglik",
              unit: str = "nats/example") -> list[Reference]:
-    """The figures whose protocol agrees with ``protocol`` on every key they state.
+    """The figures whose protocol agrees with ``protocol`` on every key they state, in
+    ``metric`` and ``unit`` (figures in bits/dim are converted to nats/example with
+    ``protocol["dim"]``).
 
     Example:
         >>> r = Reference("X", -1.0, 0.1, "2 SE", "test_loglik", "nats/example", "s",
@@ -91,6 +108,15 @@ def matching(refs: list[Reference], protocol: dict[str, Any], metric: str = "tes
         1
         >>> len(matching([r], {"dataset": "digits", "split": "b"}))
         0
+        >>> b = Reference("Y", 1.0, None, "", "test_bits_per_dim", "bits/dim", "s",
+        ...               {"dataset": "digits"}, "g.toml")
+        >>> round(matching([b], {"dataset": "digits", "dim": 64})[0].value, 4)  # -64 ln 2
+        -44.3614
     """
-    return [r for r in refs if r.metric == metric and r.unit == unit
-            and all(k in protocol and protocol[k] == v for k, v in r.protocol.items())]
+    out = []
+    for r in refs:
+        if all(k in protocol and protocol[k] == v for k, v in r.protocol.items()):
+            converted = _in_unit(r, metric, unit, protocol.get("dim"))
+            if converted is not None:
+                out.append(converted)
+    return out

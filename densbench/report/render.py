@@ -96,11 +96,11 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
         sec = _Section(dataset, text, table)
         recs = [r for r in records if r["dataset"]["name"] == dataset
                 and r.get("status") == "ok"]
-        ds = None
         if recs:
             r0 = recs[0]
-            ds = data.load(dataset, seed=int(r0["seed"]), **r0["dataset"].get("params", {}))
-            published = matching(references, ds.protocol)
+            where = {"seed": int(r0["seed"]), **r0["dataset"].get("params", {})}
+            # The declared protocol: a finished run's report needs no raw data files.
+            published = matching(references, data.info(dataset, **where).protocol)
             if published:
                 sec.table = _with_published(table, published)
                 sec.text.append("Published figures (same protocol): " + "; ".join(
@@ -117,8 +117,9 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
             path = F.sample_metrics_vs_floor(agg, dataset, fig_dir / f"samples_{dataset}.png")
             if path:
                 sec.images.append((f"sample metrics vs floor on {dataset}", path))
-        if ds is not None and any(r.get("density_grid") for r in recs):
-            path = F.density_panels(recs, ds, fig_dir / f"density_{dataset}.png")
+        if any(r.get("density_grid") for r in recs):  # 2-D sets, generated: cheap to load
+            path = F.density_panels(recs, data.load(dataset, **where),
+                                    fig_dir / f"density_{dataset}.png")
             if path:
                 sec.images.append((f"densities on {dataset}", path))
         if recs:

@@ -1,0 +1,84 @@
+"""The built-in `images` and `published` suites end to end through the command line, and the
+report and comparison of a finished run without its raw data."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from densbench.runner.store import RunStore, load
+from tests.data.formats import write_all
+from tests.data.test_cli_files import cli
+
+#: Budgets cut to a few seconds per cell: the same suites, tiny networks, one epoch.
+TINY = ((r"max_epochs = \d+", "max_epochs = 1"), (r"patience = \d+", "patience = 1"),
+        (r"hidden = \[[^\]]*\]", "hidden = [8]"), (r"hidden = \d+", "hidden = 8"),
+        (r"transforms = \d+", "transforms = 1"), (r"k_eval = \d+", "k_eval = 4"),
+        (r"k_train = 50", "k_train = 2"), (r"latent_dim = \d+", "latent_dim = 2"),
+        (r"seeds = \d+", "seeds = 1"), (r"\[samples\]\nn = \d+\n", ""),
+        (r"cell_timeout_s = \d+", "cell_timeout_s = 300"))
+#: Sample metrics at 784 and 3072 dimensions take most of a cell's time (covariance
+#: eigendecompositions): the end-to-end runs here skip them.
+NO_SAMPLE_METRICS = "\n[samples]\nn = 20\nmetrics = false\n"
+
+
+def tiny_suite(name: str, out: Path) -> Path:
+    text = resources.files("densbench.suites").joinpath(f"{name}.toml").read_text()
+    for pattern, repl in TINY:
+        text = re.sub(pattern, repl, text)
+    path = out / f"{name}_tiny.toml"
+    path.write_text(text + NO_SAMPLE_METRICS)
+    return path
+
+
+@pytest.mark.slow
+def test_images_suite_runs_on_mnist5k_offline(tmp_path):
+    suite = tiny_suite("images", tmp_path)
+    res = cli("run", "--suite", str(suite), "--estimators", "diag_gaussian,gaussian,ppca",
+              "--out", str(tmp_path / "run"), "--no-progress")
+    assert res.returncode == 0, res.stderr + res.stdout
+    df = load(tmp_path / "run")
+    bpd = df[df["metric"] == "test_bits_per_dim"].set_index("estimator")["value"]
+    assert set(bpd.index) == {"diag_gaussian", "gaussian", "ppca"}
+    # bounds on 8-bit digits: positive, and the best model beats uniform levels (8 bits)
+    assert (bpd > 0).all() and bpd.min() < 8, bpd
+
+
+@pytest.mark.slow
+def test_published_suite_end_to_end_then_report_without_raw_data(tmp_path):
+    root = tmp_path / "data"
+    write_all(root)
+    suite = tiny_suite("published", tmp_path)
+    run = tmp_path / "run"
+    res = cli("run", "--suite", str(suite), "--data-root", str(root), "--out", str(run),
+              "--no-progress", DENSBENCH_VERIFY_CHECKSUMS="0")
+    assert res.returncode == 0, res.stderr + res.stdout[-3000:]
+    records = RunStore(run).records()
+    assert len(records) == 34 and {r["status"] for r in records} == {"ok"}
+    assert {r["dataset"]["name"] for r in records} == {
+        "uci_power", "uci_gas", "uci_hepmass", "uci_miniboone", "uci_bsds300", "mnist",
+        "cifar10", "binarized_mnist"}
+
+    shutil.rmtree(root)  # a finished run's report and comparison need no raw data
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rep = cli("report", str(run), "--format", "md", DENSBENCH_DATA_ROOT=str(empty))
+    assert rep.returncode == 0, rep.stderr
+    text = (run / "report.md").read_text()
+    sections = dict(re.findall(r"\n## ([a-z0-9_]+)\n(.*?)(?=\n## |\Z)", text, re.S))
+    assert "MAF (5) (published)" in sections["uci_power"]
+    assert "MAF MoG (5) (published)" in sections["uci_bsds300"]
+    # bits/dim converted to nats/example with the dataset's dimension
+    glow = f"{-1.05 * 784 * math.log(2):.3f}"
+    assert "Glow (published)" in sections["mnist"] and glow in sections["mnist"]
+    assert "PixelCNN (published)" in sections["cifar10"]
+    assert "MAF (5) (published)" not in sections["mnist"]
+    assert "(published)" not in sections["binarized_mnist"]  # no figure of that protocol
+    cmp = cli("compare", str(run), str(run), DENSBENCH_DATA_ROOT=str(empty))
+    assert cmp.returncode == 0, cmp.stderr
+    assert "34 cells ok in both runs" in cmp.stdout
