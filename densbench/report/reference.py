@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from densbench.metrics import catalogue as C
+
 __all__ = ["Reference", "default_reference_dir", "load_references", "matching"]
 
 
@@ -80,9 +82,10 @@ def load_references(root: str | Path | None = None) -> list[Reference]:
     return out
 
 
-def matching(refs: list[Reference], protocol: dict[str, Any], metric: str = "test_loglik",
-             unit: str = "nats/example") -> list[Reference]:
-    """The figures whose protocol agrees with ``protocol`` on every key they state.
+def matching(refs: list[Reference], protocol: dict[str, Any],
+             metric: str = C.TEST_LOGLIK) -> list[Reference]:
+    """The figures of ``metric``, in the catalogue's unit of it, whose protocol agrees with
+    ``protocol`` on every key they state.
 
     Example:
         >>> r = Reference("X", -1.0, 0.1, "2 SE", "test_loglik", "nats/example", "s",
@@ -92,5 +95,6 @@ def matching(refs: list[Reference], protocol: dict[str, Any], metric: str = "tes
         >>> len(matching([r], {"dataset": "digits", "split": "b"}))
         0
     """
+    unit = C.get(metric).unit
     return [r for r in refs if r.metric == metric and r.unit == unit
             and all(k in protocol and protocol[k] == v for k, v in r.protocol.items())]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from densbench.metrics import catalogue as C
 from densbench.report import figures as F
 from densbench.report.reference import load_references, matching
 from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
@@ -87,7 +88,7 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
         kinds = sorted(set(g["figure"].dropna()))
         seeds = int(g["n_seeds"].max()) if len(g) else 0
         text = [f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}."]
-        truth = g[g["metric"] == "test_loglik_truth"]
+        truth = g[g["metric"] == C.TEST_LOGLIK_TRUTH]
         if len(truth):
             t = truth.iloc[0]
             text.append(f"True density on the test split: {t['mean']:.3f} ± {t['se']:.3f} "
@@ -144,7 +145,7 @@ def _with_published(table: pd.DataFrame, published: list) -> pd.DataFrame:
     for r in published:
         row = {c: "--" for c in table.columns}
         row["likelihood"] = "published"
-        row["test log-lik [nats/example]"] = (f"{r.value:.3f}" if r.error is None
+        row[C.get(C.TEST_LOGLIK).header] = (f"{r.value:.3f}" if r.error is None
                                               else f"{r.value:.3f} ± {r.error:.3f}")
         rows.append(pd.Series(row, name=f"{r.estimator} (published)"))
     extra = pd.DataFrame(rows)
