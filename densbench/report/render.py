@@ -23,7 +23,7 @@ from densbench.report.reference import load_references, matching
 from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
 from densbench.runner.store import RunStore, load, load_per_example
 
-__all__ = ["FORMATS", "markdown_report", "write_markdown", "write_report"]
+__all__ = ["FORMATS", "write_report"]
 
 FORMATS = ("md", "html")
 
@@ -196,12 +196,6 @@ def _markdown(rep: _Report, root: Path) -> str:
     return "\n".join(out)
 
 
-def markdown_report(run_dir: str | Path) -> str:
-    """The Markdown report of a run folder (writes its figures under ``figures/``)."""
-    root = Path(run_dir)
-    return _markdown(_build(root), root)
-
-
 # -- HTML --------------------------------------------------------------------------------
 
 _CSS = """
@@ -279,10 +273,3 @@ def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
         paths.append(path)
     return paths
 
-
-def write_markdown(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write only ``report.md`` (to ``out`` if given) and return its path."""
-    root = Path(run_dir)
-    path = Path(out) if out else root / "report.md"
-    path.write_text(markdown_report(root))
-    return path

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from densbench.report.render import write_markdown
+from densbench.report.render import write_report
 from densbench.report.tables import aggregate_seeds, leaderboards
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
@@ -45,7 +45,7 @@ def test_leaderboard_bolds_the_best_and_shows_units(run):
 
 
 def test_markdown_report_with_galleries_and_failures(run):
-    path = write_markdown(run)
+    path = write_report(run, ("md",))[0]
     text = path.read_text()
     assert "## banana" in text and "## digits" in text and "## Failed cells" in text
     assert "kde: bandwidth must be" in text
