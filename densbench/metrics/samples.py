@@ -273,11 +273,11 @@ def mmd2(X: np.ndarray, Y: np.ndarray, *, bandwidths: Iterable[float] | None = N
     the second-order (degenerate) terms ``2 E k~_XX^2 / (n(n-1)) + 2 E k~_YY^2 / (m(m-1))
     + 4 E k~_XY^2 / (nm)``, k~ the doubly centred kernel, which are then added back. The
     variance is never taken below that second-order term, its exact value when ``X`` and
-    ``Y`` share a distribution (the first-order term vanishes). In simulations (tests) the
-    SE matches the spread of MMD^2_u over replicates within a few % under a real difference
-    and is conservative, about 1.2x, under no difference (where the floor binds about half
-    the time). Computed in the same blocked pass as the value; the bandwidth's own
-    randomness is not included.
+    ``Y`` share a distribution (the first-order term vanishes); so under no difference,
+    where that floor binds, the SE errs on the large side. ``tests/metrics/
+    test_samples.py`` holds it against the spread of MMD^2_u over simulated replicates.
+    Computed in the same blocked pass as the value; the bandwidth's own randomness is not
+    included.
 
     ``extra``: ``bandwidths`` (list), ``median_distance`` (None when given explicitly).
 
