@@ -24,7 +24,8 @@ All randomness (bandwidth subsample, projections, classifier, bootstrap) comes f
 
 Every number here has a finite-sample floor: a perfect model's samples score what a second
 held-out sample from the data distribution scores (validation split vs test split), not the
-ideal value of its direction in the catalogue; read a value beside that floor.
+ideal value (0 for a discrepancy, the catalogue's target for C2ST accuracy, density and the
+memorization ratio); read a value beside that floor.
 """
 
 from __future__ import annotations
