@@ -18,7 +18,8 @@ _SUBMODULES = {"data", "estimators", "metrics", "report", "results", "runner"}
 
 
 def __getattr__(name: str) -> Any:
-    # Subpackages load on first use, so `densbench list` does not pay for torch.
+    # Subpackages load on first use: `import densbench` alone imports none of them, so a
+    # caller pays only for the parts it uses.
     if name in _SUBMODULES:
         return importlib.import_module(f"densbench.{name}")
     raise AttributeError(f"module 'densbench' has no attribute {name!r}")

@@ -80,27 +80,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from densbench.report.compare import compare_runs, likelihood_got_worse
+    from densbench.metrics.catalogue import TEST_LOGLIK
+    from densbench.report.compare import HEADLINE, compare_runs, likelihood_got_worse
     from densbench.runner.store import RunStore
 
     ids_a = RunStore(args.run_a).finished_ids()
     ids_b = RunStore(args.run_b).finished_ids()
     table = compare_runs(args.run_a, args.run_b)
-    shown = table if args.all_metrics else table[table["metric"].isin(
-        ["test_loglik", "test_bits_per_dim", "kl_to_truth"])]
+    shown = table if args.all_metrics else table[table["metric"].isin(HEADLINE)]
     print(f"{table['cell_id'].nunique()} cells ok in both runs; {len(ids_a - ids_b)} only in "
           f"{args.run_a}, {len(ids_b - ids_a)} only in {args.run_b}.")
     if not shown.empty:
         view = shown.assign(
-            mark=np.where(shown["worse"], "worse", np.where(shown["significant"], "better",
-                                                            "")))
+            mark=np.where(shown["worse"], "worse", np.where(shown["better"], "better", "")))
         view = view[["dataset", "estimator", "seed", "metric", "unit", "a", "b", "change",
                      "se", "mark"]]
         with pd.option_context("display.width", 200, "display.max_rows", 500,
                                "display.float_format", "{:.4g}".format):
             print(view.to_string(index=False))
-    sel = table[table["metric"] == "test_loglik"]
-    n_worse, n_better = int(sel["worse"].sum()), int((sel["significant"] & ~sel["worse"]).sum())
+    sel = table[table["metric"] == TEST_LOGLIK]
+    n_worse, n_better = int(sel["worse"].sum()), int(sel["better"].sum())
     print(f"test log-likelihood (paired over test examples, 95%): {n_better} significantly "
           f"better, {n_worse} significantly worse, {len(sel) - n_better - n_worse} unchanged.")
     return 1 if likelihood_got_worse(table) else 0

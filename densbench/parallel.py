@@ -2,10 +2,10 @@
 
 With PyTorch's own (OpenMP) threads every operation ends at a barrier where all threads
 wait for the slowest; on a machine shared with other processes a thread held back by the
-OS stalls every operation (seen on 2 shared cores: block-wise KDE scoring 10-40x slower
-than on one thread). :func:`run_workers` instead gives each of N threads whole pieces of
-work, each thread running PyTorch on one thread, so a thread held back delays only its
-own piece.
+OS stalls every operation, so many small operations (block-wise KDE scoring) can run
+slower on several threads than on one. :func:`run_workers` instead gives each of N
+threads whole pieces of work, each thread running PyTorch on one thread, so a thread held
+back delays only its own piece.
 
 Example:
     >>> run_workers(lambda: 6 * 7, 2)
@@ -34,7 +34,7 @@ def _single_thread() -> None:
     # Per thread with PyTorch's OpenMP build: the OpenMP and MKL thread counts of THIS
     # thread. It also sets the process-wide default, which run_workers puts back. A thread's
     # first PyTorch call copies that default into it (lazily), so get_num_threads() first:
-    # set before that copy, the 1 was overwritten by the caller's count (seen in the tests).
+    # a 1 set before that copy would be overwritten by the caller's count.
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
 

@@ -24,16 +24,17 @@ logit of every chunk is taken (one pass); a chunk whose largest term lies more t
 ``DROP_NATS + log n`` nats below its row's largest term is skipped, and only the kept
 chunks are gathered, clamped at :data:`EXP_FLOOR` and exponentiated. All skipped terms
 together are below ``e^-37 = 8.5e-17`` times the row's sum: under the rounding of a float64
-result. Where most chunks are kept, the block is summed densely in place. On digits with h
-= 1 about 4% of the chunks are kept, in 2-D at h = 0.1 about 18%. An ``n_query x n_train``
+result. Where most chunks are kept, the block is summed densely in place. The smaller the
+bandwidth against the data's spread, the fewer chunks are kept. An ``n_query x n_train``
 matrix never exists: the data are centred on the training mean first (so the expansion
 loses little accuracy) and processed in blocks of at most :data:`BLOCK_BYTES` bytes.
 
 Accuracy: the expansion's rounding error grows with ``|s| (||z|| + max ||x||)^2``. Per query
 row, :func:`expansion_error_bound` bounds it; rows where the bound exceeds
 :data:`EXPANSION_ERROR_MAX` (a bandwidth tiny against the data's spread, or a query far
-from all the training data) are computed from explicit differences instead. On digits at
-h = 1 the bound is at most 2e-10 nats and in 2-D at h = 0.1 2e-11, so no row is rerouted.
+from all the training data) are computed from explicit differences instead. Ordinary
+bandwidths keep the bound far below that threshold, so the product is the usual path and
+the slow one is taken only where the product could not be trusted.
 
 Threads: with ``torch.get_num_threads()`` = T > 1, the calling thread and T - 1 worker
 threads (kept between calls, :func:`densbench.parallel.run_workers`) each take whole row
@@ -74,7 +75,7 @@ BLOCK_TRAIN = 2048
 #: Training points (evenly strided) whose largest logit shifts each query row.
 PILOT_POINTS = 64
 #: Shifted logits are clamped at this value before ``exp``: exp of a float64 argument below
-#: about -708 (a subnormal or zero result) runs ~20x slower in PyTorch, and exp(-700) =
+#: about -708 (a subnormal or zero result) takes a slow path in the CPU, and exp(-700) =
 #: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
 EXP_FLOOR = -700.0
 #: Query rows whose :func:`expansion_error_bound` exceeds this many nats (a bandwidth tiny
@@ -103,9 +104,9 @@ def locality_order(X: np.ndarray) -> np.ndarray:
     the Z-order (Morton) curve over the data's first ``min(d, 4)`` principal axes.
 
     Scoring visits the training points in chunks of :data:`CHUNK`; in this order a chunk's
-    points lie close together, so a chunk far from a query is skipped as a whole (in 2-D
-    the kept chunks drop from about 90% to 18% of all; on digits from 6% to 4%). The sum
-    is the same in any order; only the speed changes. Deterministic; O(n log n).
+    points lie close together, so a chunk far from a query is skipped as a whole; in the
+    order the data came in, most chunks hold some point near every query and are kept.
+    The sum is the same in any order; only the speed changes. Deterministic; O(n log n).
 
     Example:
         >>> order = locality_order(np.array([[3.0], [-1.0], [2.0], [0.0]])).tolist()
@@ -398,8 +399,8 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     rb = block_rows or max(1, block_bytes // (8 * cb))
     if workers > 1:
         # 2 row blocks per worker, so that a worker the OS holds back leaves its second
-        # block to the others; 1 where the blocks would get small (under 128 rows the
-        # product loses speed: digits' 360 rows took 2.5 ms in 90-row blocks, 2.3 in one)
+        # block to the others; 1 where the blocks would get small (under 128 rows a
+        # block's matrix product is too small to run at the full rate)
         per_worker = 2 if n >= 2 * workers * 128 else 1
         rb = min(rb, -(-n // (per_worker * workers)))
     rb = min(rb, n)
@@ -499,9 +500,9 @@ class KDE(DensityEstimator):
     in its own blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES`
     (4 MiB; two during 'cv' selection) per PyTorch thread, plus the stored training data
     (``train_``, n x d, and n x (d + 2) float64 values for the distance product) and
-    O(n_query) for the result, whatever the number of query or training rows (1,000,000 x
-    100,000 2-D scoring stays well under 2 GB peak RSS: ``tests/benchmarks/
-    test_bench_memory.py``). Samples are a uniformly chosen training point plus
+    O(n_query) for the result, whatever the number of query or training rows
+    (``tests/benchmarks/test_bench_memory.py`` scores a million training points in a
+    child process with a memory limit). Samples are a uniformly chosen training point plus
     ``N(0, h^2 I)``.
 
     Parameters:

@@ -122,7 +122,7 @@ class _VAEModule(nn.Module):
         logits = h.reshape(n, m, self.d, self.levels)
         idx = xb.long().unsqueeze(-1).expand(n, m, self.d, 1)
         # log_softmax is one fused pass; logsumexp over the few levels of the last axis
-        # runs as five (max, subtract, exp, sum, log) and took twice as long
+        # runs as five separate passes (max, subtract, exp, sum, log)
         return torch.gather(F.log_softmax(logits, -1), -1, idx).squeeze(-1).sum(-1)
 
     def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -189,9 +189,9 @@ class VAE(TorchDensityEstimator):
 
     ``score_samples`` returns the IWAE estimate with ``k_eval`` samples per row (see the
     module docstring): evaluation costs ``k_eval`` decoder passes per row (5000 by
-    default), in chunks of ``eval_decoder_rows`` decoder rows (on one CPU thread, 5000
-    2-D rows at K = 5000 take about 7 s with the default decoder; the 64-D categorical
-    decoder of digits about 15 ms per row). ``diagnostics`` reports,
+    default), in chunks of ``eval_decoder_rows`` decoder rows, thousands of times the
+    cost of one ELBO pass (the runner scores only the test split with it).
+    ``diagnostics`` reports,
     from ONE set of ``k_eval`` draws per row (the same draws as ``score_samples``): the
     ELBO estimate (the mean log-weight), the IWAE estimates at K = 1, 10, 100, 1000, 5000
     from nested prefixes of the draws (those with K > ``k_eval`` left out), the effective
@@ -246,13 +246,10 @@ class VAE(TorchDensityEstimator):
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.STOCHASTIC_BOUND
     can_sample: ClassVar[bool] = True
     discrete_native: ClassVar[bool] = True
-    #: Decoder rows (rows of X times samples) per evaluation chunk: bounds the memory, and
-    #: sets the speed. With 1,024 rows the activations stay in cache: the digits decoder
-    #: ran at 94-97% of the float32 matrix-product rate (one or two threads), with 65,536
-    #: rows at 38-44%. The K = 5000 evaluation of 8 digits rows took 111 ms on one thread;
-    #: a per-example loop of 5,000-row decoder calls 116-121 ms, or 246-252 ms where the
-    #: allocator maps its 22 MB activations afresh on each call (see
-    #: densbench.metrics.timing.steady_allocator; benchmark group iwae-k5000).
+    #: Decoder rows (rows of X times samples) per evaluation chunk: bounds the memory for
+    #: any K and any number of rows, and sets the speed: a chunk whose activations stay in
+    #: cache keeps the decoder near the matrix-product rate, where much larger chunks
+    #: wait on memory (figures: benchmark group iwae-k5000, the README's Speed section).
     eval_decoder_rows: ClassVar[int] = 1024
     #: Samples of the early-stopping IWAE estimate.
     k_val: ClassVar[int] = 10

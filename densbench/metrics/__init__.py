@@ -2,6 +2,7 @@
 
 Each registered metric function takes a :class:`CellOutputs` and returns a list of
 :class:`Metric` rows (empty when it does not apply, e.g. truth metrics on real data).
+Every row's name, unit and direction are those of :mod:`densbench.metrics.catalogue`.
 """
 
 from __future__ import annotations

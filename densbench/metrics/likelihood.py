@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from densbench.data.transforms import LN2
 from densbench.metrics.base import CellOutputs, Metric, mean_se
+from densbench.metrics.catalogue import bits_per_dim, loglik, loglik_per_dim, metric
 
 __all__ = ["likelihood_metrics"]
 
@@ -26,9 +27,9 @@ def likelihood_metrics(out: CellOutputs) -> list[Metric]:
     rows: list[Metric] = []
     for split, ll in out.loglik.items():
         m, se = mean_se(ll)
-        rows.append(Metric(f"{split}_loglik", m, se, "nats/example"))
-        rows.append(Metric(f"{split}_loglik_per_dim", m / out.dim, se / out.dim, "nats/dim"))
+        rows.append(metric(loglik(split), m, se))
+        rows.append(metric(loglik_per_dim(split), m / out.dim, se / out.dim))
         if out.discrete:
             k = out.dim * LN2
-            rows.append(Metric(f"{split}_bits_per_dim", -m / k, se / k, "bits/dim"))
+            rows.append(metric(bits_per_dim(split), -m / k, se / k))
     return rows

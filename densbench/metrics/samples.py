@@ -1,8 +1,8 @@
 """Sample quality: how far a model's samples ``X`` (n, d) lie from held-out data ``Y`` (m, d).
 
 Every metric is a plain function returning a :class:`SampleScore` (value, standard error or
-``None``, and a dict of extras); :data:`SAMPLE_METRICS` holds each one's unit, direction,
-ideal value and a one-line description, and :func:`sample_metrics` computes them all.
+``None``, and a dict of extras); :func:`sample_metrics` computes them all. Their units,
+directions and meanings are in :data:`densbench.metrics.catalogue.SAMPLE_METRICS`.
 
 - :func:`mmd2`: unbiased squared maximum mean discrepancy, mean of RBF kernels at multiples
   of the median-heuristic bandwidth, with the U-statistic's standard error;
@@ -23,8 +23,9 @@ centred on a common point, in PyTorch float64.
 All randomness (bandwidth subsample, projections, classifier, bootstrap) comes from ``seed``.
 
 Every number here has a finite-sample floor: a perfect model's samples score what a second
-held-out sample from the data distribution scores (train split vs test split), not the
-``ideal`` of :data:`SAMPLE_METRICS`; read a value beside that floor.
+held-out sample from the data distribution scores (validation split vs test split), not the
+ideal value (0 for a discrepancy, the catalogue's target for C2ST accuracy, density and the
+memorization ratio); read a value beside that floor.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from densbench.metrics import catalogue
 from densbench.metrics.base import Metric, mean_se
+from densbench.metrics.catalogue import SAMPLE_METRICS
 from densbench.registry import UnknownNameError
 
 __all__ = [
-    "SAMPLE_METRICS",
-    "SampleMetricInfo",
     "SampleScore",
     "c2st",
     "energy_distance",
@@ -89,27 +90,6 @@ class SampleScore:
     value: float
     se: float | None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-@dataclass(frozen=True)
-class SampleMetricInfo:
-    """What a sample metric means.
-
-    ``fn`` is the function computing it; a function that yields several metrics at once
-    (:func:`prdc`) returns a dict of :class:`SampleScore` keyed by metric name.
-    ``higher_is_better`` is ``None`` when the ideal is in the middle of the range (C2ST's
-    0.5, density's 1, the memorization ratio's 1): then the distance to ``ideal`` matters.
-    ``seeded``: ``fn`` takes ``seed=``; ``needs_train``: ``fn`` is ``fn(X, train, Y)``.
-    """
-
-    name: str
-    unit: str
-    higher_is_better: bool | None
-    ideal: float
-    fn: Callable[..., Any]
-    description: str
-    seeded: bool = False
-    needs_train: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,11 +274,11 @@ def mmd2(X: np.ndarray, Y: np.ndarray, *, bandwidths: Iterable[float] | None = N
     the second-order (degenerate) terms ``2 E k~_XX^2 / (n(n-1)) + 2 E k~_YY^2 / (m(m-1))
     + 4 E k~_XY^2 / (nm)``, k~ the doubly centred kernel, which are then added back. The
     variance is never taken below that second-order term, its exact value when ``X`` and
-    ``Y`` share a distribution (the first-order term vanishes). In simulations (tests) the
-    SE matches the spread of MMD^2_u over replicates within a few % under a real difference
-    and is conservative, about 1.2x, under no difference (where the floor binds about half
-    the time). Computed in the same blocked pass as the value; the bandwidth's own
-    randomness is not included.
+    ``Y`` share a distribution (the first-order term vanishes); so under no difference,
+    where that floor binds, the SE errs on the large side. ``tests/metrics/
+    test_samples.py`` holds it against the spread of MMD^2_u over simulated replicates.
+    Computed in the same blocked pass as the value; the bandwidth's own randomness is not
+    included.
 
     ``extra``: ``bandwidths`` (list), ``median_distance`` (None when given explicitly).
 
@@ -717,36 +697,34 @@ def frechet_distance(X: np.ndarray, Y: np.ndarray,
 # metadata and the all-in-one entry point
 
 
-SAMPLE_METRICS: dict[str, SampleMetricInfo] = {
-    info.name: info for info in (
-        SampleMetricInfo("mmd2", "squared RKHS distance", False, 0.0, mmd2,
-                         "Unbiased MMD^2, mean of RBF kernels at 0.5/1/2 x median distance.",
-                         seeded=True),
-        SampleMetricInfo("energy_distance", "data units", False, 0.0, energy_distance,
-                         "Unbiased squared energy distance 2E|X-Y| - E|X-X'| - E|Y-Y'|."),
-        SampleMetricInfo("sliced_wasserstein", "data units", False, 0.0, sliced_wasserstein,
-                         "Sliced 1-Wasserstein distance over 200 random directions (POT).",
-                         seeded=True),
-        SampleMetricInfo("c2st_accuracy", "accuracy", None, 0.5, c2st,
-                         "5-fold accuracy of an MLP telling samples from data (0.5 = can't).",
-                         seeded=True),
-        SampleMetricInfo("precision", "fraction", True, 1.0, prdc,
-                         "Fraction of samples inside the data's 5-NN balls (fidelity)."),
-        SampleMetricInfo("recall", "fraction", True, 1.0, prdc,
-                         "Fraction of data inside the samples' 5-NN balls (diversity)."),
-        SampleMetricInfo("density", "ratio", None, 1.0, prdc,
-                         "Mean number of data 5-NN balls holding a sample, over 5."),
-        SampleMetricInfo("coverage", "fraction", True, 1.0, prdc,
-                         "Fraction of data 5-NN balls holding at least one sample."),
-        SampleMetricInfo("frechet_distance", "squared standardized units", False, 0.0,
-                         frechet_distance,
-                         "Frechet distance of Gaussian fits, data standardized by Y."),
-        SampleMetricInfo("memorization_ratio", "ratio", None, 1.0, memorization_ratio,
-                         "Median NN distance to train: samples over held-out (0 = copies).",
-                         seeded=True, needs_train=True),
-    )
+@dataclass(frozen=True)
+class _How:
+    """How a sample metric is computed: ``fn`` takes ``seed=`` when ``seeded`` and is
+    ``fn(X, train, Y)`` when ``needs_train``; a function that yields several metrics at once
+    (:func:`prdc`) returns a dict of :class:`SampleScore` keyed by metric name."""
+
+    fn: Callable[..., Any]
+    seeded: bool = False
+    needs_train: bool = False
+
+
+#: The function of each metric of :data:`~densbench.metrics.catalogue.SAMPLE_METRICS`
+#: (which holds their units, directions and meanings).
+_HOW: dict[str, _How] = {
+    "mmd2": _How(mmd2, seeded=True),
+    "energy_distance": _How(energy_distance),
+    "sliced_wasserstein": _How(sliced_wasserstein, seeded=True),
+    "c2st_accuracy": _How(c2st, seeded=True),
+    "precision": _How(prdc),
+    "recall": _How(prdc),
+    "density": _How(prdc),
+    "coverage": _How(prdc),
+    "frechet_distance": _How(frechet_distance),
+    "memorization_ratio": _How(memorization_ratio, seeded=True, needs_train=True),
 }
-"""Every sample metric by name, in report order."""
+if list(_HOW) != list(SAMPLE_METRICS):  # a metric added to one and not the other
+    raise ImportError("densbench.metrics.samples: the sample metrics computed here differ "
+                      "from the catalogue's")
 
 
 def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = None,
@@ -766,8 +744,7 @@ def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = N
         (['energy_distance', 'coverage'], True)
     """
     if which is None:
-        names = [n for n, info in SAMPLE_METRICS.items() if train is not None
-                 or not info.needs_train]
+        names = [n for n, how in _HOW.items() if train is not None or not how.needs_train]
     else:
         names = list(which)
         unknown = [n for n in names if n not in SAMPLE_METRICS]
@@ -779,27 +756,30 @@ def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = N
     results: dict[Callable[..., Any], Any] = {}
     out: dict[str, SampleScore] = {}
     for name in names:
-        info = SAMPLE_METRICS[name]
-        if info.fn not in results:
-            kwargs: dict[str, Any] = {"seed": seed} if info.seeded else {}
-            if info.needs_train:
+        how = _HOW[name]
+        if how.fn not in results:
+            kwargs: dict[str, Any] = {"seed": seed} if how.seeded else {}
+            if how.needs_train:
                 if tr is None:
                     raise ValueError(f"sample metric {name!r} needs the training set (train=)")
-                results[info.fn] = info.fn(x, tr, y, **kwargs)
+                results[how.fn] = how.fn(x, tr, y, **kwargs)
             else:
-                results[info.fn] = info.fn(x, y, **kwargs)
-        result = results[info.fn]
+                results[how.fn] = how.fn(x, y, **kwargs)
+        result = results[how.fn]
         out[name] = result[name] if isinstance(result, dict) else result
     return out
 
 
-def to_metrics(scores: Mapping[str, SampleScore], prefix: str = "samples_") -> list[Metric]:
-    """Result rows (:class:`~densbench.metrics.base.Metric`) for named scores, with the units
-    of :data:`SAMPLE_METRICS`.
+def to_metrics(scores: Mapping[str, SampleScore],
+               prefix: str = catalogue.SAMPLES_PREFIX) -> list[Metric]:
+    """Result rows (:class:`~densbench.metrics.base.Metric`) for named scores, recorded as
+    ``prefix + name`` (:data:`~densbench.metrics.catalogue.SAMPLES_PREFIX` for a model's
+    samples, :data:`~densbench.metrics.catalogue.FLOOR_PREFIX` for the floor) in the
+    catalogue's units.
 
     Example:
         >>> to_metrics({"mmd2": SampleScore(0.01, 0.002)})
         [Metric(metric='samples_mmd2', value=0.01, se=0.002, unit='squared RKHS distance')]
     """
-    return [Metric(prefix + name, float(s.value), None if s.se is None else float(s.se),
-                   SAMPLE_METRICS[name].unit) for name, s in scores.items()]
+    return [catalogue.metric(prefix + key, float(s.value), None if s.se is None else float(s.se))
+            for key, s in scores.items()]

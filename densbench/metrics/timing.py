@@ -162,10 +162,10 @@ def limit_threads(n: int) -> None:
 
     NumPy and SciPy each ship their own OpenBLAS, and threadpoolctl can limit only the
     libraries already loaded, so both are imported first (and the environment variables set
-    for any loaded later). Without this, SciPy's OpenBLAS kept its default of one thread per
-    core inside workers meant to use one: on this 2-core machine, with a second process
-    busy, scikit-learn's factor analysis (an SVD of 1257 x 64 per EM step) ran 100x slower
-    (0.3 s per SVD instead of 3 ms).
+    for any loaded later). Without this, SciPy's OpenBLAS keeps its default of one thread
+    per core inside workers meant to use one: N such workers oversubscribe the cores, and
+    every BLAS call (an SVD per EM step of scikit-learn's factor analysis) waits at its
+    barrier for threads the OS has put aside for another worker.
     """
     import numpy  # noqa: F401
     import scipy.linalg  # noqa: F401
@@ -190,10 +190,9 @@ def steady_allocator(threshold_bytes: int = 1 << 30) -> bool:
     By default glibc maps every block above a moving threshold (128 KiB, raised to the
     size of the last freed mapped block, at most 32 MiB) afresh and unmaps it on free, so
     a PyTorch CPU tensor of a few MiB made and dropped on every call costs a page fault
-    per 4 KiB on every call, and whether it does depends on what ran before. Measured here
-    with the VAE's K = 5000 evaluation on digits (8 rows, 1 thread): a per-example loop
-    with 22 MB activations took 246-252 ms by default and 116 ms with this setting; the
-    batched evaluation 109-213 ms by default (depending on what ran before) and 110 ms.
+    per 4 KiB on every call, and whether it does depends on what ran before: a timing
+    would measure the allocator's history rather than the code (figures: the README's
+    Speed section).
     PyTorch's CPU performance guide recommends replacing the allocator (jemalloc,
     tcmalloc) for the same reason. The cost: freed memory stays with the process and
     would count in the next measurement of peak resident memory, so
@@ -236,8 +235,9 @@ def release_free_memory() -> bool:
         trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return False
-    # (no gc.collect() first: a full collection took 0.2 s per cell in a process that
-    # has imported PyTorch, 72 s over the default run's 360 cells)
+    # (no gc.collect() first: a full collection walks every object of a process that has
+    # imported PyTorch, a cost per cell that frees nothing malloc_trim needs: what
+    # Python has freed is already free to malloc)
     trim(ctypes.c_size_t(0))
     return True
 

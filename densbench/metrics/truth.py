@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from densbench.metrics.base import CellOutputs, Metric, mean_se
+from densbench.metrics.catalogue import (
+    KL_TO_TRUTH,
+    SAMPLES_OUTSIDE_TRUTH_SUPPORT,
+    SAMPLES_TRUTH_LOGLIK,
+    TEST_LOGLIK_TRUTH,
+    metric,
+)
 
 __all__ = ["kl_to_truth", "truth_metrics"]
 
@@ -30,17 +37,17 @@ def truth_metrics(out: CellOutputs) -> list[Metric]:
     rows: list[Metric] = []
     truth_test = out.truth_loglik["test"]
     m, se = mean_se(truth_test)
-    rows.append(Metric("test_loglik_truth", m, se, "nats/example"))
+    rows.append(metric(TEST_LOGLIK_TRUTH, m, se))
     if "test" in out.loglik:
         kl, kl_se = kl_to_truth(truth_test, out.loglik["test"])
-        rows.append(Metric("kl_to_truth", kl, kl_se, "nats"))
+        rows.append(metric(KL_TO_TRUTH, kl, kl_se))
     if out.truth_of_samples is not None:
         lp = np.asarray(out.truth_of_samples)
         outside = ~np.isfinite(lp)
         # E_{x~model}[log p_true(x)] is -inf when any sample falls outside the true support
         # (checkerboard): report that fraction rather than a meaningless mean.
         m, se = mean_se(lp) if not outside.any() else (-np.inf, np.nan)
-        rows.append(Metric("samples_truth_loglik", m, se, "nats/example"))
+        rows.append(metric(SAMPLES_TRUTH_LOGLIK, m, se))
         frac, frac_se = mean_se(outside.astype(np.float64))
-        rows.append(Metric("samples_outside_truth_support", frac, frac_se, "fraction"))
+        rows.append(metric(SAMPLES_OUTSIDE_TRUTH_SUPPORT, frac, frac_se))
     return rows

@@ -2,7 +2,10 @@
 
 Log-likelihood changes of the same cell are tested on the paired per-example test values
 (the same test points in both runs); other metrics with a standard error use the unpaired
-difference with sqrt(se_a^2 + se_b^2); costs are shown without a test.
+difference with sqrt(se_a^2 + se_b^2); costs are shown without a test. Whether a
+significant change is worse or better is the catalogue's direction (a metric with a target
+value got worse when it moved away from the target); references, settings and metrics the
+catalogue does not know are neither.
 """
 
 from __future__ import annotations
@@ -15,20 +18,23 @@ import pandas as pd
 from scipy import stats
 
 from densbench.data.transforms import LN2
+from densbench.metrics import catalogue as C
 from densbench.metrics.paired import paired_difference
 from densbench.runner.store import RunStore, decode_array, load
 
-__all__ = ["compare_runs", "likelihood_got_worse"]
+__all__ = ["HEADLINE", "compare_runs", "likelihood_got_worse"]
 
-#: metric -> (how it is derived from the paired test log-likelihood difference, higher is
-#: better). The factor takes the data dimension.
+#: The metrics ``densbench compare`` shows unless asked for all.
+HEADLINE = (C.TEST_LOGLIK, C.TEST_BITS_PER_DIM, C.KL_TO_TRUTH)
+
+#: metric -> its change per unit change of the paired test log-likelihood, given the data
+#: dimension (KL to the truth moves opposite: the truth's own term is the same in both runs).
 _PAIRED = {
-    "test_loglik": (lambda d: 1.0, True),
-    "test_loglik_per_dim": (lambda d: 1.0 / d, True),
-    "test_bits_per_dim": (lambda d: -1.0 / (d * LN2), False),
-    "kl_to_truth": (lambda d: -1.0, False),
+    C.TEST_LOGLIK: lambda d: 1.0,
+    C.TEST_LOGLIK_PER_DIM: lambda d: 1.0 / d,
+    C.TEST_BITS_PER_DIM: lambda d: -1.0 / (d * LN2),
+    C.KL_TO_TRUTH: lambda d: -1.0,
 }
-_LOWER_IS_BETTER_UNITS = {"s", "MB", "bits/dim", "nats"}
 
 
 def _per_example(run: Path) -> dict[str, dict]:
@@ -37,7 +43,8 @@ def _per_example(run: Path) -> dict[str, dict]:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> pd.DataFrame:
     """One row per (cell present and ok in both runs, metric): a, b, change = b - a, its SE,
-    ``significant`` and ``worse`` (significant and in the bad direction)."""
+    ``significant``, ``worse`` and ``better`` (significant and in the bad or good direction
+    of the catalogue)."""
     a_df, b_df = load(run_a), load(run_b)
     recs_a, recs_b = _per_example(Path(run_a)), _per_example(Path(run_b))
     common = sorted(set(recs_a) & set(recs_b))
@@ -52,31 +59,32 @@ def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> p
         change = r.value_b - r.value_a
         se, sig, paired = math.nan, False, False
         if r.metric in _PAIRED:
-            ea = recs_a[r.cell_id].get("per_example", {}).get("test_loglik")
-            eb = recs_b[r.cell_id].get("per_example", {}).get("test_loglik")
+            ea = recs_a[r.cell_id].get("per_example", {}).get(C.TEST_LOGLIK)
+            eb = recs_b[r.cell_id].get("per_example", {}).get(C.TEST_LOGLIK)
             if ea and eb and ea["n"] == eb["n"]:
                 dim = int(recs_a[r.cell_id].get("data", {}).get("dim", 1))
                 pd_ = paired_difference(decode_array(eb), decode_array(ea), level)
-                factor = _PAIRED[r.metric][0](dim)
+                factor = _PAIRED[r.metric](dim)
                 se, sig, paired = abs(factor) * pd_.se, pd_.significant, True
         if not paired and np.isfinite(r.se_a) and np.isfinite(r.se_b):
             se = math.hypot(r.se_a, r.se_b)
             z = float(stats.norm.ppf(0.5 + level / 2))
             sig = bool(se > 0 and abs(change) > z * se)
-        higher_better = _PAIRED[r.metric][1] if r.metric in _PAIRED else (
-            r.unit not in _LOWER_IS_BETTER_UNITS)
-        worse = bool(sig and ((change < 0) if higher_better else (change > 0)))
+        info = C.lookup(r.metric)
+        worse = bool(sig and info is not None and info.worse(r.value_a, r.value_b))
+        better = bool(sig and info is not None and info.worse(r.value_b, r.value_a))
         rows.append({"estimator": r.estimator, "params": r.params, "dataset": r.dataset,
                      "seed": r.seed, "metric": r.metric, "unit": r.unit, "a": r.value_a,
                      "b": r.value_b, "change": change, "se": se, "significant": sig,
-                     "worse": worse, "paired": paired, "cell_id": r.cell_id})
+                     "worse": worse, "better": better, "paired": paired,
+                     "cell_id": r.cell_id})
     cols = ["estimator", "params", "dataset", "seed", "metric", "unit", "a", "b", "change",
-            "se", "significant", "worse", "paired", "cell_id"]
+            "se", "significant", "worse", "better", "paired", "cell_id"]
     return pd.DataFrame(rows, columns=cols).sort_values(
         ["dataset", "estimator", "seed", "metric"]).reset_index(drop=True)
 
 
 def likelihood_got_worse(table: pd.DataFrame) -> bool:
     """True when any cell's test log-likelihood got significantly worse."""
-    sel = table[table["metric"] == "test_loglik"]
+    sel = table[table["metric"] == C.TEST_LOGLIK]
     return bool(sel["worse"].any())

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from densbench.metrics import catalogue as C
+
 __all__ = ["image_grid", "render_sample_figures", "scatter_beside_data"]
 
 
@@ -108,11 +110,11 @@ def rank_heatmap(agg: Any, path: Path) -> Path | None:
     """Rank of each estimator on each dataset by mean test log-likelihood (1 = best)."""
     import seaborn as sns
 
-    ll = agg[agg["metric"] == "test_loglik"]
+    ll = agg[agg["metric"] == C.TEST_LOGLIK]
     if ll.empty:
         return None
     wide = ll.pivot_table(index="label", columns="dataset", values="mean", aggfunc="first")
-    ranks = wide.rank(ascending=False, method="min")
+    ranks = wide.map(C.get(C.TEST_LOGLIK).badness).rank(method="min")
     order = ranks.mean(axis=1).sort_values().index
     ranks = ranks.loc[order]
     plt = _pyplot()
@@ -139,11 +141,12 @@ def _pareto(x: np.ndarray, y: np.ndarray, x_higher_better: bool) -> np.ndarray:
 def quality_vs_cost(agg: Any, path: Path) -> Path | None:
     """Test log-likelihood against scoring throughput and fit time (log x), per dataset,
     with the Pareto front of each."""
-    ll = agg[agg["metric"] == "test_loglik"].set_index(["dataset", "label"])["mean"]
+    ll = agg[agg["metric"] == C.TEST_LOGLIK].set_index(["dataset", "label"])["mean"]
     if ll.empty:
         return None
-    costs = {m: agg[agg["metric"] == m].set_index(["dataset", "label"])["mean"]
-             for m in ("score_examples_per_s", "fit_seconds")}
+    axes_x = [C.get(C.SCORE_EXAMPLES_PER_S), C.get(C.FIT_SECONDS)]
+    costs = {m.name: agg[agg["metric"] == m.name].set_index(["dataset", "label"])["mean"]
+             for m in axes_x}
     datasets = sorted(set(ll.index.get_level_values(0)))
     plt = _pyplot()
     from matplotlib.ticker import NullFormatter
@@ -151,12 +154,10 @@ def quality_vs_cost(agg: Any, path: Path) -> Path | None:
     fig, axes = plt.subplots(2, len(datasets), figsize=(3.2 * len(datasets), 6.4),
                              squeeze=False)
     for j, ds in enumerate(datasets):
-        for i, (metric, label, higher) in enumerate(
-                (("score_examples_per_s", "scoring [examples/s]", True),
-                 ("fit_seconds", "fit [s]", False))):
+        for i, info in enumerate(axes_x):
             ax = axes[i, j]
             y = ll.loc[ds]
-            x = costs[metric].reindex(pd_index(ds, y.index)).to_numpy()
+            x = costs[info.name].reindex(pd_index(ds, y.index)).to_numpy()
             yv = y.to_numpy()
             ok = np.isfinite(x) & np.isfinite(yv) & (x > 0)
             ax.scatter(x[ok], yv[ok], s=18, color="k")
@@ -164,15 +165,15 @@ def quality_vs_cost(agg: Any, path: Path) -> Path | None:
                 ax.annotate(name, (xi, yi), fontsize=7, xytext=(3, 2),
                             textcoords="offset points")
             if ok.sum() >= 2:
-                front = _pareto(x[ok], yv[ok], higher)
+                front = _pareto(x[ok], yv[ok], info.direction is C.Direction.HIGHER)
                 # the boundary of the dominated region: flat until the next front point
                 ax.plot(x[ok][front], yv[ok][front], color="tab:red", lw=1,
                         drawstyle="steps-post")
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel(label, fontsize=8)
+            ax.set_xlabel(info.header, fontsize=8)
             if j == 0:
-                ax.set_ylabel("test log-lik [nats/example]", fontsize=8)
+                ax.set_ylabel(C.get(C.TEST_LOGLIK).header, fontsize=8)
             if i == 0:
                 ax.set_title(ds, fontsize=9)
             ax.tick_params(labelsize=7)
@@ -230,10 +231,10 @@ def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> P
 
 def iwae_curves(agg: Any, path: Path) -> Path | None:
     """The importance-weighted estimate against K (log scale), per dataset and estimator."""
-    sel = agg[agg["metric"].str.match(r"^test_iwae_k\d+$")]
+    k = agg["metric"].map(C.iwae_k_of)
+    sel = agg[k.notna()].assign(K=k[k.notna()].astype(int))
     if sel.empty:
         return None
-    sel = sel.assign(K=sel["metric"].str.extract(r"k(\d+)$")[0].astype(int))
     datasets = sorted(sel["dataset"].unique())
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3),
@@ -243,7 +244,7 @@ def iwae_curves(agg: Any, path: Path) -> Path | None:
             g = g.sort_values("K")
             ax.errorbar(g["K"], g["mean"], yerr=g["se"], marker="o", ms=3, label=label)
             elbo = agg[(agg["dataset"] == ds) & (agg["label"] == label)
-                       & (agg["metric"] == "test_elbo")]
+                       & (agg["metric"] == C.TEST_ELBO)]
             if len(elbo):
                 ax.axhline(elbo["mean"].iloc[0], ls="--", lw=0.8, color="gray")
         ax.set_xscale("log")
@@ -259,10 +260,8 @@ def iwae_curves(agg: Any, path: Path) -> Path | None:
 def sample_metrics_vs_floor(agg: Any, dataset: str, path: Path) -> Path | None:
     """Each sample metric per estimator (dots, ± SE) against its floor (red line: the same
     metric between the validation and test splits)."""
-    from densbench.metrics.samples import SAMPLE_METRICS
-
     g = agg[agg["dataset"] == dataset]
-    names = [n for n in SAMPLE_METRICS if (g["metric"] == f"samples_{n}").any()]
+    names = [n for n in C.SAMPLE_METRICS if (g["metric"] == C.samples(n)).any()]
     if not names:
         return None
     plt = _pyplot()
@@ -271,10 +270,10 @@ def sample_metrics_vs_floor(agg: Any, dataset: str, path: Path) -> Path | None:
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 0.28 * g["label"].nunique()
                                                     * nrows + 1.6 * nrows), squeeze=False)
     for ax, n in zip(axes.ravel(), names, strict=False):
-        vals = g[g["metric"] == f"samples_{n}"].sort_values("label")
+        vals = g[g["metric"] == C.samples(n)].sort_values("label")
         y = np.arange(len(vals))
         ax.errorbar(vals["mean"], y, xerr=vals["se"].fillna(0), fmt="o", ms=3, color="k")
-        floor = g[g["metric"] == f"floor_{n}"]
+        floor = g[g["metric"] == C.floor(n)]
         if len(floor):
             ax.axvline(floor["mean"].iloc[0], color="tab:red", lw=1)
         ax.set_yticks(y)

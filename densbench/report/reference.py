@@ -31,6 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from densbench.metrics import catalogue as C
+
 __all__ = ["Reference", "default_reference_dir", "load_references", "matching"]
 
 
@@ -86,8 +88,8 @@ def _in_unit(ref: Reference, metric: str, unit: str, dim: Any) -> Reference | No
     dataset's dimension; ``None`` when it is another quantity."""
     if ref.metric == metric and ref.unit == unit:
         return ref
-    if (ref.metric, ref.unit, metric, unit) == ("test_bits_per_dim", "bits/dim",
-                                                "test_loglik", "nats/example") and dim:
+    if (ref.metric, ref.unit, metric, unit) == (C.TEST_BITS_PER_DIM, "bits/dim",
+                                                C.TEST_LOGLIK, "nats/example") and dim:
         per_bit = float(dim) * math.log(2.0)
         return replace(ref, metric=metric, unit=unit, value=-ref.value * per_bit,
                        error=None if ref.error is None else ref.error * per_bit,
@@ -95,11 +97,11 @@ def _in_unit(ref: Reference, metric: str, unit: str, dim: Any) -> Reference | No
     return None
 
 
-def matching(refs: list[Reference], protocol: dict[str, Any], metric: str = "test_loglik",
-             unit: str = "nats/example") -> list[Reference]:
+def matching(refs: list[Reference], protocol: dict[str, Any],
+             metric: str = C.TEST_LOGLIK) -> list[Reference]:
     """The figures whose protocol agrees with ``protocol`` on every key they state, in
-    ``metric`` and ``unit`` (figures in bits/dim are converted to nats/example with
-    ``protocol["dim"]``).
+    ``metric`` and the catalogue's unit of it (figures in bits/dim are converted to
+    nats/example with ``protocol["dim"]``).
 
     Example:
         >>> r = Reference("X", -1.0, 0.1, "2 SE", "test_loglik", "nats/example", "s",
@@ -113,6 +115,7 @@ def matching(refs: list[Reference], protocol: dict[str, Any], metric: str = "tes
         >>> round(matching([b], {"dataset": "digits", "dim": 64})[0].value, 4)  # -64 ln 2
         -44.3614
     """
+    unit = C.get(metric).unit
     out = []
     for r in refs:
         if all(k in protocol and protocol[k] == v for k, v in r.protocol.items()):

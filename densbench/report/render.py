@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from densbench.metrics import catalogue as C
 from densbench.report import figures as F
 from densbench.report.reference import load_references, matching
 from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
 from densbench.runner.store import RunStore, load, load_per_example
 
-__all__ = ["FORMATS", "markdown_report", "write_markdown", "write_report"]
+__all__ = ["FORMATS", "write_report"]
 
 FORMATS = ("md", "html")
 
@@ -87,7 +88,7 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
         kinds = sorted(set(g["figure"].dropna()))
         seeds = int(g["n_seeds"].max()) if len(g) else 0
         text = [f"Figure: {'; '.join(kinds) or 'n/a'}. Seeds: {seeds}."]
-        truth = g[g["metric"] == "test_loglik_truth"]
+        truth = g[g["metric"] == C.TEST_LOGLIK_TRUTH]
         if len(truth):
             t = truth.iloc[0]
             text.append(f"True density on the test split: {t['mean']:.3f} ± {t['se']:.3f} "
@@ -145,7 +146,7 @@ def _with_published(table: pd.DataFrame, published: list) -> pd.DataFrame:
     for r in published:
         row = {c: "--" for c in table.columns}
         row["likelihood"] = "published"
-        row["test log-lik [nats/example]"] = (f"{r.value:.3f}" if r.error is None
+        row[C.get(C.TEST_LOGLIK).header] = (f"{r.value:.3f}" if r.error is None
                                               else f"{r.value:.3f} ± {r.error:.3f}")
         rows.append(pd.Series(row, name=f"{r.estimator} (published)"))
     extra = pd.DataFrame(rows)
@@ -194,12 +195,6 @@ def _markdown(rep: _Report, root: Path) -> str:
             out.append("")
     out += ["## Provenance", ""] + [f"- {line}" for line in rep.footer] + [""]
     return "\n".join(out)
-
-
-def markdown_report(run_dir: str | Path) -> str:
-    """The Markdown report of a run folder (writes its figures under ``figures/``)."""
-    root = Path(run_dir)
-    return _markdown(_build(root), root)
 
 
 # -- HTML --------------------------------------------------------------------------------
@@ -279,10 +274,3 @@ def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
         paths.append(path)
     return paths
 
-
-def write_markdown(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write only ``report.md`` (to ``out`` if given) and return its path."""
-    root = Path(run_dir)
-    path = Path(out) if out else root / "report.md"
-    path.write_text(markdown_report(root))
-    return path

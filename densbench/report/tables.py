@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from densbench.metrics import catalogue as C
 from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
 
-__all__ = ["IMPLICIT", "KIND_LABELS", "aggregate_seeds", "format_pm", "leaderboards",
+__all__ = ["IMPLICIT", "KIND_LABELS", "LEADERBOARD", "aggregate_seeds", "format_pm", "leaderboards",
            "paired_vs_best", "sample_quality_tables", "summary_table"]
 
 #: A likelihood figure of an implicit model (a GAN): none exists, not a missing number.
@@ -18,16 +19,9 @@ IMPLICIT = "-- (implicit)"
 KIND_LABELS = {"exact": "exact", "lower_bound": "bound", "stochastic_bound": "stoch. bound",
                "none": "none (implicit)"}
 
-#: Leaderboard columns: (metric, header, higher is better).
-COLUMNS = [
-    ("test_loglik", "test log-lik [nats/example]", True),
-    ("test_bits_per_dim", "test [bits/dim]", False),
-    ("test_loglik_per_dim", "test log-lik [nats/dim]", True),
-    ("kl_to_truth", "KL to truth [nats]", False),
-    ("samples_truth_loglik", "E_model log p_true [nats]", True),
-    ("fit_seconds", "fit [s]", False),
-    ("score_examples_per_s", "scoring [examples/s]", True),
-]
+#: Leaderboard columns, in order; headings, units and directions come from the catalogue.
+LEADERBOARD = (C.TEST_LOGLIK, C.TEST_BITS_PER_DIM, C.TEST_LOGLIK_PER_DIM, C.KL_TO_TRUTH,
+               C.SAMPLES_TRUTH_LOGLIK, C.FIT_SECONDS, C.SCORE_EXAMPLES_PER_S)
 
 
 def _label(frame: pd.DataFrame) -> pd.Series:
@@ -94,17 +88,22 @@ def _fmt_cost(value: float) -> str:
     return f"{value:.3g}" if value < 1e4 else f"{value:.2e}"
 
 
+def _best_first(values: pd.Series) -> pd.Index:
+    """The index of a test log-likelihood column, best first (NaN, e.g. implicit, last)."""
+    return values.map(C.get(C.TEST_LOGLIK).badness).sort_values().index
+
+
 def paired_vs_best(df: pd.DataFrame, per_example: dict[str, np.ndarray],
                    dataset: str) -> dict[str, PairedDifference]:
     """For each estimator (label) on ``dataset``: its paired test log-likelihood
     difference to the best one (mean over common seeds of the per-example differences)."""
-    ok = df[(df["status"] == "ok") & (df["metric"] == "test_loglik")
+    ok = df[(df["status"] == "ok") & (df["metric"] == C.TEST_LOGLIK)
             & (df["dataset"] == dataset)].copy()
     if ok.empty:
         return {}
     ok["label"] = _label(ok)
     means = ok.groupby("label")["value"].mean()
-    best = means.idxmax()
+    best = means.map(C.get(C.TEST_LOGLIK).badness).idxmin()
     cells = {(r.label, r.seed): r.cell_id for r in ok.itertuples()}
     out: dict[str, PairedDifference] = {}
     for label in means.index:
@@ -134,28 +133,28 @@ def leaderboards(df: pd.DataFrame,
         wide = g.set_index(["label", "metric"])["mean"].unstack()
         se = g.set_index(["label", "metric"])["se"].unstack()
         kinds = g.groupby("label")["likelihood_kind"].first()
-        present = [(m, h, hib) for m, h, hib in COLUMNS if m in wide.columns]
-        if "test_bits_per_dim" in wide.columns:
-            present = [c for c in present if c[0] != "test_loglik_per_dim"]
-        order = wide["test_loglik"].sort_values(ascending=False).index \
-            if "test_loglik" in wide.columns else wide.index
+        present = [C.get(m) for m in LEADERBOARD if m in wide.columns]
+        if C.TEST_BITS_PER_DIM in wide.columns:
+            present = [c for c in present if c.name != C.TEST_LOGLIK_PER_DIM]
+        order = _best_first(wide[C.TEST_LOGLIK]) if C.TEST_LOGLIK in wide.columns \
+            else wide.index
         table = pd.DataFrame(index=order)
         table["likelihood"] = [KIND_LABELS.get(kinds.get(i), "?") for i in order]
-        for metric, header, higher in present:
-            col = wide[metric].reindex(order)
-            errs = se[metric].reindex(order)
-            is_cost = metric in ("fit_seconds", "score_examples_per_s")
+        for info in present:
+            col = wide[info.name].reindex(order)
+            errs = se[info.name].reindex(order)
+            is_cost = info.group is C.Group.COST
             cells = [(_fmt_cost(v) if is_cost else
                       IMPLICIT if kinds.get(i) == "none" and not np.isfinite(v) else
                       format_pm(v, e))
                      for i, v, e in zip(order, col, errs, strict=True)]
             finite = col[np.isfinite(col)]
-            if not is_cost and len(finite):
-                best = finite.idxmax() if higher else finite.idxmin()
+            if not is_cost and len(finite) and info.direction is not C.Direction.NONE:
+                best = finite.map(info.badness).idxmin()
                 cells = [f"**{c}**" if i == best else c
                          for i, c in zip(order, cells, strict=True)]
-            table[header] = cells
-            if metric == "test_loglik" and per_example:
+            table[info.header] = cells
+            if info.name == C.TEST_LOGLIK and per_example:
                 vs = paired_vs_best(df, per_example, str(dataset))
                 table["vs best, paired [nats]"] = [
                     (IMPLICIT if kinds.get(i) == "none" else "--") if i not in vs
@@ -171,30 +170,26 @@ def leaderboards(df: pd.DataFrame,
 def sample_quality_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per dataset: each sample metric (mean ± SE over seeds) for every estimator that
     samples, with the floor (validation split vs test split) as the first row."""
-    from densbench.metrics.samples import SAMPLE_METRICS
-
     agg = aggregate_seeds(df)
     out: dict[str, pd.DataFrame] = {}
     for dataset, g in agg.groupby("dataset", sort=True):
-        est = g[g["metric"].str.startswith("samples_")]
-        names = [n for n in SAMPLE_METRICS if f"samples_{n}" in set(est["metric"])]
+        est = g[g["metric"].str.startswith(C.SAMPLES_PREFIX)]
+        names = [n for n in C.SAMPLE_METRICS if C.samples(n) in set(est["metric"])]
         if not names:
             continue
-        floor = g[g["metric"].str.startswith("floor_")].groupby("metric")[["mean", "se"]] \
-            .first()
+        floor = g[g["metric"].str.startswith(C.FLOOR_PREFIX)].groupby("metric")[
+            ["mean", "se"]].first()
         labels = sorted(est["label"].unique())
         table = pd.DataFrame(index=["floor (val vs test)", *labels])
         for n in names:
-            info = SAMPLE_METRICS[n]
-            arrow = {True: "↑", False: "↓", None: f"→{info.ideal:g}"}[info.higher_is_better]
             col = []
-            f = floor.loc[f"floor_{n}"] if f"floor_{n}" in floor.index else None
+            f = floor.loc[C.floor(n)] if C.floor(n) in floor.index else None
             col.append(format_pm(f["mean"], f["se"]) if f is not None else "--")
-            vals = est[est["metric"] == f"samples_{n}"].set_index("label")
+            vals = est[est["metric"] == C.samples(n)].set_index("label")
             for lab in labels:
                 col.append(format_pm(vals.loc[lab, "mean"], vals.loc[lab, "se"])
                            if lab in vals.index else "--")
-            table[f"{n} {arrow}"] = col
+            table[f"{n} {C.get(C.samples(n)).arrow}"] = col
         table.index.name = "estimator"
         out[str(dataset)] = table
     return out
@@ -203,7 +198,7 @@ def sample_quality_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Dataset x estimator grid of mean test log-likelihood (nats/example) over seeds."""
     agg = aggregate_seeds(df)
-    agg = agg[agg["metric"] == "test_loglik"]
+    agg = agg[agg["metric"] == C.TEST_LOGLIK]
     if agg.empty:
         return pd.DataFrame()
     return agg.pivot_table(index="dataset", columns="label", values="mean", aggfunc="first")

@@ -11,7 +11,7 @@ import pytest
 import densbench as db
 from densbench.cli import main
 from densbench.estimators.base import NoLikelihoodError
-from densbench.report.render import write_markdown
+from densbench.report.render import write_report
 from densbench.report.tables import IMPLICIT, leaderboards
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
@@ -115,7 +115,7 @@ def test_report_shows_implicit_instead_of_a_number(run):
     assert board.loc["gan", "KL to truth [nats]"] == IMPLICIT
     assert board.index[-1] == "gan"  # ranked after the models with a likelihood
     assert IMPLICIT not in board.loc["gaussian"].tolist()
-    text = write_markdown(run).read_text()
+    text = write_report(run, ("md",))[0].read_text()
     assert "| gan | none (implicit) | -- (implicit) |" in text
 
 

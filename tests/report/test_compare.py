@@ -70,3 +70,39 @@ def test_an_improvement_exits_0(base, tmp_path):
 def test_compare_refuses_a_folder_that_is_not_a_run(base, tmp_path, capsys):
     assert main(["compare", str(base), str(tmp_path / "nope")]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def _moved_copy(base, dst, moves):
+    """A copy of the run with the named metrics' (value, se) set to ``move(value, se)``."""
+    shutil.copytree(base, dst)
+    store = RunStore(dst)
+    for rec in store.records():
+        for m in rec["metrics"]:
+            if m["metric"] in moves:
+                m["value"], m["se"] = moves[m["metric"]](m["value"], m["se"])
+        store.write(rec)
+    return dst
+
+
+def test_sample_metrics_are_judged_by_the_catalogues_direction(base, tmp_path, capsys):
+    moved = _moved_copy(base, tmp_path / "moved", {
+        "samples_mmd2": lambda v, se: (v + 10 * se, se),            # a discrepancy grew
+        "samples_energy_distance": lambda v, se: (v - 10 * se, se),  # one shrank
+        "samples_c2st_accuracy": lambda v, se: (0.95, 0.01),         # away from chance
+        "floor_mmd2": lambda v, se: (v + 10 * se, se),               # the data's own
+    })
+    table = compare_runs(base, moved)
+    expected = {"samples_mmd2": "worse", "samples_energy_distance": "better",
+                "samples_c2st_accuracy": "worse",
+                "floor_mmd2": ""}
+    for metric, mark in expected.items():
+        rows = table[table.metric == metric]
+        assert len(rows) == 2 and rows["significant"].all(), metric
+        marks = np.where(rows["worse"], "worse", np.where(rows["better"], "better", ""))
+        assert (marks == mark).all(), (metric, marks)
+    assert main(["compare", str(base), str(moved), "--all-metrics"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for metric, mark in expected.items():
+        lines = [ln.rstrip() for ln in out if f" {metric} " in ln]
+        assert len(lines) == 2 and all(ln.endswith(mark or tuple("0123456789"))
+                                       for ln in lines), (metric, lines)

@@ -3,8 +3,9 @@ import re
 import numpy as np
 import pytest
 
-from densbench.report.render import write_markdown
-from densbench.report.tables import aggregate_seeds, leaderboards
+from densbench.metrics import catalogue as C
+from densbench.report.render import write_report
+from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore, load
@@ -45,7 +46,7 @@ def test_leaderboard_bolds_the_best_and_shows_units(run):
 
 
 def test_markdown_report_with_galleries_and_failures(run):
-    path = write_markdown(run)
+    path = write_report(run, ("md",))[0]
     text = path.read_text()
     assert "## banana" in text and "## digits" in text and "## Failed cells" in text
     assert "kde: bandwidth must be" in text
@@ -53,3 +54,15 @@ def test_markdown_report_with_galleries_and_failures(run):
     assert len(links) == 4  # 2 estimators x 2 datasets, first seed
     for link in links:
         assert (run / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_headings_and_arrows_are_the_catalogues(run):
+    board = leaderboards(load(run))["banana"]
+    for metric in (C.TEST_LOGLIK, C.KL_TO_TRUTH, C.SAMPLES_TRUTH_LOGLIK, C.FIT_SECONDS):
+        info = C.get(metric)
+        assert f"{info.label} [{info.unit}]" in board.columns, metric
+    # the column's unit is the unit its records carry
+    units = load(run).query("metric == @C.SAMPLES_TRUTH_LOGLIK")["unit"].unique().tolist()
+    assert "E_model log p_true [" + units[0] + "]" in board.columns
+    quality = sample_quality_tables(load(run))["banana"]
+    assert {"mmd2 ↓", "c2st_accuracy →0.5", "coverage ↑", "density →1"} <= set(quality)

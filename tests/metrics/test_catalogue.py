@@ -1,0 +1,127 @@
+"""The metric catalogue covers every metric real records hold, in the records' units; its
+directions order values the way each metric's definition says; the README's metric list
+is the catalogue's."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from densbench import estimators
+from densbench.metrics import catalogue as C
+from densbench.metrics import samples as S
+from densbench.registry import UnknownNameError
+from densbench.runner.execute import run_cell
+from densbench.runner.plan import Cell, Spec
+
+SMALL = {"n_train": 300, "n_val": 100, "n_test": 200}
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _tiny(name: str) -> dict:
+    return estimators.get(name).test_params()
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    """One tiny cell per kind of record: exact likelihood with a truth (kde on banana),
+    discrete data (kde on digits), an implicit model (gan), the VAE's and the diffusion
+    model's diagnostics."""
+    cells = [Cell(Spec("kde", {"bandwidth": 0.3}), Spec("banana", SMALL), 0),
+             Cell(Spec("kde", {"bandwidth": 1.0}), Spec("digits"), 0, sample_metrics=False),
+             Cell(Spec("gan", _tiny("gan")), Spec("banana", SMALL), 0),
+             Cell(Spec("vae", {**_tiny("vae"), "k_eval": 20}), Spec("digits"), 0,
+                  sample_metrics=False),
+             Cell(Spec("diffusion", _tiny("diffusion")), Spec("banana", SMALL), 0,
+                  sample_metrics=False)]
+    out = [run_cell(c) for c in cells]
+    for rec in out:
+        assert rec["status"] == "ok", rec["error"]
+    return out
+
+
+def test_every_metric_of_a_real_record_is_in_the_catalogue_with_its_unit(records):
+    seen = set()
+    for rec in records:
+        for m in rec["metrics"]:
+            info = C.get(m["metric"])
+            assert m["unit"] == info.unit, m["metric"]
+            seen.add(info.name)
+    # the cells reach every group, the IWAE family and both sides of a sample metric
+    assert {C.get(n).group for n in seen if n != C.IWAE_K} == set(C.Group)
+    assert {C.IWAE_K, C.TEST_BITS_PER_DIM, C.KL_TO_TRUTH, "samples_mmd2",
+            "floor_mmd2", "test_diffusion_kl"} <= seen
+
+
+def test_names_are_unique_and_every_entry_is_complete():
+    names = [m.name for m in C.CATALOGUE]
+    assert len(names) == len(set(names))
+    for m in C.CATALOGUE:
+        assert m.unit and m.label and m.meaning.endswith(".") and "\n" not in m.meaning
+        assert (m.target is not None) == (m.direction is C.Direction.TARGET), m.name
+    assert set(C.COST_METRICS) <= {m.name for m in C.CATALOGUE if m.group is C.Group.COST}
+
+
+def test_lookup_matches_families_and_refuses_unknown_names():
+    assert C.get("test_iwae_k5000").name == C.IWAE_K == C.get(C.iwae_k(1)).name
+    assert C.iwae_k_of(C.iwae_k(250)) == 250 and C.iwae_k_of(C.TEST_ELBO) is None
+    assert C.lookup("test_iwae_k") is None and C.lookup("my_own_diagnostic") is None
+    with pytest.raises(UnknownNameError, match="unknown metric 'fid'; known: test_loglik"):
+        C.get("fid")
+    with pytest.raises(UnknownNameError):
+        C.metric("fid", 1.0, None)
+
+
+@pytest.mark.parametrize(("name", "better", "worse"), [
+    (C.TEST_LOGLIK, -1.0, -2.0),
+    (C.TEST_BITS_PER_DIM, 2.0, 3.0),
+    (C.KL_TO_TRUTH, 0.1, 0.2),
+    ("samples_mmd2", 0.001, 0.01),             # a discrepancy: 0 for the same law
+    ("samples_energy_distance", 0.0, 0.5),
+    ("samples_sliced_wasserstein", 0.1, 0.3),
+    ("samples_frechet_distance", 0.1, 1.0),
+    ("samples_c2st_accuracy", 0.52, 0.9),      # 0.5: the classifier cannot tell
+    ("samples_c2st_accuracy", 0.52, 0.4),      # below 0.5 is as far from chance
+    ("samples_density", 1.1, 0.5),             # 1 in expectation for the same law
+    ("samples_memorization_ratio", 0.9, 0.1),  # near 0: copies of training points
+    ("samples_coverage", 0.97, 0.5),
+    ("samples_outside_truth_support", 0.0, 0.2),
+    ("test_ess", 300.0, 10.0),
+    ("fit_seconds", 1.0, 2.0),
+    ("score_examples_per_s", 1e5, 1e3),
+])
+def test_directions_order_values_as_the_definitions_say(name, better, worse):
+    info = C.get(name)
+    assert info.worse(better, worse) and not info.worse(worse, better)
+    assert info.badness(better) < info.badness(worse)
+
+
+def test_references_and_settings_have_no_better_value():
+    for name in ("floor_mmd2", "floor_c2st_accuracy", C.TEST_LOGLIK_TRUTH, "threads"):
+        info = C.get(name)
+        assert math.isnan(info.badness(1.0)) and not info.worse(0.0, 1.0)
+        assert info.arrow == ""
+    assert C.get("samples_c2st_accuracy").arrow == "→0.5"
+    assert C.get("samples_mmd2").arrow == "↓" and C.get("samples_recall").arrow == "↑"
+
+
+def test_the_sample_metrics_computed_are_the_catalogues():
+    rng = np.random.default_rng(0)
+    X, Y, train = (rng.normal(size=(60, 2)) for _ in range(3))
+    assert list(S.sample_metrics(X, Y, train=train)) == list(C.SAMPLE_METRICS)
+    rows = S.to_metrics(S.sample_metrics(X, Y, which=["c2st_accuracy"]), "floor_")
+    assert rows[0].metric == "floor_c2st_accuracy" and rows[0].unit == "accuracy"
+
+
+def test_the_readme_metric_list_is_the_catalogue():
+    text = README.read_text()
+    match = re.search(r"<!-- metrics: begin[^>]*-->\n(.*?)\n<!-- metrics: end -->", text,
+                      re.S)
+    assert match, "README.md has no metric list between the markers"
+    assert match.group(1) == C.markdown_table(), (
+        "README.md's metric list differs from the catalogue; regenerate it with "
+        "python -c 'from densbench.metrics.catalogue import markdown_table as t; print(t())'")
