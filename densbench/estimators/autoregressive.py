@@ -32,7 +32,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from densbench.estimators.base import LikelihoodKind, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, Options, ParamConstraints
 from densbench.estimators.training import TorchDensityEstimator
 
 __all__ = ["MADE", "RNNAutoregressive"]
@@ -250,25 +251,25 @@ class _Autoregressive(TorchDensityEstimator):
     #: The network class: (d, hidden, n_layers, initial output biases (d, size)) -> module.
     net_class: ClassVar[type[nn.Module]]
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 1, None)],
+        "n_mixture": [Interval(int, 1, None)],
+        "conditional": [Options(*_CONDITIONALS)],
+        "levels": [None, Interval(int, 2, None)],
+    }
+
     # -- hyperparameters ------------------------------------------------------------
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("hidden", "n_layers", "n_mixture"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if self.conditional not in _CONDITIONALS:
-            raise self._bad_param("conditional", "one of " + ", ".join(
-                repr(c) for c in _CONDITIONALS), self.conditional)
-        lv = self.levels
-        if lv is not None and not is_int(lv, 2):
-            raise self._bad_param("levels", "None or an int >= 2", lv)
-        if self.conditional == "gaussian_mixture" and lv is not None:
-            raise self._bad_param("levels", "None for gaussian_mixture conditionals "
-                                  "(continuous data)", lv)
-        if self.conditional == "categorical" and lv is None:
-            raise self._bad_param("levels", "an int >= 2 for categorical conditionals", lv)
-        if self.conditional == "bernoulli" and lv != 2:
-            raise self._bad_param("levels", "2 for bernoulli conditionals", lv)
+    @classmethod
+    def _check_joint_params(cls, params: Mapping[str, Any]) -> None:
+        cond, lv = params["conditional"], params["levels"]
+        if cond == "gaussian_mixture" and lv is not None:
+            raise cls._bad_param("levels", "None for gaussian_mixture conditionals "
+                                 "(continuous data)", lv)
+        if cond == "categorical" and lv is None:
+            raise cls._bad_param("levels", "an int >= 2 for categorical conditionals", lv)
+        if cond == "bernoulli" and lv != 2:
+            raise cls._bad_param("levels", "2 for bernoulli conditionals", lv)
 
     def _kind(self) -> str:
         if self.conditional != "auto":

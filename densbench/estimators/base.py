@@ -12,20 +12,19 @@ and ``_sample``; the public methods do validation, batching (bounded memory) and
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from densbench.estimators.params import Constraint, Interval, ParamConstraints, check_value
+from densbench.estimators.params import check_params as _check_all
+from densbench.registry import UnknownNameError
+
 __all__ = ["DensityEstimator", "LikelihoodKind", "NoLikelihoodError", "NotFittedError",
-           "check_array", "is_int"]
-
-
-def is_int(v: Any, low: int = 1) -> bool:
-    """True for an integer (Python or NumPy, not bool) of at least ``low``: the check behind
-    every integer hyperparameter's validation."""
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
+           "check_array"]
 
 
 class LikelihoodKind(enum.StrEnum):
@@ -96,7 +95,13 @@ class DensityEstimator(BaseEstimator):
     #: Fewest training rows ``fit`` accepts.
     min_rows: ClassVar[int] = 2
     #: Rows per scoring batch: memory stays bounded whatever the number of query rows.
-    score_batch_rows: ClassVar[int] = 4096
+    #: None for an estimator that bounds its own memory (one ``_score_samples`` call).
+    score_batch_rows: ClassVar[int | None] = 4096
+    #: What each hyperparameter may be (see :mod:`densbench.estimators.params`). A class
+    #: declares only its own; :meth:`parameter_constraints` merges them along the MRO.
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "random_state": [Interval(int, 0, None, "left"), None],
+    }
 
     # -- public API -------------------------------------------------------------------
     def fit(self, X: Any, X_val: Any = None) -> DensityEstimator:
@@ -104,7 +109,7 @@ class DensityEstimator(BaseEstimator):
         X = check_array(X, who=self.name, min_rows=self.min_rows)
         if X_val is not None:
             X_val = check_array(X_val, who=self.name, what="X_val", dim=X.shape[1])
-        self._validate_params()
+        type(self).check_params(self.get_params(deep=False))
         self.n_features_in_ = X.shape[1]
         self._fit(X, X_val)
         return self
@@ -118,7 +123,7 @@ class DensityEstimator(BaseEstimator):
         self._check_fitted()
         X = check_array(X, who=self.name, dim=self.n_features_in_)
         out = np.empty(X.shape[0], dtype=np.float64)
-        step = self.score_batch_rows
+        step = self.score_batch_rows or max(X.shape[0], 1)
         for start in range(0, X.shape[0], step):
             out[start:start + step] = self._score_samples(X[start:start + step])
         if np.isnan(out).any():
@@ -134,8 +139,7 @@ class DensityEstimator(BaseEstimator):
         if not self.can_sample:
             raise NotImplementedError(f"{self.name}: this estimator cannot sample")
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-            raise ValueError(f"{self.name}: n must be a non-negative int; got {n!r}")
+        check_value(self.name, "n", n, [Interval(int, 0, None)])
         rng = np.random.default_rng(random_state)
         out = np.asarray(self._sample(int(n), rng), dtype=np.float64)
         return out.reshape(int(n), self.n_features_in_)
@@ -160,13 +164,44 @@ class DensityEstimator(BaseEstimator):
         return {}
 
     @classmethod
+    def parameter_constraints(cls) -> dict[str, list[Constraint | None]]:
+        """Every hyperparameter's constraints, the class's own over its bases'."""
+        merged: dict[str, list[Constraint | None]] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("_parameter_constraints", {}))
+        return merged
+
+    @classmethod
+    def check_param_names(cls, params: Mapping[str, Any]) -> None:
+        """Raise :class:`~densbench.registry.UnknownNameError` for a name that is not a
+        hyperparameter of this class (the message lists the known ones)."""
+        known = set(cls._get_param_names())
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise UnknownNameError(
+                f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(known)) or '(none)'}")
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        """Raise the uniform ``ValueError('<name>: <param> must be ...; got ...')`` for the
+        first bad value in ``params`` (the others take their defaults), without fitting:
+        ``fit`` runs exactly this, and a suite is validated with it before anything runs."""
+        cls.check_param_names(params)
+        full = {**cls().get_params(deep=False), **params}
+        _check_all(cls.name, full, cls.parameter_constraints())
+        cls._check_joint_params(full)
+
+    @classmethod
     def describe(cls) -> str:
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
     # -- for subclasses ---------------------------------------------------------------
-    def _validate_params(self) -> None:
-        """Raise ``ValueError('<name>: <param> must be ...; got ...')`` on a bad value."""
+    @classmethod
+    def _check_joint_params(cls, params: Mapping[str, Any]) -> None:
+        """Rules that tie several hyperparameters together (each value on its own already
+        passed its constraints); raise with :meth:`_bad_param`'s message."""
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -184,8 +219,9 @@ class DensityEstimator(BaseEstimator):
         if not hasattr(self, "n_features_in_"):
             raise NotFittedError(f"{self.name}: call fit before using this estimator")
 
-    def _bad_param(self, param: str, expected: str, got: Any) -> ValueError:
-        return ValueError(f"{self.name}: {param} must be {expected}; got {got!r}")
+    @classmethod
+    def _bad_param(cls, param: str, expected: str, got: Any) -> ValueError:
+        return ValueError(f"{cls.name}: {param} must be {expected}; got {got!r}")
 
     def _seed(self) -> int:
         """The ``random_state`` hyperparameter as an int seed (0 when unset)."""

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from densbench.estimators.base import LikelihoodKind, check_array, is_int
+from densbench.estimators.base import LikelihoodKind, check_array
+from densbench.estimators.params import Interval, Options, ParamConstraints, check_value
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["Diffusion", "variance_schedule"]
@@ -311,19 +312,16 @@ class Diffusion(TorchDensityEstimator):
     def test_params(cls) -> dict[str, Any]:
         return {"T": 20, "hidden": 16, "max_epochs": 5, "val_steps": 4}
 
-    # -- hyperparameters ---------------------------------------------------------------
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("T", "hidden", "time_embed", "val_steps"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not is_int(self.n_layers, 0):
-            raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
-        for name, allowed in (("schedule", _SCHEDULES),
-                              ("reverse_variance", _REVERSE_VARIANCES), ("loss", _LOSSES)):
-            if getattr(self, name) not in allowed:
-                raise self._bad_param(name, "one of " + ", ".join(map(repr, allowed)),
-                                      getattr(self, name))
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "T": [Interval(int, 1, None)],
+        "schedule": [Options(*_SCHEDULES)],
+        "reverse_variance": [Options(*_REVERSE_VARIANCES)],
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 0, None)],
+        "time_embed": [Interval(int, 1, None)],
+        "loss": [Options(*_LOSSES)],
+        "val_steps": [Interval(int, 1, None)],
+    }
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
@@ -426,9 +424,8 @@ class Diffusion(TorchDensityEstimator):
         are further hyperparameters (``T``, ``schedule``, ``reverse_variance``,
         ``random_state``, ``device``)."""
         est = cls(**params)
-        est._validate_params()
-        if not is_int(dim):
-            raise est._bad_param("dim", "an int >= 1", dim)
+        cls.check_params(est.get_params(deep=False))
+        check_value(cls.name, "dim", dim, [Interval(int, 1, None)])
         est.n_features_in_ = int(dim)
         est.device_ = resolve_device(est.device)
         est.shift_, est.scale_ = np.zeros(dim), np.ones(dim)

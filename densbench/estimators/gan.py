@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from densbench.estimators.base import LikelihoodKind, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, ParamConstraints
 from densbench.estimators.training import (
     TorchDensityEstimator,
     TrainingError,
@@ -133,6 +134,14 @@ class GAN(TorchDensityEstimator):
     #: Generator rows per sampling pass (bounds the memory).
     sample_rows: ClassVar[int] = 1 << 16
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "latent_dim": [Interval(int, 1, None)],
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 0, None)],
+        "r1_gamma": [Interval(float, 0, None, "left")],
+        "n_eval": [Interval(int, 1, None)],
+    }
+
     def __init__(self, *, latent_dim: int = 8, hidden: int = 64, n_layers: int = 2,
                  r1_gamma: float = 1.0, n_eval: int = 1000, max_epochs: int = 100,
                  batch_size: int = 256, lr: float = 1e-3, patience: int = 20,
@@ -154,17 +163,6 @@ class GAN(TorchDensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"latent_dim": 2, "hidden": 16, "max_epochs": 5, "n_eval": 100}
-
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("latent_dim", "hidden", "n_eval"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not is_int(self.n_layers, 0):
-            raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
-        g = self.r1_gamma
-        if isinstance(g, bool) or not isinstance(g, int | float) or not 0 <= g < math.inf:
-            raise self._bad_param("r1_gamma", "a finite float >= 0", g)
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:

@@ -23,16 +23,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from hmmlearn.hmm import COVARIANCE_TYPES, GaussianHMM
 
 from densbench.data.sequences import GaussianHMMTruth, hmm_forward, log_matmul
 from densbench.estimators.base import DensityEstimator
-from densbench.estimators.selection import check_sizes, is_count, select_size
+from densbench.estimators.params import (
+    Interval,
+    ListOf,
+    Options,
+    ParamConstraints,
+    is_int,
+)
+from densbench.estimators.selection import SIZES, select_size
 
 __all__ = ["HMM", "hmm_backward"]
 
@@ -181,6 +187,17 @@ class HMM(DensityEstimator):
         (5, 32)
     """
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "n_states": SIZES,
+        "covariance_type": [Options(*_COVARIANCE_TYPES)],
+        "tol": [Interval(float, 0, None, "neither")],
+        "n_iter": [Interval(int, 1, None)],
+        "n_init": [Interval(int, 1, None)],
+        "selection_patience": [Interval(int, 1, None)],
+        "sequence_shape": [None, ListOf(Interval(int, 1, None), 2, 2,
+                                        phrase="(T, D) with ints >= 1")],
+    }
+
     def __init__(self, *, n_states: int | Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16),
                  covariance_type: str = "full", n_iter: int = 100, tol: float = 1e-3,
                  n_init: int = 1, selection_patience: int = 2,
@@ -198,23 +215,6 @@ class HMM(DensityEstimator):
     def test_params(cls) -> dict[str, Any]:
         return {"n_states": 2, "n_iter": 20}
 
-    def _validate_params(self) -> None:
-        check_sizes(self, "n_states")
-        if self.covariance_type not in _COVARIANCE_TYPES:
-            raise self._bad_param("covariance_type", "one of " + ", ".join(
-                repr(c) for c in _COVARIANCE_TYPES), self.covariance_type)
-        tol = self.tol
-        if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating) \
-                or not 0 < tol < math.inf:
-            raise self._bad_param("tol", "a finite float > 0", tol)
-        for name in ("n_iter", "n_init", "selection_patience"):
-            if not is_count(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        shape = self.sequence_shape
-        if shape is not None and not (isinstance(shape, list | tuple) and len(shape) == 2
-                                      and all(is_count(v) for v in shape)):
-            raise self._bad_param("sequence_shape", "None or (T, D) with ints >= 1", shape)
-
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         with _one_thread():
@@ -231,10 +231,10 @@ class HMM(DensityEstimator):
         n = X.shape[0]
         frames, lengths = X.reshape(n * T, D), np.full(n, T)
         fits = [int(k) for k in np.atleast_1d(self.n_states) if k <= n * T]
-        if len(fits) < np.size(self.n_states) and (is_count(self.n_states) or not fits):
+        if len(fits) < np.size(self.n_states) and (is_int(self.n_states) or not fits):
             raise ValueError(f"{self.name}: n_states {self.n_states} exceeds the number of "
                              f"training observations ({n} sequences x {T} steps)")
-        if is_count(self.n_states):
+        if is_int(self.n_states):
             self._adopt(self._em(frames, lengths, int(self.n_states)))
             self.selection_: list[tuple[int, float]] = []
             self.selection_criterion_ = "none"

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
 __all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXPANSION_ERROR_MAX",
@@ -538,6 +539,12 @@ class KDE(DensityEstimator):
     # rows would only add calls (and fresh buffers) per 4096 rows
     score_batch_rows: ClassVar[int] = 1 << 62
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "bandwidth": [Satisfies(lambda b: is_real(b) and _usable_bandwidth(b),
+                                "> 0 (at most ~1e154, at least ~1e-154)"),
+                      Options(*_RULES)],
+    }
+
     def __init__(self, *, bandwidth: float | str = "scott", random_state: int = 0) -> None:
         self.bandwidth = bandwidth
         self.random_state = random_state
@@ -545,17 +552,6 @@ class KDE(DensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"bandwidth": "scott"}
-
-    def _validate_params(self) -> None:
-        b = self.bandwidth
-        if isinstance(b, str):
-            ok = b in _RULES
-        else:
-            ok = (isinstance(b, int | float | np.integer | np.floating)
-                  and not isinstance(b, bool) and _usable_bandwidth(b))
-        if not ok:
-            raise self._bad_param("bandwidth", "> 0 (at most ~1e154, at least ~1e-154) or one "
-                                  "of 'scott', 'silverman', 'cv'", b)
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         n, d = X.shape

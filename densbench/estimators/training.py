@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.params import Interval, ParamConstraints, Satisfies
 
 __all__ = [
     "TorchDensityEstimator", "TrainingError", "TrainResult", "emit_progress", "mlp",
@@ -81,6 +82,16 @@ def resolve_device(device: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available")
     return dev
+
+
+def _usable_device(device: Any) -> bool:
+    if not isinstance(device, str):
+        return False
+    try:
+        resolve_device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return True
 
 
 def mlp(d_in: int, d_out: int, hidden: int, n_layers: int) -> nn.Sequential:
@@ -208,26 +219,16 @@ class TorchDensityEstimator(DensityEstimator):
     """
 
     eval_batch_size: ClassVar[int] = 4096
-    score_batch_rows: ClassVar[int] = 1 << 16
-
-    def _validate_common(self) -> None:
-        for name in ("max_epochs", "batch_size", "patience"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise self._bad_param(name, "an int >= 1", v)
-        lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
-            raise self._bad_param("lr", "a finite float > 0", lr)
-        tb = self.time_budget_s
-        if tb is not None and (isinstance(tb, bool) or not isinstance(tb, int | float)
-                               or not tb > 0):
-            raise self._bad_param("time_budget_s", "a number > 0 or None", tb)
-        if not isinstance(self.device, str):
-            raise self._bad_param("device", "'cpu', 'cuda' or 'auto'", self.device)
-        try:
-            resolve_device(self.device)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{self.name}: {exc}") from None
+    score_batch_rows: ClassVar[int | None] = 1 << 16
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "max_epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None, "neither")],
+        "patience": [Interval(int, 1, None)],
+        "time_budget_s": [Interval(float, 0, None, "neither"), None],
+        "device": [Satisfies(_usable_device, "'cpu', 'cuda', 'cuda:N' or 'auto' (a device "
+                                             "this machine has)")],
+    }
 
     def _standardize(self) -> bool:
         return True

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from densbench.estimators.base import LikelihoodKind, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, Options, ParamConstraints
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["VAE"]
@@ -292,32 +294,29 @@ class VAE(TorchDensityEstimator):
         return {"latent_dim": 2, "hidden": 16, "max_epochs": 5, "k_train": 2,
                 "k_eval": 64}
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "latent_dim": [Interval(int, 1, None)],
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 0, None)],
+        "decoder": [Options(*_DECODERS)],
+        "decoder_variance": [Options(*_VARIANCES)],
+        "levels": [Interval(int, 2, None), None],
+        "objective": [Options(*_OBJECTIVES)],
+        "k_train": [Interval(int, 1, None)],
+        "k_eval": [Interval(int, 1, None)],
+    }
+
     # -- hyperparameters ---------------------------------------------------------------
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("latent_dim", "hidden", "k_train", "k_eval"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not is_int(self.n_layers, 0):
-            raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
-        if self.decoder not in _DECODERS:
-            raise self._bad_param("decoder", "one of " + ", ".join(map(repr, _DECODERS)),
-                                  self.decoder)
-        if self.decoder_variance not in _VARIANCES:
-            raise self._bad_param("decoder_variance", "one of 'dimension', 'output'",
-                                  self.decoder_variance)
-        if self.objective not in _OBJECTIVES:
-            raise self._bad_param("objective", "one of 'elbo', 'iwae'", self.objective)
-        lv = self.levels
-        if lv is not None and not is_int(lv, 2):
-            raise self._bad_param("levels", "an int >= 2 or None", lv)
-        if self.decoder == "gaussian" and lv is not None:
-            raise self._bad_param("decoder", "'categorical', 'bernoulli' or 'auto' when "
-                                  "levels is set (discrete data)", self.decoder)
-        if self.decoder == "categorical" and lv is None:
-            raise self._bad_param("levels", "an int >= 2 for decoder='categorical'", lv)
-        if self.decoder == "bernoulli" and lv not in (None, 2):
-            raise self._bad_param("levels", "2 or None for decoder='bernoulli'", lv)
+    @classmethod
+    def _check_joint_params(cls, params: Mapping[str, Any]) -> None:
+        decoder, lv = params["decoder"], params["levels"]
+        if decoder == "gaussian" and lv is not None:
+            raise cls._bad_param("decoder", "'categorical', 'bernoulli' or 'auto' when "
+                                 "levels is set (discrete data)", decoder)
+        if decoder == "categorical" and lv is None:
+            raise cls._bad_param("levels", "an int >= 2 for decoder='categorical'", lv)
+        if decoder == "bernoulli" and lv not in (None, 2):
+            raise cls._bad_param("levels", "2 or None for decoder='bernoulli'", lv)
 
     def _resolve_decoder(self) -> tuple[str, int | None]:
         lv = None if self.levels is None else int(self.levels)
@@ -533,7 +532,7 @@ class VAE(TorchDensityEstimator):
             raise ValueError(f"{cls.name}: noise_var and enc_std must be > 0")
         est = cls(**{**params, "latent_dim": q, "n_layers": 0, "decoder": "gaussian",
                      "decoder_variance": "dimension", "levels": None})
-        est._validate_params()
+        cls.check_params(est.get_params(deep=False))
         est.n_features_in_ = d
         est.device_ = resolve_device(est.device)
         est.decoder_, est.levels_ = "gaussian", None

@@ -191,3 +191,32 @@ def test_density_integrates_to_one(name, fitted):
     cell = ((hi - lo) / (m - 1)) ** 2
     total = float(np.exp(est.score_samples(grid)).sum() * cell)
     assert total == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("name", params_for("constraints_declared"))
+def test_every_hyperparameter_has_declared_constraints(name):
+    """Each hyperparameter is constrained once, on the class; defaults and test_params pass."""
+    cls = db.estimators.get(name)
+    assert set(cls.parameter_constraints()) == set(cls._get_param_names())
+    cls.check_params({})
+    cls.check_params(cls.test_params())
+
+
+class _Junk:
+    def __repr__(self) -> str:
+        return "<junk>"
+
+
+@pytest.mark.parametrize("name", params_for("check_params"))
+def test_check_params_raises_what_fit_raises(name, data):
+    """check_params (no fitting) and fit give the same uniform message for every bad value."""
+    cls = db.estimators.get(name)
+    for param in cls._get_param_names():
+        with pytest.raises(ValueError, match=rf"^{name}: {param} must be .+; got <junk>$") \
+                as before:
+            cls.check_params({param: _Junk()})
+        with pytest.raises(ValueError) as during:
+            make(name, **{param: _Junk()}).fit(data[0], data[1])
+        assert str(during.value) == str(before.value)
+    with pytest.raises(UnknownNameError, match="not_a_param"):
+        cls.check_params({"not_a_param": 1})

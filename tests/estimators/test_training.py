@@ -32,9 +32,6 @@ class ToyGaussian(TorchDensityEstimator):
         self.device = device
         self.random_state = random_state
 
-    def _validate_params(self):
-        self._validate_common()
-
     def _build(self, X):
         m = nn.Module()
         m.loc = nn.Parameter(torch.randn(X.shape[1]))
