@@ -371,23 +371,17 @@ class MADE(_Autoregressive):
 
     net_class = _MADENet
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults | {"lr": 3e-3})
+
     def __init__(self, *, hidden: int = 256, n_layers: int = 2, conditional: str = "auto",
-                 n_mixture: int = 10, levels: int | None = None, max_epochs: int = 100,
-                 batch_size: int = 256, lr: float = 3e-3, patience: int = 20,
-                 time_budget_s: float | None = None, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 n_mixture: int = 10, levels: int | None = None, **training: Any) -> None:
         self.hidden = hidden
         self.n_layers = n_layers
         self.conditional = conditional
         self.n_mixture = n_mixture
         self.levels = levels
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
 
 class RNNAutoregressive(_Autoregressive):
@@ -425,20 +419,15 @@ class RNNAutoregressive(_Autoregressive):
 
     net_class = _RNNNet
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults
+        | {"max_epochs": 40, "batch_size": 128, "lr": 3e-3})
+
     def __init__(self, *, hidden: int = 64, n_layers: int = 1, conditional: str = "auto",
-                 n_mixture: int = 10, levels: int | None = None, max_epochs: int = 40,
-                 batch_size: int = 128, lr: float = 3e-3, patience: int = 20,
-                 time_budget_s: float | None = None, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 n_mixture: int = 10, levels: int | None = None, **training: Any) -> None:
         self.hidden = hidden
         self.n_layers = n_layers
         self.conditional = conditional
         self.n_mixture = n_mixture
         self.levels = levels
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)

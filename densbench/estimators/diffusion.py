@@ -284,14 +284,15 @@ class Diffusion(TorchDensityEstimator):
     #: Independent evaluations behind ``diagnostics``.
     mc_repeats: ClassVar[int] = 3
     # one scoring call covers all rows (chunked inside), so the draws follow one stream
-    score_batch_rows: ClassVar[int] = 1 << 62
+    score_batch_rows: ClassVar[int | None] = None
+
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults | {"max_epochs": 200, "lr": 3e-3})
 
     def __init__(self, *, T: int = 100, schedule: str = "cosine",
                  reverse_variance: str = "beta", hidden: int = 64, n_layers: int = 2,
                  time_embed: int = 16, loss: str = "simple", val_steps: int = 10,
-                 max_epochs: int = 200, batch_size: int = 256, lr: float = 3e-3,
-                 patience: int = 20, time_budget_s: float | None = None,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 **training: Any) -> None:
         self.T = T
         self.schedule = schedule
         self.reverse_variance = reverse_variance
@@ -300,13 +301,7 @@ class Diffusion(TorchDensityEstimator):
         self.time_embed = time_embed
         self.loss = loss
         self.val_steps = val_steps
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
@@ -326,12 +321,7 @@ class Diffusion(TorchDensityEstimator):
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self.betas_ = variance_schedule(int(self.T), self.schedule)
-        self._noise = torch.Generator(device=resolve_device(self.device))
-        self._noise.manual_seed(self._seed() + 1)
-        try:
-            super()._fit(X, X_val)
-        finally:
-            del self._noise
+        super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
         d, T = int(X.shape[1]), int(self.T)
@@ -360,9 +350,6 @@ class Diffusion(TorchDensityEstimator):
         return -(terms * size.to(terms)).sum(-1) - self.module_.prior_kl(batch)
 
     # -- evaluation --------------------------------------------------------------------
-    def _generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator(device=self.device_).manual_seed(self._seed() + offset)
-
     def _bound_parts(self, Z: torch.Tensor, gen: torch.Generator) -> dict[str, np.ndarray]:
         """One evaluation on standardized rows Z: the bound, the prior term and the sum of
         the KL terms t >= 2 per row (float64)."""
@@ -407,10 +394,7 @@ class Diffusion(TorchDensityEstimator):
 
     # -- sampling ----------------------------------------------------------------------
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        dev = self.device_
-        gen = generator if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
-            int(torch.randint(2**62, (1,), generator=generator)))
-        chunks = [self.module_.sample(min(self.eval_rows, n - i), gen, dev)
+        chunks = [self.module_.sample(min(self.eval_rows, n - i), generator, self.device_)
                   for i in range(0, n, self.eval_rows)]
         return torch.cat(chunks) if chunks else torch.empty((0, self.n_features_in_))
 

@@ -57,6 +57,8 @@ class _ZukoFlow(TorchDensityEstimator):
     #: zuko's keyword (and ours) for random feature orders / masks between layers.
     order_param: ClassVar[str] = "randperm"
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults | {"max_epochs": 500})
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "transforms": [Interval(int, 1, None)],
         "hidden": [ListOf(Interval(int, 1, None))],
@@ -129,19 +131,11 @@ class MAF(_ZukoFlow):
     _parameter_constraints: ClassVar[ParamConstraints] = {"randperm": [BOOL]}
 
     def __init__(self, *, transforms: int = 5, hidden: Sequence[int] = (128, 128),
-                 randperm: bool = True, max_epochs: int = 500, batch_size: int = 256,
-                 lr: float = 1e-3, patience: int = 20, time_budget_s: float | None = None,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 randperm: bool = True, **training: Any) -> None:
         self.transforms = transforms
         self.hidden = hidden
         self.randperm = randperm
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
 
 class NSF(_ZukoFlow):
@@ -192,21 +186,12 @@ class NSF(_ZukoFlow):
         "bins": [Interval(int, 2, None)], "randperm": [BOOL]}
 
     def __init__(self, *, transforms: int = 3, hidden: Sequence[int] = (128, 128),
-                 bins: int = 8, randperm: bool = True, max_epochs: int = 500,
-                 batch_size: int = 256, lr: float = 1e-3, patience: int = 20,
-                 time_budget_s: float | None = None, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 bins: int = 8, randperm: bool = True, **training: Any) -> None:
         self.transforms = transforms
         self.hidden = hidden
         self.bins = bins
         self.randperm = randperm
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
     def _flow_kwargs(self, d: int) -> dict[str, Any]:
         return {**super()._flow_kwargs(d), "bins": int(self.bins)}
@@ -256,16 +241,8 @@ class RealNVP(_ZukoFlow):
     _parameter_constraints: ClassVar[ParamConstraints] = {"randmask": [BOOL]}
 
     def __init__(self, *, transforms: int = 8, hidden: Sequence[int] = (128, 128),
-                 randmask: bool = True, max_epochs: int = 500, batch_size: int = 256,
-                 lr: float = 1e-3, patience: int = 20, time_budget_s: float | None = None,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 randmask: bool = True, **training: Any) -> None:
         self.transforms = transforms
         self.hidden = hidden
         self.randmask = randmask
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)

@@ -537,7 +537,7 @@ class KDE(DensityEstimator):
     block_train: ClassVar[int | None] = None
     # the blocked loop of log_kernel_sums bounds the memory: the base class's batches of
     # rows would only add calls (and fresh buffers) per 4096 rows
-    score_batch_rows: ClassVar[int] = 1 << 62
+    score_batch_rows: ClassVar[int | None] = None
 
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "bandwidth": [Satisfies(lambda b: is_real(b) and _usable_bandwidth(b),

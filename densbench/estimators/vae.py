@@ -259,19 +259,21 @@ class VAE(TorchDensityEstimator):
     #: Samples of the early-stopping IWAE estimate.
     k_val: ClassVar[int] = 10
     # one scoring call covers all rows (chunked inside), so the draws follow one stream
-    score_batch_rows: ClassVar[int] = 1 << 62
+    score_batch_rows: ClassVar[int | None] = None
     #: ``score_samples`` keeps the diagnostics of its draws for this many recent inputs
     #: (of at most ``diag_cache_rows`` rows), so that ``diagnostics`` on a scored input
     #: (the runner scores the test split, then asks for its diagnostics) costs nothing.
     diag_cache_size: ClassVar[int] = 4
     diag_cache_rows: ClassVar[int] = 100_000
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults
+        | {"max_epochs": 500, "batch_size": 128, "lr": 3e-3})
+
     def __init__(self, *, latent_dim: int = 8, hidden: int = 64, n_layers: int = 2,
                  decoder: str = "auto", decoder_variance: str = "output",
                  levels: int | None = None, objective: str = "iwae", k_train: int = 5,
-                 k_eval: int = 5000, max_epochs: int = 500, batch_size: int = 128,
-                 lr: float = 3e-3, patience: int = 20, time_budget_s: float | None = None,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 k_eval: int = 5000, **training: Any) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.n_layers = n_layers
@@ -281,13 +283,7 @@ class VAE(TorchDensityEstimator):
         self.objective = objective
         self.k_train = k_train
         self.k_eval = k_eval
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
@@ -351,12 +347,7 @@ class VAE(TorchDensityEstimator):
         self._check_levels(X)
         if X_val is not None:
             self._check_levels(X_val, "X_val")
-        self._noise = torch.Generator(device=resolve_device(self.device))
-        self._noise.manual_seed(self._seed() + 1)
-        try:
-            super()._fit(X, X_val)
-        finally:
-            del self._noise
+        super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
         return _VAEModule(int(X.shape[1]), latent_dim=int(self.latent_dim),
@@ -377,9 +368,6 @@ class VAE(TorchDensityEstimator):
         return torch.as_tensor(self._iwae_stats(batch, self.k_val, gen, stats=False)[0])
 
     # -- evaluation --------------------------------------------------------------------
-    def _generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator(device=self.device_).manual_seed(self._seed() + offset)
-
     def _log_weight_chunks(self, Xt: torch.Tensor, k: int, gen: torch.Generator):
         """Yield (row slice, log-weights (rows, k) float64) over chunks of rows."""
         chunk = max(1, int(self.eval_decoder_rows))
@@ -497,14 +485,12 @@ class VAE(TorchDensityEstimator):
         return super()._sample(n, rng)
 
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        dev = self.device_
-        gen = generator if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
-            int(torch.randint(2**62, (1,), generator=generator)))
         out = []
         for i in range(0, n, self.eval_decoder_rows):
             m = min(self.eval_decoder_rows, n - i)
-            z = torch.randn((m, int(self.latent_dim)), generator=gen, device=dev)
-            out.append(self.module_.sample_x(z, gen))
+            z = torch.randn((m, int(self.latent_dim)), generator=generator,
+                            device=self.device_)
+            out.append(self.module_.sample_x(z, generator))
         return torch.cat(out)
 
     # -- a VAE with known parameters (for tests) ---------------------------------------
