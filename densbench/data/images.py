@@ -6,6 +6,7 @@ import numpy as np
 
 from densbench.data import register
 from densbench.data.base import Dataset, split_rng
+from densbench.data.synthetic import _check_count
 
 __all__ = ["digits"]
 
@@ -28,15 +29,14 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
         >>> ds.train.shape, ds.val.shape, ds.test.shape, ds.levels
         ((1257, 64), (180, 64), (360, 64), 17)
     """
+    n_val = _check_count("digits", "n_val", n_val)
+    n_test = _check_count("digits", "n_test", n_test)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     X = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target)
     n = X.shape[0]
-    for label, value in (("n_val", n_val), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"dataset digits: {label} must be an int >= 1; got {value!r}")
     if n_val + n_test >= n - 1:
         raise ValueError(f"dataset digits: n_val + n_test must leave training rows; "
                          f"got {n_val} + {n_test} of {n}")
