@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from densbench.estimators.base import LikelihoodKind, check_array
+from densbench.estimators.base import LikelihoodKind
 from densbench.estimators.params import Interval, Options, ParamConstraints, check_value
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
@@ -374,12 +374,10 @@ class Diffusion(TorchDensityEstimator):
         return self._bound_parts(self._to_tensor(X), self._generator())["bound"] \
             + self.log_jacobian_
 
-    def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
+    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         """Per-example Monte-Carlo figures from ``mc_repeats`` independent evaluations
         (see the class docstring): ``bound_mc_se``, ``bound_mean``, ``prior_kl``,
         ``diffusion_kl``. Seeded: the same call gives the same numbers."""
-        self._check_fitted()
-        X = check_array(X, who=self.name, dim=self.n_features_in_)
         Z = self._to_tensor(X)
         gen = self._generator()  # the first repeat is score_samples's draw
         reps = [self._bound_parts(Z, gen if r == 0 else self._generator(offset=10 + r))
@@ -410,7 +408,7 @@ class Diffusion(TorchDensityEstimator):
         est = cls(**params)
         cls.check_params(est.get_params(deep=False))
         check_value(cls.name, "dim", dim, [Interval(int, 1, None)])
-        est.n_features_in_ = int(dim)
+        est.n_features_in_, est.data_scale_ = int(dim), 1.0
         est.device_ = resolve_device(est.device)
         est.shift_, est.scale_ = np.zeros(dim), np.ones(dim)
         est.log_jacobian_ = 0.0

@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from densbench.estimators.base import DensityEstimator
+from densbench.estimators.base import DensityEstimator, engine_errors
 from densbench.estimators.gaussian import covariance_cholesky, gaussian_logpdf
 from densbench.estimators.params import Interval, Options, ParamConstraints, is_int
 from densbench.estimators.selection import SIZES, select_size
@@ -147,7 +147,8 @@ class GMM(DensityEstimator):
         # OpenBLAS thread only adds synchronization (gmm-fit-10d: 0.30 s on one thread, 0.74 s
         # on two, 2 cores)
         with warnings.catch_warnings(record=True) as caught, \
-                threadpool_limits(limits=1, user_api="blas"):
+                threadpool_limits(limits=1, user_api="blas"), \
+                engine_errors(self.name, "scikit-learn's EM"):
             warnings.simplefilter("always", ConvergenceWarning)
             gm.fit(X)
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)

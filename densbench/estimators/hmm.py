@@ -30,7 +30,7 @@ import numpy as np
 from hmmlearn.hmm import COVARIANCE_TYPES, GaussianHMM
 
 from densbench.data.sequences import GaussianHMMTruth, hmm_forward, log_matmul
-from densbench.estimators.base import DensityEstimator
+from densbench.estimators.base import DensityEstimator, engine_errors
 from densbench.estimators.params import (
     Interval,
     ListOf,
@@ -269,7 +269,7 @@ class HMM(DensityEstimator):
             model.transmat_ = np.full((k, k), 1.0 / k)
             model.means_ = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(
                 frames).cluster_centers_
-            with _hmmlearn_log(self.fit_messages_):
+            with _hmmlearn_log(self.fit_messages_), engine_errors(self.name, "hmmlearn"):
                 model.fit(frames, lengths)
             if best is None or model.monitor_.history[-1] > best.monitor_.history[-1]:
                 best = model

@@ -510,7 +510,8 @@ class KDE(DensityEstimator):
         random_state: unused (the fit is deterministic); kept for a uniform interface.
 
     Attributes:
-        bandwidth_: the bandwidth h used (float).
+        bandwidth_: the bandwidth h used (float), in the units of ``X / data_scale_``
+            (``data_scale_`` is 1 unless the data's magnitude is extreme).
         center_: (d,) training mean; train_: (n, d) the training data minus ``center_``.
         selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h.
 
@@ -564,7 +565,13 @@ class KDE(DensityEstimator):
         self._train_aug = augment_train(self.train_)
         self.selection_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
-            self.bandwidth_ = float(self.bandwidth)
+            # a given bandwidth is a length in the units of the data given to fit
+            self.bandwidth_ = float(self.bandwidth) / self.data_scale_
+            if not _usable_bandwidth(self.bandwidth_):
+                raise ValueError(f"{self.name}: bandwidth={self.bandwidth!r} is out of reach "
+                                 f"for data of magnitude ~{self.data_scale_:.3g}: the kernel "
+                                 f"would be 0 or flat everywhere; give a bandwidth nearer "
+                                 f"the data's spread, or 'scott'")
             return
         sigma = math.sqrt(float(np.mean(np.var(X, axis=0, ddof=1))))
         if not sigma > 0.0:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from densbench.estimators.base import DensityEstimator
+from densbench.estimators.base import DensityEstimator, engine_errors
 from densbench.estimators.gaussian import covariance_cholesky, gaussian_logpdf
 from densbench.estimators.params import Interval, Options, ParamConstraints
 
@@ -237,7 +237,8 @@ class FactorAnalysis(_LinearGaussian):
                                   random_state=self._seed())
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", ConvergenceWarning)
-                sk.fit(X)
+                with engine_errors(self.name, "scikit-learn's EM"):
+                    sk.fit(X)
             converged[q] = not any(issubclass(w.category, ConvergenceWarning)
                                    for w in caught)
             self.mean_ = np.asarray(sk.mean_, dtype=np.float64)

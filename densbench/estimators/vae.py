@@ -453,7 +453,7 @@ class VAE(TorchDensityEstimator):
         est, _ = self._iwae_stats(batch, int(self.k_eval), self._generator(), stats=False)
         return torch.as_tensor(est)
 
-    def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
+    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         """Per-example figures from ONE set of ``k_eval`` draws per row, the draws of
         ``score_samples`` (remembered for recently scored inputs, else drawn again):
 
@@ -464,10 +464,6 @@ class VAE(TorchDensityEstimator):
         - ``iwae_mc_se``: the Monte-Carlo standard error (nats) of the ``k_eval``-sample
           estimate by the delta method, sd(w) / (sqrt(K) mean(w)) = sqrt((K / ess - 1) / K).
         """
-        from densbench.estimators.base import check_array
-
-        self._check_fitted()
-        X = check_array(X, who=self.name, dim=self.n_features_in_)
         _, stats = self._stats(X)
         units = {"ess": "samples", "iwae_mc_se": "nats"}
         out: dict[str, tuple[np.ndarray, str]] = {}
@@ -519,7 +515,7 @@ class VAE(TorchDensityEstimator):
         est = cls(**{**params, "latent_dim": q, "n_layers": 0, "decoder": "gaussian",
                      "decoder_variance": "dimension", "levels": None})
         cls.check_params(est.get_params(deep=False))
-        est.n_features_in_ = d
+        est.n_features_in_, est.data_scale_ = d, 1.0
         est.device_ = resolve_device(est.device)
         est.decoder_, est.levels_ = "gaussian", None
         est.shift_, est.scale_ = np.zeros(d), np.ones(d)
