@@ -59,8 +59,8 @@ COSINE_OFFSET = 0.008
 #: Largest beta of either schedule. Nichol & Dhariwal clip at 0.999 for T = 4000; with
 #: T ~ 100 the cosine schedule's last betas are then 0.999, 0.75, 0.56, whose weights
 #: c_t (up to 500) made the bound's Monte-Carlo error explode and whose 1 / sqrt(1 -
-#: beta_t) (up to 32) amplified the predictor's errors in sampling (banana: bound -14,
-#: diverging samples). At 0.5 abar_T stays about 3e-4 (T = 100) (a prior term of ~3e-4 nats on
+#: beta_t) (up to 32) amplified the predictor's errors in sampling (samples diverged). At
+#: 0.5, abar_T stays small at T = 100 (about 3e-4: a prior term of that order in nats on
 #: standardized 2-D data).
 MAX_BETA = 0.5
 
@@ -225,10 +225,7 @@ class Diffusion(TorchDensityEstimator):
     ``score_samples`` returns the bound of the module docstring with ONE noise draw per
     example and step, all T steps of a chunk of rows in one network call (at most
     ``eval_rows`` network rows, rows of X times T, per call: memory stays bounded). Cost:
-    T network evaluations per example: on one CPU thread, the default model
-    (T = 100, 2 x 64 hidden units) scores 2000 2-D rows in about 0.15 s, and with 2 x 128
-    units 360 64-D rows (digits) in about 0.1 s; ``diagnostics`` costs ``mc_repeats``
-    times that.
+    T network evaluations per example; ``diagnostics`` costs ``mc_repeats`` times that.
     ``diagnostics`` repeats the evaluation ``mc_repeats`` times with independent noise
     (the first is ``score_samples``'s own draw) and reports per example:
 

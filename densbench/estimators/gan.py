@@ -182,7 +182,7 @@ class GAN(TorchDensityEstimator):
     discrete_native: ClassVar[bool] = False
     #: The R1 penalty is applied every ``r1_every``-th discriminator step, scaled by
     #: ``r1_every`` ("lazy regularization", Karras et al. 2020): its double backward pass
-    #: made each step about 4x slower.
+    #: costs several plain steps.
     r1_every: ClassVar[int] = 4
     #: Generator rows per sampling pass (bounds the memory).
     sample_rows: ClassVar[int] = 1 << 16

@@ -144,8 +144,7 @@ class GMM(DensityEstimator):
                              max_iter=int(self.max_iter), n_init=int(self.n_init),
                              init_params=self.init_params, random_state=self._seed())
         # one BLAS thread: EM's products are (n x d) by (d x d) with small d, where a second
-        # OpenBLAS thread only adds synchronization (gmm-fit-10d: 0.30 s on one thread, 0.74 s
-        # on two, 2 cores)
+        # OpenBLAS thread only adds synchronization (benchmark group gmm-fit-10d)
         with warnings.catch_warnings(record=True) as caught, \
                 threadpool_limits(limits=1, user_api="blas"), \
                 engine_errors(self.name, "scikit-learn's EM"):

@@ -2,9 +2,8 @@
 
 The engine is hmmlearn's ``GaussianHMM``: its M-step (with its priors), its convergence
 monitor, its covariance initialization and its emission densities. Its E-step walks the
-sequences one at a time in Python, about 0.5 ms per short sequence and iteration (measured
-with one BLAS thread: 1000 sequences of 16 steps, 0.56 s per iteration), too slow for
-thousands of short sequences; densbench's subclass runs the same E-step over all sequences
+sequences one at a time in Python, a fixed cost per sequence and iteration that dominates
+for thousands of short sequences; densbench's subclass runs the same E-step over all sequences
 at once (they have equal lengths): one emission-density call, the forward-backward
 recursions vectorized over sequences (:func:`densbench.data.sequences.hmm_forward`,
 :func:`hmm_backward`) and hmmlearn's own accumulation of the emission statistics over all
@@ -15,8 +14,7 @@ used here (``_do_estep``, ``_compute_log_likelihood``, ``_accumulate_sufficient_
 Scoring is the same forward algorithm on hmmlearn's emission densities (checked against
 hmmlearn's ``score`` and brute-force enumeration); sampling is densbench's
 (:class:`densbench.data.sequences.GaussianHMMTruth` with the fitted parameters), vectorized
-over sequences and seeded by a NumPy Generator. Cost on one core: a default-suite cell
-fits in about 1.6 s on ``hmm_seq`` and 3.9 s on digits (CPU time, states selected).
+over sequences and seeded by a NumPy Generator.
 """
 
 from __future__ import annotations
@@ -65,8 +63,8 @@ def hmm_backward(transmat: np.ndarray, log_frameprob: np.ndarray) -> np.ndarray:
 
 def _one_thread() -> Any:
     """BLAS and OpenMP limited to one thread: the matrix products here are K x K with K
-    states (tens at most), where threads cost more than they give (measured on a loaded
-    2-core machine: a digits cell fitted in 43 s with the default threads, 11 s with one)."""
+    states (tens at most), where threads cost more in synchronization than they give,
+    most of all on a shared machine."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
@@ -145,8 +143,8 @@ class HMM(DensityEstimator):
     ``random_state``, ``random_state + 1``, ...) and the run with the highest training
     log-likelihood is kept. A run starts from uniform start and transition probabilities
     and k-means centres as emission means (Rabiner 1989, section V.C: uniform estimates of
-    the Markov chain suffice, the emissions need good ones; hmmlearn's default random
-    Dirichlet start was seen stuck 1.9 nats/sequence from the truth on ``hmm_seq``), then
+    the Markov chain suffice, the emissions need good ones; a random Dirichlet start, hmmlearn's
+    default, can leave EM in a poor local optimum), then
     EM (Baum-Welch) stops after ``n_iter`` iterations or when the training log-likelihood
     gains less than ``tol`` nats per sequence. hmmlearn's log
     messages are kept in ``fit_messages_``, never printed.
