@@ -32,7 +32,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from densbench.estimators.base import LikelihoodKind
-from densbench.estimators.params import Interval, Options, ParamConstraints
+from densbench.estimators.params import Interval, Options, ParamConstraints, When
 from densbench.estimators.training import TorchDensityEstimator
 
 __all__ = ["MADE", "RNNAutoregressive"]
@@ -259,17 +259,16 @@ class _Autoregressive(TorchDensityEstimator):
         "levels": [None, Interval(int, 2, None)],
     }
 
+    _joint_constraints: ClassVar[tuple[When, ...]] = (
+        When("conditional", Options("gaussian_mixture"), "levels", [None],
+             "None for gaussian_mixture conditionals (continuous data)"),
+        When("conditional", Options("categorical"), "levels", [Interval(int, 2, None)],
+             "an int >= 2 for categorical conditionals"),
+        When("conditional", Options("bernoulli"), "levels", [Interval(int, 2, 2)],
+             "2 for bernoulli conditionals"),
+    )
+
     # -- hyperparameters ------------------------------------------------------------
-    @classmethod
-    def _check_joint_params(cls, params: Mapping[str, Any]) -> None:
-        cond, lv = params["conditional"], params["levels"]
-        if cond == "gaussian_mixture" and lv is not None:
-            raise cls._bad_param("levels", "None for gaussian_mixture conditionals "
-                                 "(continuous data)", lv)
-        if cond == "categorical" and lv is None:
-            raise cls._bad_param("levels", "an int >= 2 for categorical conditionals", lv)
-        if cond == "bernoulli" and lv != 2:
-            raise cls._bad_param("levels", "2 for bernoulli conditionals", lv)
 
     def _kind(self) -> str:
         if self.conditional != "auto":

@@ -29,7 +29,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from densbench.estimators.params import Constraint, Interval, ParamConstraints, check_value
+from densbench.estimators.params import (
+    Constraint,
+    Interval,
+    ParamConstraints,
+    When,
+    check_value,
+)
 from densbench.estimators.params import check_params as _check_all
 from densbench.registry import UnknownNameError
 
@@ -145,6 +151,8 @@ class DensityEstimator(BaseEstimator):
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "random_state": [Interval(int, 0, None, "left"), None],
     }
+    #: Rules that tie hyperparameters together, checked after each value passed its own.
+    _joint_constraints: ClassVar[tuple[When, ...]] = ()
 
     # -- public API -------------------------------------------------------------------
     def fit(self, X: Any, X_val: Any = None) -> DensityEstimator:
@@ -238,8 +246,7 @@ class DensityEstimator(BaseEstimator):
         ``fit`` runs exactly this, and a suite is validated with it before anything runs."""
         cls.check_param_names(params)
         full = {**cls().get_params(deep=False), **params}
-        _check_all(cls.name, full, cls.parameter_constraints())
-        cls._check_joint_params(full)
+        _check_all(cls.name, full, cls.parameter_constraints(), cls._joint_constraints)
 
     @classmethod
     def describe(cls) -> str:
@@ -247,10 +254,6 @@ class DensityEstimator(BaseEstimator):
         return doc.splitlines()[0] if doc else ""
 
     # -- for subclasses ---------------------------------------------------------------
-    @classmethod
-    def _check_joint_params(cls, params: Mapping[str, Any]) -> None:
-        """Rules that tie several hyperparameters together (each value on its own already
-        passed its constraints); raise with :meth:`_bad_param`'s message."""
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -280,10 +283,6 @@ class DensityEstimator(BaseEstimator):
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
             raise NotFittedError(f"{self.name}: call fit before using this estimator")
-
-    @classmethod
-    def _bad_param(cls, param: str, expected: str, got: Any) -> ValueError:
-        return ValueError(f"{cls.name}: {param} must be {expected}; got {got!r}")
 
     def _seed(self) -> int:
         """The ``random_state`` hyperparameter as an int seed (0 when unset)."""

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 __all__ = ["BOOL", "Constraint", "Interval", "ListOf", "Options", "ParamConstraints", "Satisfies",
-           "check_params", "check_value", "describe", "is_int", "is_real"]
+           "When", "check_params", "check_value", "describe", "is_int", "is_real"]
 
 
 def is_int(v: Any) -> bool:
@@ -160,6 +160,26 @@ class Satisfies:
 ParamConstraints = dict[str, list[Constraint | None]]
 
 
+@dataclass(frozen=True)
+class When:
+    """A rule that ties two hyperparameters: when ``key``'s value satisfies ``condition``,
+    ``param`` must satisfy one of ``allowed``; ``phrase`` is what the message says it
+    must be."""
+
+    key: str
+    condition: Constraint
+    param: str
+    allowed: Sequence[Constraint | None]
+    phrase: str
+
+    def check(self, who: str, params: Mapping[str, Any]) -> None:
+        if not self.condition.accepts(params[self.key]):
+            return
+        value = params[self.param]
+        if not any((value is None) if c is None else c.accepts(value) for c in self.allowed):
+            raise ValueError(f"{who}: {self.param} must be {self.phrase}; got {value!r}")
+
+
 #: True or False (Python's or NumPy's bool).
 BOOL: Constraint = Satisfies(lambda v: isinstance(v, bool | np.bool_), "True or False")
 
@@ -182,8 +202,12 @@ def check_value(who: str, param: str, value: Any,
 
 
 def check_params(who: str, params: Mapping[str, Any],
-                 constraints: Mapping[str, Sequence[Constraint | None]]) -> None:
-    """Check every value of ``params`` that has constraints (in the constraints' order)."""
+                 constraints: Mapping[str, Sequence[Constraint | None]],
+                 joint: Sequence[When] = ()) -> None:
+    """Check every value of ``params`` that has constraints (in the constraints' order),
+    then the rules that tie them together."""
     for param, allowed in constraints.items():
         if param in params:
             check_value(who, param, params[param], allowed)
+    for rule in joint:
+        rule.check(who, params)

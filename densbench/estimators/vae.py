@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,7 +37,7 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from densbench.estimators.base import LikelihoodKind
-from densbench.estimators.params import Interval, Options, ParamConstraints
+from densbench.estimators.params import Interval, Options, ParamConstraints, When
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["VAE"]
@@ -302,17 +301,17 @@ class VAE(TorchDensityEstimator):
         "k_eval": [Interval(int, 1, None)],
     }
 
+    _joint_constraints: ClassVar[tuple[When, ...]] = (
+        When("levels", Interval(int, 2, None), "decoder",
+             [Options("categorical", "bernoulli", "auto")],
+             "'categorical', 'bernoulli' or 'auto' when levels is set (discrete data)"),
+        When("decoder", Options("categorical"), "levels", [Interval(int, 2, None)],
+             "an int >= 2 for decoder='categorical'"),
+        When("decoder", Options("bernoulli"), "levels", [Interval(int, 2, 2), None],
+             "2 or None for decoder='bernoulli'"),
+    )
+
     # -- hyperparameters ---------------------------------------------------------------
-    @classmethod
-    def _check_joint_params(cls, params: Mapping[str, Any]) -> None:
-        decoder, lv = params["decoder"], params["levels"]
-        if decoder == "gaussian" and lv is not None:
-            raise cls._bad_param("decoder", "'categorical', 'bernoulli' or 'auto' when "
-                                 "levels is set (discrete data)", decoder)
-        if decoder == "categorical" and lv is None:
-            raise cls._bad_param("levels", "an int >= 2 for decoder='categorical'", lv)
-        if decoder == "bernoulli" and lv not in (None, 2):
-            raise cls._bad_param("levels", "2 or None for decoder='bernoulli'", lv)
 
     def _resolve_decoder(self) -> tuple[str, int | None]:
         lv = None if self.levels is None else int(self.levels)
