@@ -254,7 +254,6 @@ class DensityEstimator(BaseEstimator):
         return doc.splitlines()[0] if doc else ""
 
     # -- for subclasses ---------------------------------------------------------------
-
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         raise NotImplementedError
 
