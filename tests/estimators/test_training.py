@@ -130,7 +130,7 @@ def test_the_loop_runs_any_step_and_criterion():
                 batch_size=2, patience=3, time_budget_s=None, seed=0)
     assert res.stopped == "early_stopping" and res.epochs == 5 and res.best_epoch == 2
     assert res.best_val_loglik == 3.0
-    assert float(model.weight) == 4.0  # the weights after epoch 2 (two updates per epoch)
+    assert float(model.weight.detach()) == 4.0  # the weights after epoch 2 (two updates per epoch)
     assert res.history[0] == {"epoch": 1, "a": 1.0, "b": 2.0, "crit": 1.0,
                               "seconds": res.history[0]["seconds"]}
 
