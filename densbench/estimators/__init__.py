@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from densbench.registry import Registry, UnknownNameError
+from densbench.registry import Registry
 
 if TYPE_CHECKING:
     from densbench.estimators.base import DensityEstimator, LikelihoodKind
@@ -43,12 +43,7 @@ def make(name: str, **params: Any) -> DensityEstimator:
         'exact'
     """
     cls = REGISTRY.get(name)
-    known = set(cls._get_param_names())
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise UnknownNameError(
-            f"{name}: unknown parameter(s) {', '.join(unknown)}; known: "
-            f"{', '.join(sorted(known)) or '(none)'}")
+    cls.check_param_names(params)
     return cls(**params)
 
 

@@ -40,7 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from densbench.estimators.base import LikelihoodKind, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, Options, ParamConstraints, When
 from densbench.estimators.training import TorchDensityEstimator
 
 __all__ = ["MADE", "RNNAutoregressive"]
@@ -250,25 +251,24 @@ class _Autoregressive(TorchDensityEstimator):
     #: The network class: (d, hidden, n_layers, initial output biases (d, size)) -> module.
     net_class: ClassVar[type[nn.Module]]
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 1, None)],
+        "n_mixture": [Interval(int, 1, None)],
+        "conditional": [Options(*_CONDITIONALS)],
+        "levels": [None, Interval(int, 2, None)],
+    }
+
+    _joint_constraints: ClassVar[tuple[When, ...]] = (
+        When("conditional", Options("gaussian_mixture"), "levels", [None],
+             "None for gaussian_mixture conditionals (continuous data)"),
+        When("conditional", Options("categorical"), "levels", [Interval(int, 2, None)],
+             "an int >= 2 for categorical conditionals"),
+        When("conditional", Options("bernoulli"), "levels", [Interval(int, 2, 2)],
+             "2 for bernoulli conditionals"),
+    )
+
     # -- hyperparameters ------------------------------------------------------------
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("hidden", "n_layers", "n_mixture"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if self.conditional not in _CONDITIONALS:
-            raise self._bad_param("conditional", "one of " + ", ".join(
-                repr(c) for c in _CONDITIONALS), self.conditional)
-        lv = self.levels
-        if lv is not None and not is_int(lv, 2):
-            raise self._bad_param("levels", "None or an int >= 2", lv)
-        if self.conditional == "gaussian_mixture" and lv is not None:
-            raise self._bad_param("levels", "None for gaussian_mixture conditionals "
-                                  "(continuous data)", lv)
-        if self.conditional == "categorical" and lv is None:
-            raise self._bad_param("levels", "an int >= 2 for categorical conditionals", lv)
-        if self.conditional == "bernoulli" and lv != 2:
-            raise self._bad_param("levels", "2 for bernoulli conditionals", lv)
 
     def _kind(self) -> str:
         if self.conditional != "auto":
@@ -370,23 +370,17 @@ class MADE(_Autoregressive):
 
     net_class = _MADENet
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults | {"lr": 3e-3})
+
     def __init__(self, *, hidden: int = 256, n_layers: int = 2, conditional: str = "auto",
-                 n_mixture: int = 10, levels: int | None = None, max_epochs: int = 100,
-                 batch_size: int = 256, lr: float = 3e-3, patience: int = 20,
-                 time_budget_s: float | None = None, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 n_mixture: int = 10, levels: int | None = None, **training: Any) -> None:
         self.hidden = hidden
         self.n_layers = n_layers
         self.conditional = conditional
         self.n_mixture = n_mixture
         self.levels = levels
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
 
 class RNNAutoregressive(_Autoregressive):
@@ -424,20 +418,15 @@ class RNNAutoregressive(_Autoregressive):
 
     net_class = _RNNNet
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults
+        | {"max_epochs": 40, "batch_size": 128, "lr": 3e-3})
+
     def __init__(self, *, hidden: int = 64, n_layers: int = 1, conditional: str = "auto",
-                 n_mixture: int = 10, levels: int | None = None, max_epochs: int = 40,
-                 batch_size: int = 128, lr: float = 3e-3, patience: int = 20,
-                 time_budget_s: float | None = None, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 n_mixture: int = 10, levels: int | None = None, **training: Any) -> None:
         self.hidden = hidden
         self.n_layers = n_layers
         self.conditional = conditional
         self.n_mixture = n_mixture
         self.levels = levels
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)

@@ -7,25 +7,62 @@ mean and ``sample`` always seeded.
 
 Subclasses implement ``_fit``, ``_score_samples`` (one batch, float64 ndarray in and out)
 and ``_sample``; the public methods do validation, batching (bounded memory) and checks.
+
+Data at any finite scale: every estimator squares its data somewhere (covariances,
+distances, variances), which overflows beyond about 1e154 and underflows below about
+1e-154. The public methods therefore hand the subclass ``X / data_scale_``, where
+``data_scale_`` is 1 for data of ordinary magnitude and otherwise the power of two nearest
+above the largest ``|x|`` (dividing by it is exact), and add the log-Jacobian
+``-d log(data_scale_)`` back to every log-density: figures are always in the units of the
+data given to ``fit``, and those of ordinary data are untouched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
+from densbench.estimators.params import (
+    Constraint,
+    Interval,
+    ParamConstraints,
+    When,
+    check_value,
+)
+from densbench.estimators.params import check_params as _check_all
+from densbench.registry import UnknownNameError
+
 __all__ = ["DensityEstimator", "LikelihoodKind", "NoLikelihoodError", "NotFittedError",
-           "check_array", "is_int"]
+           "check_array", "data_scale", "engine_errors"]
+
+#: Largest magnitudes in [2^-ORDINARY_EXPONENT, 2^ORDINARY_EXPONENT] are left as they are:
+#: their squares, summed over millions of terms, stay far inside the float64 range.
+ORDINARY_EXPONENT = 100
 
 
-def is_int(v: Any, low: int = 1) -> bool:
-    """True for an integer (Python or NumPy, not bool) of at least ``low``: the check behind
-    every integer hyperparameter's validation."""
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
+def data_scale(X: np.ndarray) -> float:
+    """1.0 for data whose largest magnitude is ordinary (see :data:`ORDINARY_EXPONENT`),
+    else the power of two at or just above it: ``X / data_scale(X)`` then has magnitudes
+    in [0.5, 1], exactly (a division by a power of two only changes exponents).
+
+    Example:
+        >>> data_scale(np.array([[3.0, -2.0]])), data_scale(np.array([[3e155]])) > 1e155
+        (1.0, True)
+    """
+    top = float(np.max(np.abs(X))) if X.size else 0.0
+    if top == 0.0:
+        return 1.0
+    exponent = int(np.frexp(top)[1])  # top = f 2^exponent with f in [0.5, 1)
+    if abs(exponent) <= ORDINARY_EXPONENT:
+        return 1.0
+    return float(np.ldexp(1.0, exponent))
 
 
 class LikelihoodKind(enum.StrEnum):
@@ -91,6 +128,17 @@ class _RegistryName:
         return registered_name(cls) or "?"
 
 
+@contextlib.contextmanager
+def engine_errors(who: str, engine: str) -> Iterator[None]:
+    """Re-raise a ``ValueError`` or ``LinAlgError`` of a fitting engine (scikit-learn,
+    hmmlearn) as a ``ValueError`` naming the estimator, so a message never points at a
+    function the user did not call."""
+    try:
+        yield
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise ValueError(f"{who}: {engine} failed on this data: {exc}") from exc
+
+
 class DensityEstimator(BaseEstimator):
     """Base class of all densbench estimators (see the module docstring)."""
 
@@ -106,7 +154,15 @@ class DensityEstimator(BaseEstimator):
     #: Fewest training rows ``fit`` accepts.
     min_rows: ClassVar[int] = 2
     #: Rows per scoring batch: memory stays bounded whatever the number of query rows.
-    score_batch_rows: ClassVar[int] = 4096
+    #: None for an estimator that bounds its own memory (one ``_score_samples`` call).
+    score_batch_rows: ClassVar[int | None] = 4096
+    #: What each hyperparameter may be (see :mod:`densbench.estimators.params`). A class
+    #: declares only its own; :meth:`parameter_constraints` merges them along the MRO.
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "random_state": [Interval(int, 0, None, "left"), None],
+    }
+    #: Rules that tie hyperparameters together, checked after each value passed its own.
+    _joint_constraints: ClassVar[tuple[When, ...]] = ()
 
     # -- public API -------------------------------------------------------------------
     def fit(self, X: Any, X_val: Any = None) -> DensityEstimator:
@@ -114,9 +170,10 @@ class DensityEstimator(BaseEstimator):
         X = check_array(X, who=self.name, min_rows=self.min_rows)
         if X_val is not None:
             X_val = check_array(X_val, who=self.name, what="X_val", dim=X.shape[1])
-        self._validate_params()
+        type(self).check_params(self.get_params(deep=False))
         self.n_features_in_ = X.shape[1]
-        self._fit(X, X_val)
+        self.data_scale_ = data_scale(X)
+        self._fit(self._in_scale(X), None if X_val is None else self._in_scale(X_val))
         return self
 
     def score_samples(self, X: Any) -> np.ndarray:
@@ -128,12 +185,12 @@ class DensityEstimator(BaseEstimator):
         self._check_fitted()
         X = check_array(X, who=self.name, dim=self.n_features_in_)
         out = np.empty(X.shape[0], dtype=np.float64)
-        step = self.score_batch_rows
+        step = self.score_batch_rows or max(X.shape[0], 1)
         for start in range(0, X.shape[0], step):
-            out[start:start + step] = self._score_samples(X[start:start + step])
+            out[start:start + step] = self._score_samples(self._in_scale(X[start:start + step]))
         if np.isnan(out).any():
             raise FloatingPointError(f"{self.name}: score_samples produced NaN")
-        return out
+        return self._to_data_units(out)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean of :meth:`score_samples` (nats per example)."""
@@ -144,20 +201,24 @@ class DensityEstimator(BaseEstimator):
         if not self.can_sample:
             raise NotImplementedError(f"{self.name}: this estimator cannot sample")
         self._check_fitted()
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-            raise ValueError(f"{self.name}: n must be a non-negative int; got {n!r}")
+        check_value(self.name, "n", n, [Interval(int, 0, None)])
         rng = np.random.default_rng(random_state)
         out = np.asarray(self._sample(int(n), rng), dtype=np.float64)
-        return out.reshape(int(n), self.n_features_in_)
+        out = out.reshape(int(n), self.n_features_in_)
+        return out if self.data_scale_ == 1.0 else out * self.data_scale_
 
     def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
         """Extra per-example figures on ``X`` for the record: name -> (values (n,), unit).
 
         A unit of ``"loglik"`` marks a log-likelihood-like figure (an ELBO, an IWAE
-        estimate at some K) that the runner maps to the original data's units like
-        ``score_samples``; any other unit is reported as it is. Default: none.
+        estimate at some K), in the units of the data like ``score_samples`` (the runner
+        maps it to the original data's units as it does ``score_samples``); any other unit
+        is reported as it is. Default: none (subclasses implement ``_diagnostics``).
         """
-        return {}
+        self._check_fitted()
+        X = check_array(X, who=self.name, dim=self.n_features_in_)
+        return {key: (self._to_data_units(values) if unit == "loglik" else values, unit)
+                for key, (values, unit) in self._diagnostics(self._in_scale(X)).items()}
 
     def n_parameters(self) -> int:
         """Number of learned scalar parameters (for cost reports)."""
@@ -170,16 +231,54 @@ class DensityEstimator(BaseEstimator):
         return {}
 
     @classmethod
+    def parameter_constraints(cls) -> dict[str, list[Constraint | None]]:
+        """Every hyperparameter's constraints, the class's own over its bases'."""
+        merged: dict[str, list[Constraint | None]] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(vars(klass).get("_parameter_constraints", {}))
+        return merged
+
+    @classmethod
+    def check_param_names(cls, params: Mapping[str, Any]) -> None:
+        """Raise :class:`~densbench.registry.UnknownNameError` for a name that is not a
+        hyperparameter of this class (the message lists the known ones)."""
+        known = set(cls._get_param_names())
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise UnknownNameError(
+                f"{cls.name}: unknown parameter(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(known)) or '(none)'}")
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        """Raise the uniform ``ValueError('<name>: <param> must be ...; got ...')`` for the
+        first bad value in ``params`` (the others take their defaults), without fitting:
+        ``fit`` runs exactly this, and a suite is validated with it before anything runs."""
+        cls.check_param_names(params)
+        full = {**cls().get_params(deep=False), **params}
+        _check_all(cls.name, full, cls.parameter_constraints(), cls._joint_constraints)
+
+    @classmethod
     def describe(cls) -> str:
         doc = (cls.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
     # -- for subclasses ---------------------------------------------------------------
-    def _validate_params(self) -> None:
-        """Raise ``ValueError('<name>: <param> must be ...; got ...')`` on a bad value."""
-
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         raise NotImplementedError
+
+    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
+        return {}
+
+    def _in_scale(self, X: np.ndarray) -> np.ndarray:
+        """``X`` in the units the subclass works in (see the module docstring)."""
+        return X if self.data_scale_ == 1.0 else X / self.data_scale_
+
+    def _to_data_units(self, loglik: np.ndarray) -> np.ndarray:
+        """Log-densities of ``X / data_scale_`` as log-densities of ``X``."""
+        if self.data_scale_ == 1.0:
+            return loglik
+        return loglik - self.n_features_in_ * math.log(self.data_scale_)
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -193,9 +292,6 @@ class DensityEstimator(BaseEstimator):
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
             raise NotFittedError(f"{self.name}: call fit before using this estimator")
-
-    def _bad_param(self, param: str, expected: str, got: Any) -> ValueError:
-        return ValueError(f"{self.name}: {param} must be {expected}; got {got!r}")
 
     def _seed(self) -> int:
         """The ``random_state`` hyperparameter as an int seed (0 when unset)."""

@@ -45,7 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from densbench.estimators.base import LikelihoodKind, check_array, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, Options, ParamConstraints, check_value
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["Diffusion", "variance_schedule"]
@@ -58,8 +59,8 @@ COSINE_OFFSET = 0.008
 #: Largest beta of either schedule. Nichol & Dhariwal clip at 0.999 for T = 4000; with
 #: T ~ 100 the cosine schedule's last betas are then 0.999, 0.75, 0.56, whose weights
 #: c_t (up to 500) made the bound's Monte-Carlo error explode and whose 1 / sqrt(1 -
-#: beta_t) (up to 32) amplified the predictor's errors in sampling (banana: bound -14,
-#: diverging samples). At 0.5 abar_T stays about 3e-4 (T = 100) (a prior term of ~3e-4 nats on
+#: beta_t) (up to 32) amplified the predictor's errors in sampling (samples diverged). At
+#: 0.5, abar_T stays small at T = 100 (about 3e-4: a prior term of that order in nats on
 #: standardized 2-D data).
 MAX_BETA = 0.5
 
@@ -224,10 +225,7 @@ class Diffusion(TorchDensityEstimator):
     ``score_samples`` returns the bound of the module docstring with ONE noise draw per
     example and step, all T steps of a chunk of rows in one network call (at most
     ``eval_rows`` network rows, rows of X times T, per call: memory stays bounded). Cost:
-    T network evaluations per example: on one CPU thread, the default model
-    (T = 100, 2 x 64 hidden units) scores 2000 2-D rows in about 0.15 s, and with 2 x 128
-    units 360 64-D rows (digits) in about 0.1 s; ``diagnostics`` costs ``mc_repeats``
-    times that.
+    T network evaluations per example; ``diagnostics`` costs ``mc_repeats`` times that.
     ``diagnostics`` repeats the evaluation ``mc_repeats`` times with independent noise
     (the first is ``score_samples``'s own draw) and reports per example:
 
@@ -283,14 +281,15 @@ class Diffusion(TorchDensityEstimator):
     #: Independent evaluations behind ``diagnostics``.
     mc_repeats: ClassVar[int] = 3
     # one scoring call covers all rows (chunked inside), so the draws follow one stream
-    score_batch_rows: ClassVar[int] = 1 << 62
+    score_batch_rows: ClassVar[int | None] = None
+
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults | {"max_epochs": 200, "lr": 3e-3})
 
     def __init__(self, *, T: int = 100, schedule: str = "cosine",
                  reverse_variance: str = "beta", hidden: int = 64, n_layers: int = 2,
                  time_embed: int = 16, loss: str = "simple", val_steps: int = 10,
-                 max_epochs: int = 200, batch_size: int = 256, lr: float = 3e-3,
-                 patience: int = 20, time_budget_s: float | None = None,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 **training: Any) -> None:
         self.T = T
         self.schedule = schedule
         self.reverse_variance = reverse_variance
@@ -299,41 +298,27 @@ class Diffusion(TorchDensityEstimator):
         self.time_embed = time_embed
         self.loss = loss
         self.val_steps = val_steps
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"T": 20, "hidden": 16, "max_epochs": 5, "val_steps": 4}
 
-    # -- hyperparameters ---------------------------------------------------------------
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("T", "hidden", "time_embed", "val_steps"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not is_int(self.n_layers, 0):
-            raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
-        for name, allowed in (("schedule", _SCHEDULES),
-                              ("reverse_variance", _REVERSE_VARIANCES), ("loss", _LOSSES)):
-            if getattr(self, name) not in allowed:
-                raise self._bad_param(name, "one of " + ", ".join(map(repr, allowed)),
-                                      getattr(self, name))
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "T": [Interval(int, 1, None)],
+        "schedule": [Options(*_SCHEDULES)],
+        "reverse_variance": [Options(*_REVERSE_VARIANCES)],
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 0, None)],
+        "time_embed": [Interval(int, 1, None)],
+        "loss": [Options(*_LOSSES)],
+        "val_steps": [Interval(int, 1, None)],
+    }
 
     # -- fitting -----------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self.betas_ = variance_schedule(int(self.T), self.schedule)
-        self._noise = torch.Generator(device=resolve_device(self.device))
-        self._noise.manual_seed(self._seed() + 1)
-        try:
-            super()._fit(X, X_val)
-        finally:
-            del self._noise
+        super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
         d, T = int(X.shape[1]), int(self.T)
@@ -362,9 +347,6 @@ class Diffusion(TorchDensityEstimator):
         return -(terms * size.to(terms)).sum(-1) - self.module_.prior_kl(batch)
 
     # -- evaluation --------------------------------------------------------------------
-    def _generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator(device=self.device_).manual_seed(self._seed() + offset)
-
     def _bound_parts(self, Z: torch.Tensor, gen: torch.Generator) -> dict[str, np.ndarray]:
         """One evaluation on standardized rows Z: the bound, the prior term and the sum of
         the KL terms t >= 2 per row (float64)."""
@@ -389,12 +371,10 @@ class Diffusion(TorchDensityEstimator):
         return self._bound_parts(self._to_tensor(X), self._generator())["bound"] \
             + self.log_jacobian_
 
-    def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
+    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         """Per-example Monte-Carlo figures from ``mc_repeats`` independent evaluations
         (see the class docstring): ``bound_mc_se``, ``bound_mean``, ``prior_kl``,
         ``diffusion_kl``. Seeded: the same call gives the same numbers."""
-        self._check_fitted()
-        X = check_array(X, who=self.name, dim=self.n_features_in_)
         Z = self._to_tensor(X)
         gen = self._generator()  # the first repeat is score_samples's draw
         reps = [self._bound_parts(Z, gen if r == 0 else self._generator(offset=10 + r))
@@ -409,10 +389,7 @@ class Diffusion(TorchDensityEstimator):
 
     # -- sampling ----------------------------------------------------------------------
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        dev = self.device_
-        gen = generator if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
-            int(torch.randint(2**62, (1,), generator=generator)))
-        chunks = [self.module_.sample(min(self.eval_rows, n - i), gen, dev)
+        chunks = [self.module_.sample(min(self.eval_rows, n - i), generator, self.device_)
                   for i in range(0, n, self.eval_rows)]
         return torch.cat(chunks) if chunks else torch.empty((0, self.n_features_in_))
 
@@ -426,10 +403,9 @@ class Diffusion(TorchDensityEstimator):
         are further hyperparameters (``T``, ``schedule``, ``reverse_variance``,
         ``random_state``, ``device``)."""
         est = cls(**params)
-        est._validate_params()
-        if not is_int(dim):
-            raise est._bad_param("dim", "an int >= 1", dim)
-        est.n_features_in_ = int(dim)
+        cls.check_params(est.get_params(deep=False))
+        check_value(cls.name, "dim", dim, [Interval(int, 1, None)])
+        est.n_features_in_, est.data_scale_ = int(dim), 1.0
         est.device_ = resolve_device(est.device)
         est.shift_, est.scale_ = np.zeros(dim), np.ones(dim)
         est.log_jacobian_ = 0.0

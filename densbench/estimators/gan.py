@@ -12,38 +12,31 @@ with the R1 gradient penalty on real data (Mescheder et al. 2018), applied lazil
 density (``LikelihoodKind.NONE``): ``score_samples`` raises
 :class:`~densbench.estimators.base.NoLikelihoodError`, and the runner scores its samples.
 
-Why this module has its own loop instead of :func:`densbench.estimators.training.train`:
-that loop minimizes ONE loss with ONE optimizer and selects the epoch by a validation
-log-likelihood; a GAN needs two optimizers in alternation (a min-max game, not a
-minimization) and has no likelihood to select by. The loop below keeps the shared loop's
-conventions: shuffled minibatches from a seeded generator, ``max_epochs``,
-``time_budget_s``, ``patience``, a :class:`~densbench.estimators.training.TrainingError`
-on a NaN or inf loss, the progress callback, the best epoch's weights restored, and the
-standardization (with its log-Jacobian, for uniformity) of
-:class:`~densbench.estimators.training.TorchDensityEstimator`.
+The model trains in the shared loop (:func:`densbench.estimators.training.train`) through
+its hooks: a min-max game needs two optimizers in alternation and has no likelihood to
+select the epoch by, so the step makes both updates and the criterion is a sample metric.
+Shuffling, ``max_epochs``, ``time_budget_s``, ``patience``, the divergence check, progress
+events, restoring the best epoch and the standardization are those of every neural
+estimator.
 """
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from densbench.estimators.base import LikelihoodKind, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, ParamConstraints
 from densbench.estimators.training import (
+    Evaluation,
     TorchDensityEstimator,
-    TrainingError,
+    TrainingHooks,
     TrainResult,
-    emit_progress,
     mlp,
-    torch_seed,
 )
 
 __all__ = ["GAN", "GANTrainResult"]
@@ -71,6 +64,67 @@ class _GANModule(nn.Module):
         z = torch.randn((n, self.latent_dim), generator=generator, device=device)
         return self.generator(z)
 
+
+
+class _GANHooks(TrainingHooks):
+    """The GAN's training in the shared loop: per minibatch one discriminator step (R1 on
+    the real rows, every ``r1_every``-th step) then one non-saturating generator step,
+    each with its own Adam; each epoch judged by the energy distance of generated samples
+    to the validation rows (lower is better), and the generator of the best epoch kept."""
+
+    loss_names = ("d_loss", "g_loss")
+
+    def __init__(self, est: GAN, X_val: torch.Tensor | None) -> None:
+        self.est, self.X_val = est, X_val
+        module = est.module_
+        self.keep = module.generator
+        lr = float(est.lr)
+        self.opt_g = torch.optim.Adam(module.generator.parameters(), lr=lr, betas=(0.5, 0.9))
+        self.opt_d = torch.optim.Adam(module.discriminator.parameters(), lr=lr,
+                                      betas=(0.5, 0.9))
+
+    def step(self, batch: torch.Tensor, index: int) -> tuple[float, ...]:
+        est, module = self.est, self.est.module_
+        disc, dev, noise = module.discriminator, est.device_, est._noise
+        gamma = float(est.r1_gamma)
+        lazy = gamma > 0 and index % est.r1_every == 0
+        real = batch.requires_grad_(lazy)
+        m = real.shape[0]
+        fake = module.generate(m, noise, dev).detach()
+        d_real = disc(real)
+        loss_d = F.softplus(-d_real).mean() + F.softplus(disc(fake)).mean()
+        if lazy:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            loss_d = loss_d + 0.5 * gamma * est.r1_every * grad.square().sum(-1).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        loss_g = F.softplus(-disc(module.generate(m, noise, dev))).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        return float(loss_d.detach()), float(loss_g.detach())
+
+    def evaluate(self, mean_losses: tuple[float, ...]) -> Evaluation:
+        from densbench.metrics.samples import energy_distance
+
+        if self.X_val is None:
+            return Evaluation(None, {"val_energy_distance": None})
+        est = self.est
+        n_eval = int(est.n_eval)
+        # the same latent draws at every epoch, so that epochs differ only by the generator
+        fake = est.module_.generate(n_eval, est._generator(offset=2), est.device_)
+        n = min(n_eval, self.X_val.shape[0])
+        dist = energy_distance(fake.double().cpu().numpy(),
+                               self.X_val[:n].double().cpu().numpy()).value
+        return Evaluation(-dist, {"val_energy_distance": dist})
+
+    def new_result(self) -> GANTrainResult:
+        return GANTrainResult()
+
+    def finish(self, result: TrainResult, best: Evaluation) -> None:
+        assert isinstance(result, GANTrainResult)
+        result.best_val_energy_distance = best.report["val_energy_distance"]
 
 
 class GAN(TorchDensityEstimator):
@@ -128,147 +182,43 @@ class GAN(TorchDensityEstimator):
     discrete_native: ClassVar[bool] = False
     #: The R1 penalty is applied every ``r1_every``-th discriminator step, scaled by
     #: ``r1_every`` ("lazy regularization", Karras et al. 2020): its double backward pass
-    #: made each step about 4x slower.
+    #: costs several plain steps.
     r1_every: ClassVar[int] = 4
     #: Generator rows per sampling pass (bounds the memory).
     sample_rows: ClassVar[int] = 1 << 16
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "latent_dim": [Interval(int, 1, None)],
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 0, None)],
+        "r1_gamma": [Interval(float, 0, None, "left")],
+        "n_eval": [Interval(int, 1, None)],
+    }
+
     def __init__(self, *, latent_dim: int = 8, hidden: int = 64, n_layers: int = 2,
-                 r1_gamma: float = 1.0, n_eval: int = 1000, max_epochs: int = 100,
-                 batch_size: int = 256, lr: float = 1e-3, patience: int = 20,
-                 time_budget_s: float | None = None, device: str = "cpu",
-                 random_state: int = 0) -> None:
+                 r1_gamma: float = 1.0, n_eval: int = 1000, **training: Any) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.n_layers = n_layers
         self.r1_gamma = r1_gamma
         self.n_eval = n_eval
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"latent_dim": 2, "hidden": 16, "max_epochs": 5, "n_eval": 100}
 
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("latent_dim", "hidden", "n_eval"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not is_int(self.n_layers, 0):
-            raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
-        g = self.r1_gamma
-        if isinstance(g, bool) or not isinstance(g, int | float) or not 0 <= g < math.inf:
-            raise self._bad_param("r1_gamma", "a finite float >= 0", g)
-
     # -- fitting -----------------------------------------------------------------------
-    def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
-        self._set_standardization(X)
-        Xt = self._to_tensor(X)
-        Vt = self._to_tensor(X_val) if X_val is not None else None
-        with torch_seed(self._seed()):
-            self.module_ = _GANModule(X.shape[1], latent_dim=int(self.latent_dim),
-                                      hidden=int(self.hidden),
-                                      n_layers=int(self.n_layers)).to(self.device_)
-        self.training_ = self._train(Xt, Vt)
-        self.epochs_ = self.training_.epochs
-        self.best_epoch_ = self.training_.best_epoch
-        self.stopped_ = self.training_.stopped
+    def _build(self, X: torch.Tensor) -> nn.Module:
+        return _GANModule(int(X.shape[1]), latent_dim=int(self.latent_dim),
+                          hidden=int(self.hidden), n_layers=int(self.n_layers))
 
-    def _val_distance(self, Vt: torch.Tensor, z_gen: torch.Generator) -> float:
-        from densbench.metrics.samples import energy_distance
-
-        n = min(int(self.n_eval), Vt.shape[0])
-        with torch.no_grad():
-            fake = self.module_.generate(int(self.n_eval), z_gen, self.device_)
-        return energy_distance(fake.double().cpu().numpy(),
-                               Vt[:n].double().cpu().numpy()).value
-
-    def _train(self, Xt: torch.Tensor, Vt: torch.Tensor | None) -> GANTrainResult:
-        seed, dev = self._seed(), self.device_
-        gen_g, gen_d = self.module_.generator, self.module_.discriminator
-        perm_gen = torch.Generator(device="cpu").manual_seed(seed)
-        noise = torch.Generator(device=dev).manual_seed(seed + 1)
-        opt_g = torch.optim.Adam(gen_g.parameters(), lr=float(self.lr), betas=(0.5, 0.9))
-        opt_d = torch.optim.Adam(gen_d.parameters(), lr=float(self.lr), betas=(0.5, 0.9))
-        gamma, bs, n = float(self.r1_gamma), int(self.batch_size), Xt.shape[0]
-        budget, max_epochs = self.time_budget_s, int(self.max_epochs)
-        result = GANTrainResult()
-        best_state = copy.deepcopy(gen_g.state_dict())
-        best, since_best = math.inf, 0
-        t0 = time.perf_counter()
-        out_of_time = False
-        for epoch in range(1, max_epochs + 1):
-            perm = torch.randperm(n, generator=perm_gen).to(dev)
-            sums, seen = np.zeros(2), 0
-            for b, start in enumerate(range(0, n, bs)):
-                lazy = gamma > 0 and b % self.r1_every == 0
-                real = Xt[perm[start:start + bs]].requires_grad_(lazy)
-                m = real.shape[0]
-                # discriminator step (R1 on the real rows, every r1_every-th step)
-                fake = self.module_.generate(m, noise, dev).detach()
-                d_real = gen_d(real)
-                loss_d = F.softplus(-d_real).mean() + F.softplus(gen_d(fake)).mean()
-                if lazy:
-                    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-                    r1 = 0.5 * gamma * self.r1_every * grad.square().sum(-1).mean()
-                    loss_d = loss_d + r1
-                opt_d.zero_grad(set_to_none=True)
-                loss_d.backward()
-                opt_d.step()
-                # generator step (non-saturating)
-                loss_g = F.softplus(-gen_d(self.module_.generate(m, noise, dev))).mean()
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                losses = (float(loss_d.detach()), float(loss_g.detach()))
-                if not all(math.isfinite(v) for v in losses):
-                    raise TrainingError(f"{self.name}: training loss became {losses} (D, G) "
-                                        f"at epoch {epoch}, batch {b}; lower lr")
-                sums += np.array(losses) * m
-                seen += m
-                if budget is not None and time.perf_counter() - t0 > budget:
-                    out_of_time = True
-                    break
-            result.examples_seen += seen
-            d_loss, g_loss = (float(v) for v in sums / max(seen, 1))
-            dist = (self._val_distance(Vt, torch.Generator(device=dev).manual_seed(seed + 2))
-                    if Vt is not None else None)
-            elapsed = time.perf_counter() - t0
-            result.history.append({"epoch": epoch, "d_loss": d_loss, "g_loss": g_loss,
-                                   "val_energy_distance": dist, "seconds": elapsed})
-            result.epochs = epoch
-            if dist is None or dist < best:
-                best, since_best, result.best_epoch = (math.inf if dist is None else dist,
-                                                       0, epoch)
-                best_state = copy.deepcopy(gen_g.state_dict())
-                result.best_val_energy_distance = dist
-            else:
-                since_best += 1
-            emit_progress({"who": self.name, "epoch": epoch, "max_epochs": max_epochs,
-                           "train_loss": g_loss, "val_loglik": math.nan, "seconds": elapsed})
-            if out_of_time:
-                result.stopped = "time_budget"
-                break
-            if since_best >= int(self.patience):
-                result.stopped = "early_stopping"
-                break
-        gen_g.load_state_dict(best_state)
-        self.module_.eval()
-        result.seconds = time.perf_counter() - t0
-        return result
+    def _training_hooks(self, X_val: torch.Tensor | None) -> _GANHooks:
+        return _GANHooks(self, X_val)
 
     # -- sampling ----------------------------------------------------------------------
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        dev = self.device_
-        gen = generator if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
-            int(torch.randint(2**62, (1,), generator=generator)))
-        chunks = [self.module_.generate(min(self.sample_rows, n - i), gen, dev)
+        chunks = [self.module_.generate(min(self.sample_rows, n - i), generator, self.device_)
                   for i in range(0, n, self.sample_rows)]
         return torch.cat(chunks) if chunks else torch.empty((0, self.n_features_in_))
 

@@ -12,12 +12,13 @@ linear-Gaussian models (:mod:`densbench.estimators.linear`) and the mixtures
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.params import Interval, ParamConstraints
 
 __all__ = ["DiagGaussian", "Gaussian", "covariance_cholesky", "gaussian_logpdf"]
 
@@ -70,10 +71,8 @@ def _ridge_scale(variances: np.ndarray, who: str) -> float:
     return scale
 
 
-def _check_ridge(est: DensityEstimator, r: Any) -> None:
-    if isinstance(r, bool) or not isinstance(r, int | float | np.integer | np.floating) \
-            or not (0 <= r < math.inf):
-        raise est._bad_param("ridge", "a finite float >= 0", r)
+#: The relative ridge of both Gaussians.
+_RIDGE: ParamConstraints = {"ridge": [Interval(float, 0, None, "left")]}
 
 
 class Gaussian(DensityEstimator):
@@ -108,6 +107,8 @@ class Gaussian(DensityEstimator):
         (3, 2)
     """
 
+    _parameter_constraints: ClassVar[ParamConstraints] = _RIDGE
+
     def __init__(self, *, ridge: float = 1e-6, random_state: int = 0) -> None:
         self.ridge = ridge
         self.random_state = random_state
@@ -115,9 +116,6 @@ class Gaussian(DensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"ridge": 1e-6}
-
-    def _validate_params(self) -> None:
-        _check_ridge(self, self.ridge)
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         n, d = X.shape
@@ -168,6 +166,8 @@ class DiagGaussian(DensityEstimator):
         array([1., 3.])
     """
 
+    _parameter_constraints: ClassVar[ParamConstraints] = _RIDGE
+
     def __init__(self, *, ridge: float = 1e-6, random_state: int = 0) -> None:
         self.ridge = ridge
         self.random_state = random_state
@@ -175,9 +175,6 @@ class DiagGaussian(DensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"ridge": 1e-6}
-
-    def _validate_params(self) -> None:
-        _check_ridge(self, self.ridge)
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self.mean_ = X.mean(axis=0)

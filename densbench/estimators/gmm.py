@@ -11,28 +11,20 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
-from densbench.estimators.base import DensityEstimator, is_int
+from densbench.estimators.base import DensityEstimator, engine_errors
 from densbench.estimators.gaussian import covariance_cholesky, gaussian_logpdf
-from densbench.estimators.selection import check_sizes, select_size
+from densbench.estimators.params import Interval, Options, ParamConstraints, is_int
+from densbench.estimators.selection import SIZES, select_size
 
 __all__ = ["GMM"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-_COVARIANCE_TYPES = ("full", "diag")
-_INIT_PARAMS = ("k-means++", "kmeans", "random", "random_from_data")
-
-
-
-def _is_float(v: Any, low: float, *, strict: bool) -> bool:
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        return False
-    return (v > low if strict else v >= low) and v < math.inf
 
 
 class GMM(DensityEstimator):
@@ -86,6 +78,17 @@ class GMM(DensityEstimator):
         array([-3.,  3.])
     """
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "n_components": SIZES,
+        "covariance_type": [Options("full", "diag")],
+        "reg_covar": [Interval(float, 0, None, "left")],
+        "tol": [Interval(float, 0, None, "neither")],
+        "max_iter": [Interval(int, 1, None)],
+        "n_init": [Interval(int, 1, None)],
+        "init_params": [Options("k-means++", "kmeans", "random", "random_from_data")],
+        "selection_patience": [Interval(int, 1, None)],
+    }
+
     def __init__(self, *, n_components: int | Sequence[int] = (1, 2, 4, 8, 16, 32),
                  covariance_type: str = "full", reg_covar: float = 1e-6, tol: float = 1e-3,
                  max_iter: int = 100, n_init: int = 1, init_params: str = "k-means++",
@@ -103,22 +106,6 @@ class GMM(DensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"n_components": 2, "max_iter": 50}
-
-    def _validate_params(self) -> None:
-        check_sizes(self, "n_components")
-        if self.covariance_type not in _COVARIANCE_TYPES:
-            raise self._bad_param("covariance_type", "one of 'full', 'diag'",
-                                  self.covariance_type)
-        if not _is_float(self.reg_covar, 0.0, strict=False):
-            raise self._bad_param("reg_covar", "a finite float >= 0", self.reg_covar)
-        if not _is_float(self.tol, 0.0, strict=True):
-            raise self._bad_param("tol", "a finite float > 0", self.tol)
-        for name in ("max_iter", "n_init", "selection_patience"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if self.init_params not in _INIT_PARAMS:
-            raise self._bad_param("init_params", "one of " + ", ".join(
-                repr(p) for p in _INIT_PARAMS), self.init_params)
 
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
@@ -157,10 +144,10 @@ class GMM(DensityEstimator):
                              max_iter=int(self.max_iter), n_init=int(self.n_init),
                              init_params=self.init_params, random_state=self._seed())
         # one BLAS thread: EM's products are (n x d) by (d x d) with small d, where a second
-        # OpenBLAS thread only adds synchronization (gmm-fit-10d: 0.30 s on one thread, 0.74 s
-        # on two, 2 cores)
+        # OpenBLAS thread only adds synchronization (benchmark group gmm-fit-10d)
         with warnings.catch_warnings(record=True) as caught, \
-                threadpool_limits(limits=1, user_api="blas"):
+                threadpool_limits(limits=1, user_api="blas"), \
+                engine_errors(self.name, "scikit-learn's EM"):
             warnings.simplefilter("always", ConvergenceWarning)
             gm.fit(X)
         converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)

@@ -2,9 +2,8 @@
 
 The engine is hmmlearn's ``GaussianHMM``: its M-step (with its priors), its convergence
 monitor, its covariance initialization and its emission densities. Its E-step walks the
-sequences one at a time in Python, about 0.5 ms per short sequence and iteration (measured
-with one BLAS thread: 1000 sequences of 16 steps, 0.56 s per iteration), too slow for
-thousands of short sequences; densbench's subclass runs the same E-step over all sequences
+sequences one at a time in Python, a fixed cost per sequence and iteration that dominates
+for thousands of short sequences; densbench's subclass runs the same E-step over all sequences
 at once (they have equal lengths): one emission-density call, the forward-backward
 recursions vectorized over sequences (:func:`densbench.data.sequences.hmm_forward`,
 :func:`hmm_backward`) and hmmlearn's own accumulation of the emission statistics over all
@@ -15,24 +14,29 @@ used here (``_do_estep``, ``_compute_log_likelihood``, ``_accumulate_sufficient_
 Scoring is the same forward algorithm on hmmlearn's emission densities (checked against
 hmmlearn's ``score`` and brute-force enumeration); sampling is densbench's
 (:class:`densbench.data.sequences.GaussianHMMTruth` with the fitted parameters), vectorized
-over sequences and seeded by a NumPy Generator. Cost on one core: a default-suite cell
-fits in about 1.6 s on ``hmm_seq`` and 3.9 s on digits (CPU time, states selected).
+over sequences and seeded by a NumPy Generator.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from hmmlearn.hmm import COVARIANCE_TYPES, GaussianHMM
 
 from densbench.data.sequences import GaussianHMMTruth, hmm_forward, log_matmul
-from densbench.estimators.base import DensityEstimator
-from densbench.estimators.selection import check_sizes, is_count, select_size
+from densbench.estimators.base import DensityEstimator, engine_errors
+from densbench.estimators.params import (
+    Interval,
+    ListOf,
+    Options,
+    ParamConstraints,
+    is_int,
+)
+from densbench.estimators.selection import SIZES, select_size
 
 __all__ = ["HMM", "hmm_backward"]
 
@@ -59,8 +63,8 @@ def hmm_backward(transmat: np.ndarray, log_frameprob: np.ndarray) -> np.ndarray:
 
 def _one_thread() -> Any:
     """BLAS and OpenMP limited to one thread: the matrix products here are K x K with K
-    states (tens at most), where threads cost more than they give (measured on a loaded
-    2-core machine: a digits cell fitted in 43 s with the default threads, 11 s with one)."""
+    states (tens at most), where threads cost more in synchronization than they give,
+    most of all on a shared machine."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1)
@@ -139,8 +143,8 @@ class HMM(DensityEstimator):
     ``random_state``, ``random_state + 1``, ...) and the run with the highest training
     log-likelihood is kept. A run starts from uniform start and transition probabilities
     and k-means centres as emission means (Rabiner 1989, section V.C: uniform estimates of
-    the Markov chain suffice, the emissions need good ones; hmmlearn's default random
-    Dirichlet start was seen stuck 1.9 nats/sequence from the truth on ``hmm_seq``), then
+    the Markov chain suffice, the emissions need good ones; a random Dirichlet start, hmmlearn's
+    default, can leave EM in a poor local optimum), then
     EM (Baum-Welch) stops after ``n_iter`` iterations or when the training log-likelihood
     gains less than ``tol`` nats per sequence. hmmlearn's log
     messages are kept in ``fit_messages_``, never printed.
@@ -181,6 +185,17 @@ class HMM(DensityEstimator):
         (5, 32)
     """
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "n_states": SIZES,
+        "covariance_type": [Options(*_COVARIANCE_TYPES)],
+        "tol": [Interval(float, 0, None, "neither")],
+        "n_iter": [Interval(int, 1, None)],
+        "n_init": [Interval(int, 1, None)],
+        "selection_patience": [Interval(int, 1, None)],
+        "sequence_shape": [None, ListOf(Interval(int, 1, None), 2, 2,
+                                        phrase="(T, D) with ints >= 1")],
+    }
+
     def __init__(self, *, n_states: int | Sequence[int] = (1, 2, 3, 4, 6, 8, 12, 16),
                  covariance_type: str = "full", n_iter: int = 100, tol: float = 1e-3,
                  n_init: int = 1, selection_patience: int = 2,
@@ -198,23 +213,6 @@ class HMM(DensityEstimator):
     def test_params(cls) -> dict[str, Any]:
         return {"n_states": 2, "n_iter": 20}
 
-    def _validate_params(self) -> None:
-        check_sizes(self, "n_states")
-        if self.covariance_type not in _COVARIANCE_TYPES:
-            raise self._bad_param("covariance_type", "one of " + ", ".join(
-                repr(c) for c in _COVARIANCE_TYPES), self.covariance_type)
-        tol = self.tol
-        if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating) \
-                or not 0 < tol < math.inf:
-            raise self._bad_param("tol", "a finite float > 0", tol)
-        for name in ("n_iter", "n_init", "selection_patience"):
-            if not is_count(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        shape = self.sequence_shape
-        if shape is not None and not (isinstance(shape, list | tuple) and len(shape) == 2
-                                      and all(is_count(v) for v in shape)):
-            raise self._bad_param("sequence_shape", "None or (T, D) with ints >= 1", shape)
-
     # -- fitting ------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         with _one_thread():
@@ -231,10 +229,10 @@ class HMM(DensityEstimator):
         n = X.shape[0]
         frames, lengths = X.reshape(n * T, D), np.full(n, T)
         fits = [int(k) for k in np.atleast_1d(self.n_states) if k <= n * T]
-        if len(fits) < np.size(self.n_states) and (is_count(self.n_states) or not fits):
+        if len(fits) < np.size(self.n_states) and (is_int(self.n_states) or not fits):
             raise ValueError(f"{self.name}: n_states {self.n_states} exceeds the number of "
                              f"training observations ({n} sequences x {T} steps)")
-        if is_count(self.n_states):
+        if is_int(self.n_states):
             self._adopt(self._em(frames, lengths, int(self.n_states)))
             self.selection_: list[tuple[int, float]] = []
             self.selection_criterion_ = "none"
@@ -269,7 +267,7 @@ class HMM(DensityEstimator):
             model.transmat_ = np.full((k, k), 1.0 / k)
             model.means_ = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(
                 frames).cluster_centers_
-            with _hmmlearn_log(self.fit_messages_):
+            with _hmmlearn_log(self.fit_messages_), engine_errors(self.name, "hmmlearn"):
                 model.fit(frames, lengths)
             if best is None or model.monitor_.history[-1] > best.monitor_.history[-1]:
                 best = model

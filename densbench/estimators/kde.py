@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
 __all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXPANSION_ERROR_MAX",
@@ -510,7 +511,8 @@ class KDE(DensityEstimator):
         random_state: unused (the fit is deterministic); kept for a uniform interface.
 
     Attributes:
-        bandwidth_: the bandwidth h used (float).
+        bandwidth_: the bandwidth h used (float), in the units of ``X / data_scale_``
+            (``data_scale_`` is 1 unless the data's magnitude is extreme).
         center_: (d,) training mean; train_: (n, d) the training data minus ``center_``.
         selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h.
 
@@ -537,7 +539,13 @@ class KDE(DensityEstimator):
     block_train: ClassVar[int | None] = None
     # the blocked loop of log_kernel_sums bounds the memory: the base class's batches of
     # rows would only add calls (and fresh buffers) per 4096 rows
-    score_batch_rows: ClassVar[int] = 1 << 62
+    score_batch_rows: ClassVar[int | None] = None
+
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "bandwidth": [Satisfies(lambda b: is_real(b) and _usable_bandwidth(b),
+                                "> 0 (at most ~1e154, at least ~1e-154)"),
+                      Options(*_RULES)],
+    }
 
     def __init__(self, *, bandwidth: float | str = "scott", random_state: int = 0) -> None:
         self.bandwidth = bandwidth
@@ -546,17 +554,6 @@ class KDE(DensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"bandwidth": "scott"}
-
-    def _validate_params(self) -> None:
-        b = self.bandwidth
-        if isinstance(b, str):
-            ok = b in _RULES
-        else:
-            ok = (isinstance(b, int | float | np.integer | np.floating)
-                  and not isinstance(b, bool) and _usable_bandwidth(b))
-        if not ok:
-            raise self._bad_param("bandwidth", "> 0 (at most ~1e154, at least ~1e-154) or one "
-                                  "of 'scott', 'silverman', 'cv'", b)
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         n, d = X.shape
@@ -569,7 +566,13 @@ class KDE(DensityEstimator):
         self._train_aug = augment_train(self.train_)
         self.selection_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
-            self.bandwidth_ = float(self.bandwidth)
+            # a given bandwidth is a length in the units of the data given to fit
+            self.bandwidth_ = float(self.bandwidth) / self.data_scale_
+            if not _usable_bandwidth(self.bandwidth_):
+                raise ValueError(f"{self.name}: bandwidth={self.bandwidth!r} is out of reach "
+                                 f"for data of magnitude ~{self.data_scale_:.3g}: the kernel "
+                                 f"would be 0 or flat everywhere; give a bandwidth nearer "
+                                 f"the data's spread, or 'scott'")
             return
         sigma = math.sqrt(float(np.mean(np.var(X, axis=0, ddof=1))))
         if not sigma > 0.0:

@@ -15,23 +15,12 @@ from typing import Any
 import numpy as np
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.params import Constraint, Interval, ListOf
 
-__all__ = ["Selection", "check_sizes", "is_count", "select_size"]
+__all__ = ["SIZES", "Selection", "select_size"]
 
-
-def is_count(v: Any, low: int = 1) -> bool:
-    """An int (not a bool) >= ``low``."""
-    return isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= low
-
-
-def check_sizes(est: DensityEstimator, param: str) -> None:
-    """Raise ``ValueError('<name>: <param> must be an int >= 1 or ...')`` unless the
-    hyperparameter ``param`` is an int >= 1 or a non-empty list of them."""
-    k = getattr(est, param)
-    ok = is_count(k) or (isinstance(k, list | tuple) and len(k) > 0
-                         and all(is_count(v) for v in k))
-    if not ok:
-        raise est._bad_param(param, "an int >= 1 or a non-empty list of ints >= 1", k)
+#: The constraints of a size hyperparameter: one size, or candidates to select from.
+SIZES: list[Constraint | None] = [Interval(int, 1, None), ListOf(Interval(int, 1, None))]
 
 
 class Selection:

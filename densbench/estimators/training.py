@@ -30,10 +30,12 @@ import torch
 from torch import nn
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.params import Interval, ParamConstraints, Satisfies
 
 __all__ = [
-    "TorchDensityEstimator", "TrainingError", "TrainResult", "emit_progress", "mlp",
-    "progress_callback", "resolve_device", "torch_seed", "train",
+    "Evaluation", "TorchDensityEstimator", "TrainResult", "TrainingError", "TrainingHooks",
+    "emit_progress", "mlp", "on_device", "progress_callback", "resolve_device",
+    "torch_seed", "train",
 ]
 
 
@@ -83,6 +85,25 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def on_device(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """``generator`` itself when it lives on ``device``, else a generator there seeded from
+    it (PyTorch draws on a device only from a generator on that device)."""
+    if generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _usable_device(device: Any) -> bool:
+    if not isinstance(device, str):
+        return False
+    try:
+        resolve_device(device)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 def mlp(d_in: int, d_out: int, hidden: int, n_layers: int) -> nn.Sequential:
     """``n_layers`` hidden layers of ``hidden`` SiLU units (0: a linear map)."""
     layers: list[nn.Module] = []
@@ -100,134 +121,203 @@ class TrainResult:
 
     epochs: int = 0
     best_epoch: int = 0
-    best_val_loglik: float = -math.inf
+    best_val_loglik: float | None = -math.inf
     stopped: str = "max_epochs"
     seconds: float = 0.0
     examples_seen: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _batched_mean(fn: Callable[[torch.Tensor], torch.Tensor], X: torch.Tensor,
-                  batch_size: int) -> float:
-    total = 0.0
-    for i in range(0, X.shape[0], batch_size):
-        total += float(fn(X[i:i + batch_size]).double().sum())
-    return total / max(X.shape[0], 1)
+@dataclass
+class Evaluation:
+    """The end of an epoch as the hooks judge it: ``select`` orders the epochs (higher is
+    better; None: no selection, the latest epoch is kept) and ``report`` is what the
+    history row and the progress event show."""
+
+    select: float | None
+    report: dict[str, Any]
 
 
-def train(model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-          X_train: torch.Tensor, X_val: torch.Tensor | None,
-          val_loglik_fn: Callable[[torch.Tensor], torch.Tensor], *, who: str,
-          max_epochs: int, batch_size: int, lr: float, patience: int,
-          time_budget_s: float | None, seed: int, weight_decay: float = 0.0,
-          grad_clip: float | None = 10.0, eval_batch_size: int = 4096) -> TrainResult:
-    """Train ``model`` by minimizing ``loss_fn(batch)`` (a scalar, e.g. the mean negative
-    log-likelihood); select the epoch by ``val_loglik_fn(batch)`` (per-example values).
+class TrainingHooks:
+    """What differs between neural estimators' training: the update on one minibatch
+    (:meth:`step`), the end-of-epoch criterion (:meth:`evaluate`) and the module whose best
+    weights are kept (``keep``). The epochs, shuffling, time budget, patience, divergence
+    check, progress events and restoring of the best weights are :func:`train`'s.
 
-    Without validation data the training loss selects the epoch instead.
+    This default trains by maximum likelihood: Adam on ``loss_fn`` with the gradient norm
+    clipped at ``grad_clip``, and the epoch chosen by the mean validation log-likelihood,
+    ``val_loglik_fn`` per example (by the training loss without validation data).
     """
-    result = TrainResult()
+
+    #: Names of the losses :meth:`step` returns (the history's columns).
+    loss_names: tuple[str, ...] = ("train_loss",)
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                 val_loglik_fn: Callable[[torch.Tensor], torch.Tensor],
+                 X_val: torch.Tensor | None, *, lr: float, weight_decay: float = 0.0,
+                 grad_clip: float | None = 10.0, eval_batch_size: int = 4096) -> None:
+        self.keep: nn.Module = model
+        self.model, self.loss_fn, self.val_loglik_fn = model, loss_fn, val_loglik_fn
+        self.X_val, self.grad_clip, self.eval_batch_size = X_val, grad_clip, eval_batch_size
+        self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def step(self, batch: torch.Tensor, index: int) -> tuple[float, ...]:
+        """Update on one minibatch; return its losses (checked finite by the loop)."""
+        loss = self.loss_fn(batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # no update from a diverged loss
+            return (value,)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.opt.step()
+        return (value,)
+
+    def evaluate(self, mean_losses: tuple[float, ...]) -> Evaluation:
+        """Judge the epoch (the module is in eval mode, gradients off)."""
+        if self.X_val is None:
+            return Evaluation(-mean_losses[0], {"val_loglik": math.nan})
+        total = 0.0
+        for i in range(0, self.X_val.shape[0], self.eval_batch_size):
+            total += float(self.val_loglik_fn(self.X_val[i:i + self.eval_batch_size])
+                           .double().sum())
+        score = total / max(self.X_val.shape[0], 1)
+        return Evaluation(score, {"val_loglik": score})
+
+    def new_result(self) -> TrainResult:
+        return TrainResult()
+
+    def finish(self, result: TrainResult, best: Evaluation) -> None:
+        """Fill in what the kept epoch achieved."""
+        result.best_val_loglik = -math.inf if best.select is None else best.select
+
+
+def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who: str,
+          max_epochs: int, batch_size: int, patience: int, time_budget_s: float | None,
+          seed: int) -> TrainResult:
+    """Train ``model`` with ``hooks`` over shuffled minibatches of ``X_train``.
+
+    The epoch with the best ``hooks.evaluate`` is kept (its ``hooks.keep`` weights are
+    restored); training stops after ``patience`` epochs without improvement, at
+    ``max_epochs`` or once ``time_budget_s`` is spent; a NaN or inf loss or criterion raises
+    :class:`TrainingError` naming ``who``, the epoch and the batch.
+    """
+    result = hooks.new_result()
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = X_train.shape[0]
-    best_state = copy.deepcopy(model.state_dict())
-    best_score, since_best = -math.inf, 0
+    best_state = copy.deepcopy(hooks.keep.state_dict())
+    best: Evaluation | None = None
+    since_best = 0
     t0 = time.perf_counter()
     out_of_time = False
     for epoch in range(1, max_epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).to(X_train.device)
-        loss_sum, seen = 0.0, 0
+        sums, seen = [0.0] * len(hooks.loss_names), 0
         for b, start in enumerate(range(0, n, batch_size)):
             batch = X_train[perm[start:start + batch_size]]
-            loss = loss_fn(batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"{who}: training loss became {float(loss.detach())} at epoch "
-                                    f"{epoch}, batch {b}; lower lr or check the data")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            loss_sum += float(loss.detach()) * batch.shape[0]
+            losses = hooks.step(batch, b)
+            if not all(math.isfinite(v) for v in losses):
+                shown = losses[0] if len(losses) == 1 else losses
+                raise TrainingError(f"{who}: training loss became {shown} at epoch {epoch}, "
+                                    f"batch {b}; lower lr or check the data")
+            sums = [t + v * batch.shape[0] for t, v in zip(sums, losses, strict=True)]
             seen += batch.shape[0]
             if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
                 out_of_time = True
                 break
         result.examples_seen += seen
-        train_loss = loss_sum / max(seen, 1)
+        means = tuple(t / max(seen, 1) for t in sums)
         model.eval()
         with torch.no_grad():
-            score = (_batched_mean(val_loglik_fn, X_val, eval_batch_size)
-                     if X_val is not None else -train_loss)
-        if not math.isfinite(score):
-            raise TrainingError(f"{who}: validation log-likelihood became {score} at epoch "
-                                f"{epoch}")
+            ev = hooks.evaluate(means)
+        if ev.select is not None and not math.isfinite(ev.select):
+            raise TrainingError(f"{who}: the validation criterion became {ev.select} at "
+                                f"epoch {epoch}")
         elapsed = time.perf_counter() - t0
-        result.history.append({"epoch": epoch, "train_loss": train_loss,
-                               "val_loglik": score if X_val is not None else math.nan,
-                               "seconds": elapsed})
+        result.history.append({"epoch": epoch, **dict(zip(hooks.loss_names, means,
+                                                          strict=True)),
+                               **ev.report, "seconds": elapsed})
         result.epochs = epoch
-        if score > best_score:
-            best_score, since_best, result.best_epoch = score, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
+        if best is None or ev.select is None or best.select is None \
+                or ev.select > best.select:
+            best, since_best, result.best_epoch = ev, 0, epoch
+            best_state = copy.deepcopy(hooks.keep.state_dict())
         else:
             since_best += 1
         emit_progress({"who": who, "epoch": epoch, "max_epochs": max_epochs,
-                       "train_loss": train_loss, "val_loglik": score, "seconds": elapsed})
+                       "train_loss": means[-1], "val_loglik": ev.report.get("val_loglik",
+                                                                            math.nan),
+                       "seconds": elapsed})
         if out_of_time:
             result.stopped = "time_budget"
             break
         if since_best >= patience:
             result.stopped = "early_stopping"
             break
-    model.load_state_dict(best_state)
+    hooks.keep.load_state_dict(best_state)
     model.eval()
-    result.best_val_loglik = best_score
+    if best is not None:
+        hooks.finish(result, best)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 class TorchDensityEstimator(DensityEstimator):
-    """Base of the neural estimators: common hyperparameters, standardization, batching.
+    """Base of the neural estimators: shared hyperparameters, standardization, batching.
 
-    Common hyperparameters (subclasses list them in their own keyword-only ``__init__``):
-    ``max_epochs``, ``batch_size``, ``lr``, ``patience``, ``time_budget_s`` (seconds of
-    training, None for no limit), ``device`` ('cpu', 'cuda', 'auto'), ``random_state``.
+    The training hyperparameters every neural estimator takes are declared here once, with
+    their constraints: ``max_epochs``, ``batch_size``, ``lr``, ``patience``,
+    ``time_budget_s`` (seconds of training, None for no limit), ``device`` ('cpu', 'cuda',
+    'cuda:N', 'auto') and ``random_state``. A subclass's ``__init__`` takes its own
+    hyperparameters by name and these as ``**training``, passed to
+    :meth:`_store_training`; it changes a default in ``training_defaults``. They are
+    hyperparameters like any other for ``get_params``, ``clone`` and ``make``.
 
     Subclasses implement:
 
     - ``_build(X) -> nn.Module`` (X: the standardized float32 training tensor);
     - ``_loss(batch) -> scalar tensor`` to minimize (mean over the batch);
     - ``_log_prob(batch) -> (n,) tensor``: the log-density (or bound) of standardized rows;
-    - ``_sample_standardized(n, generator) -> (n, d) tensor``;
-    - optionally ``_val_loglik(batch)``, the per-example early-stopping score.
+    - ``_sample_standardized(n, generator) -> (n, d) tensor`` (``generator`` lives on
+      ``device_``);
+    - optionally ``_val_loglik(batch)``, the per-example early-stopping score, or
+      ``_training_hooks`` for a training that is not maximum likelihood (the GAN's).
 
     ``_standardize()`` says whether continuous data are standardized first (default True;
     discrete models that see raw levels return False).
     """
 
     eval_batch_size: ClassVar[int] = 4096
-    score_batch_rows: ClassVar[int] = 1 << 16
+    score_batch_rows: ClassVar[int | None] = 1 << 16
+    #: The shared training hyperparameters and their defaults.
+    training_defaults: ClassVar[dict[str, Any]] = {
+        "max_epochs": 100, "batch_size": 256, "lr": 1e-3, "patience": 20,
+        "time_budget_s": None, "device": "cpu", "random_state": 0}
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "max_epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "lr": [Interval(float, 0, None, "neither")],
+        "patience": [Interval(int, 1, None)],
+        "time_budget_s": [Interval(float, 0, None, "neither"), None],
+        "device": [Satisfies(_usable_device, "'cpu', 'cuda', 'cuda:N' or 'auto' (a device "
+                                             "this machine has)")],
+    }
 
-    def _validate_common(self) -> None:
-        for name in ("max_epochs", "batch_size", "patience"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise self._bad_param(name, "an int >= 1", v)
-        lr = self.lr
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < math.inf:
-            raise self._bad_param("lr", "a finite float > 0", lr)
-        tb = self.time_budget_s
-        if tb is not None and (isinstance(tb, bool) or not isinstance(tb, int | float)
-                               or not tb > 0):
-            raise self._bad_param("time_budget_s", "a number > 0 or None", tb)
-        if not isinstance(self.device, str):
-            raise self._bad_param("device", "'cpu', 'cuda' or 'auto'", self.device)
-        try:
-            resolve_device(self.device)
-        except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{self.name}: {exc}") from None
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return sorted({*super()._get_param_names(), *cls.training_defaults})
+
+    def _store_training(self, training: dict[str, Any]) -> None:
+        """Store the shared training hyperparameters given to ``__init__`` (the class's
+        defaults for those not given)."""
+        unknown = sorted(set(training) - set(self.training_defaults))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) "
+                            f"{', '.join(unknown)}")
+        for key, default in self.training_defaults.items():
+            setattr(self, key, training.get(key, default))
 
     def _standardize(self) -> bool:
         return True
@@ -240,12 +330,15 @@ class TorchDensityEstimator(DensityEstimator):
         seed = self._seed()
         with torch_seed(seed):
             self.module_ = self._build(Xt).to(self.device_)
-        self.training_ = train(
-            self.module_, self._loss, Xt, Vt, self._val_loglik, who=self.name,
-            max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
-            lr=float(self.lr), patience=int(self.patience),
-            time_budget_s=self.time_budget_s, seed=seed,
-            eval_batch_size=self.eval_batch_size)
+        # the training's own noise (a VAE's or diffusion model's draws, a GAN's latents)
+        self._noise = self._generator(offset=1)
+        try:
+            self.training_ = train(
+                self.module_, self._training_hooks(Vt), Xt, who=self.name,
+                max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
+                patience=int(self.patience), time_budget_s=self.time_budget_s, seed=seed)
+        finally:
+            del self._noise
         self.epochs_ = self.training_.epochs
         self.best_epoch_ = self.training_.best_epoch
         self.stopped_ = self.training_.stopped
@@ -278,7 +371,7 @@ class TorchDensityEstimator(DensityEstimator):
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         seed = int(rng.integers(2**63 - 1))
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        gen = on_device(torch.Generator(device="cpu").manual_seed(seed), self.device_)
         # also seed the global generator, for libraries that sample from it (zuko)
         with torch.no_grad(), torch_seed(seed):
             Z = self._sample_standardized(n, gen)
@@ -288,7 +381,17 @@ class TorchDensityEstimator(DensityEstimator):
     def _n_parameters(self) -> int:
         return int(sum(p.numel() for p in self.module_.parameters()))
 
+    def _generator(self, offset: int = 0) -> torch.Generator:
+        """A generator on ``device_`` seeded by ``random_state + offset``."""
+        return torch.Generator(device=self.device_).manual_seed(self._seed() + offset)
+
     # -- for subclasses --------------------------------------------------------------
+    def _training_hooks(self, X_val: torch.Tensor | None) -> TrainingHooks:
+        """How the module is trained (default: maximum likelihood, see
+        :class:`TrainingHooks`)."""
+        return TrainingHooks(self.module_, self._loss, self._val_loglik, X_val,
+                             lr=float(self.lr), eval_batch_size=self.eval_batch_size)
+
     def _build(self, X: torch.Tensor) -> nn.Module:
         raise NotImplementedError
 

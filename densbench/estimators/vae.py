@@ -36,7 +36,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from densbench.estimators.base import LikelihoodKind, is_int
+from densbench.estimators.base import LikelihoodKind
+from densbench.estimators.params import Interval, Options, ParamConstraints, When
 from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
 
 __all__ = ["VAE"]
@@ -254,19 +255,21 @@ class VAE(TorchDensityEstimator):
     #: Samples of the early-stopping IWAE estimate.
     k_val: ClassVar[int] = 10
     # one scoring call covers all rows (chunked inside), so the draws follow one stream
-    score_batch_rows: ClassVar[int] = 1 << 62
+    score_batch_rows: ClassVar[int | None] = None
     #: ``score_samples`` keeps the diagnostics of its draws for this many recent inputs
     #: (of at most ``diag_cache_rows`` rows), so that ``diagnostics`` on a scored input
     #: (the runner scores the test split, then asks for its diagnostics) costs nothing.
     diag_cache_size: ClassVar[int] = 4
     diag_cache_rows: ClassVar[int] = 100_000
 
+    training_defaults: ClassVar[dict[str, Any]] = (
+        TorchDensityEstimator.training_defaults
+        | {"max_epochs": 500, "batch_size": 128, "lr": 3e-3})
+
     def __init__(self, *, latent_dim: int = 8, hidden: int = 64, n_layers: int = 2,
                  decoder: str = "auto", decoder_variance: str = "output",
                  levels: int | None = None, objective: str = "iwae", k_train: int = 5,
-                 k_eval: int = 5000, max_epochs: int = 500, batch_size: int = 128,
-                 lr: float = 3e-3, patience: int = 20, time_budget_s: float | None = None,
-                 device: str = "cpu", random_state: int = 0) -> None:
+                 k_eval: int = 5000, **training: Any) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.n_layers = n_layers
@@ -276,45 +279,36 @@ class VAE(TorchDensityEstimator):
         self.objective = objective
         self.k_train = k_train
         self.k_eval = k_eval
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+        self._store_training(training)
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"latent_dim": 2, "hidden": 16, "max_epochs": 5, "k_train": 2,
                 "k_eval": 64}
 
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "latent_dim": [Interval(int, 1, None)],
+        "hidden": [Interval(int, 1, None)],
+        "n_layers": [Interval(int, 0, None)],
+        "decoder": [Options(*_DECODERS)],
+        "decoder_variance": [Options(*_VARIANCES)],
+        "levels": [Interval(int, 2, None), None],
+        "objective": [Options(*_OBJECTIVES)],
+        "k_train": [Interval(int, 1, None)],
+        "k_eval": [Interval(int, 1, None)],
+    }
+
+    _joint_constraints: ClassVar[tuple[When, ...]] = (
+        When("levels", Interval(int, 2, None), "decoder",
+             [Options("categorical", "bernoulli", "auto")],
+             "'categorical', 'bernoulli' or 'auto' when levels is set (discrete data)"),
+        When("decoder", Options("categorical"), "levels", [Interval(int, 2, None)],
+             "an int >= 2 for decoder='categorical'"),
+        When("decoder", Options("bernoulli"), "levels", [Interval(int, 2, 2), None],
+             "2 or None for decoder='bernoulli'"),
+    )
+
     # -- hyperparameters ---------------------------------------------------------------
-    def _validate_params(self) -> None:
-        self._validate_common()
-        for name in ("latent_dim", "hidden", "k_train", "k_eval"):
-            if not is_int(getattr(self, name)):
-                raise self._bad_param(name, "an int >= 1", getattr(self, name))
-        if not is_int(self.n_layers, 0):
-            raise self._bad_param("n_layers", "an int >= 0", self.n_layers)
-        if self.decoder not in _DECODERS:
-            raise self._bad_param("decoder", "one of " + ", ".join(map(repr, _DECODERS)),
-                                  self.decoder)
-        if self.decoder_variance not in _VARIANCES:
-            raise self._bad_param("decoder_variance", "one of 'dimension', 'output'",
-                                  self.decoder_variance)
-        if self.objective not in _OBJECTIVES:
-            raise self._bad_param("objective", "one of 'elbo', 'iwae'", self.objective)
-        lv = self.levels
-        if lv is not None and not is_int(lv, 2):
-            raise self._bad_param("levels", "an int >= 2 or None", lv)
-        if self.decoder == "gaussian" and lv is not None:
-            raise self._bad_param("decoder", "'categorical', 'bernoulli' or 'auto' when "
-                                  "levels is set (discrete data)", self.decoder)
-        if self.decoder == "categorical" and lv is None:
-            raise self._bad_param("levels", "an int >= 2 for decoder='categorical'", lv)
-        if self.decoder == "bernoulli" and lv not in (None, 2):
-            raise self._bad_param("levels", "2 or None for decoder='bernoulli'", lv)
 
     def _resolve_decoder(self) -> tuple[str, int | None]:
         lv = None if self.levels is None else int(self.levels)
@@ -349,12 +343,7 @@ class VAE(TorchDensityEstimator):
         self._check_levels(X)
         if X_val is not None:
             self._check_levels(X_val, "X_val")
-        self._noise = torch.Generator(device=resolve_device(self.device))
-        self._noise.manual_seed(self._seed() + 1)
-        try:
-            super()._fit(X, X_val)
-        finally:
-            del self._noise
+        super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
         return _VAEModule(int(X.shape[1]), latent_dim=int(self.latent_dim),
@@ -375,9 +364,6 @@ class VAE(TorchDensityEstimator):
         return torch.as_tensor(self._iwae_stats(batch, self.k_val, gen, stats=False)[0])
 
     # -- evaluation --------------------------------------------------------------------
-    def _generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator(device=self.device_).manual_seed(self._seed() + offset)
-
     def _log_weight_chunks(self, Xt: torch.Tensor, k: int, gen: torch.Generator):
         """Yield (row slice, log-weights (rows, k) float64) over chunks of rows."""
         chunk = max(1, int(self.eval_decoder_rows))
@@ -463,7 +449,7 @@ class VAE(TorchDensityEstimator):
         est, _ = self._iwae_stats(batch, int(self.k_eval), self._generator(), stats=False)
         return torch.as_tensor(est)
 
-    def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
+    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         """Per-example figures from ONE set of ``k_eval`` draws per row, the draws of
         ``score_samples`` (remembered for recently scored inputs, else drawn again):
 
@@ -474,10 +460,6 @@ class VAE(TorchDensityEstimator):
         - ``iwae_mc_se``: the Monte-Carlo standard error (nats) of the ``k_eval``-sample
           estimate by the delta method, sd(w) / (sqrt(K) mean(w)) = sqrt((K / ess - 1) / K).
         """
-        from densbench.estimators.base import check_array
-
-        self._check_fitted()
-        X = check_array(X, who=self.name, dim=self.n_features_in_)
         _, stats = self._stats(X)
         units = {"ess": "samples", "iwae_mc_se": "nats"}
         out: dict[str, tuple[np.ndarray, str]] = {}
@@ -495,14 +477,12 @@ class VAE(TorchDensityEstimator):
         return super()._sample(n, rng)
 
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        dev = self.device_
-        gen = generator if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
-            int(torch.randint(2**62, (1,), generator=generator)))
         out = []
         for i in range(0, n, self.eval_decoder_rows):
             m = min(self.eval_decoder_rows, n - i)
-            z = torch.randn((m, int(self.latent_dim)), generator=gen, device=dev)
-            out.append(self.module_.sample_x(z, gen))
+            z = torch.randn((m, int(self.latent_dim)), generator=generator,
+                            device=self.device_)
+            out.append(self.module_.sample_x(z, generator))
         return torch.cat(out)
 
     # -- a VAE with known parameters (for tests) ---------------------------------------
@@ -530,8 +510,8 @@ class VAE(TorchDensityEstimator):
             raise ValueError(f"{cls.name}: noise_var and enc_std must be > 0")
         est = cls(**{**params, "latent_dim": q, "n_layers": 0, "decoder": "gaussian",
                      "decoder_variance": "dimension", "levels": None})
-        est._validate_params()
-        est.n_features_in_ = d
+        cls.check_params(est.get_params(deep=False))
+        est.n_features_in_, est.data_scale_ = d, 1.0
         est.device_ = resolve_device(est.device)
         est.decoder_, est.levels_ = "gaussian", None
         est.shift_, est.scale_ = np.zeros(d), np.ones(d)

@@ -29,11 +29,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from densbench.registry import UnknownNameError
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
            "load_suite"]
@@ -114,37 +117,133 @@ class Suite:
     def restrict(self, *, estimators: list[str] | None = None,
                  datasets: list[str] | None = None, n_seeds: int | None = None) -> Suite:
         """This suite narrowed (or widened) to the given names; a name the suite does not
-        list is taken with its default parameters."""
+        list is taken with its default parameters.
+
+        An estimator named here that ends up with no cell (its ``datasets`` restriction
+        leaves none of the chosen datasets) is an error; one the suite brought along
+        without being named is dropped.
+        """
         out = self
+        where = f"{self.source or self.name} as restricted by the command line"
         if estimators is not None:
-            out = replace(out, estimators=_pick(out.estimators, estimators))
+            out = replace(out, estimators=_pick(out.estimators, estimators, "--estimators"))
         if datasets is not None:
-            out = replace(out, datasets=_pick(out.datasets, datasets))
+            out = replace(out, datasets=_pick(out.datasets, datasets, "--datasets"))
+            if estimators is None:
+                names = {d.name for d in out.datasets}
+                out = replace(out, estimators=tuple(
+                    e for e in out.estimators if e.only is None or names & set(e.only)))
         if n_seeds is not None:
             if n_seeds < 1:
                 raise SuiteError(f"--seeds must be >= 1; got {n_seeds}")
             out = replace(out, seeds=tuple(range(n_seeds)))
-        out.validate()
+        out.validate(where)
         return out
 
-    def validate(self) -> None:
-        """Check every name and parameter against the registries (cheap: nothing is fit)."""
-        from densbench import data, estimators
-
-        for spec in self.estimators:
-            estimators.make(spec.name, **spec.params)
-        for spec in self.datasets:
-            loader = data.REGISTRY.get(spec.name)
-            known = set(inspect.signature(loader).parameters) - {"seed"}
-            unknown = sorted(set(spec.params) - known)
-            if unknown:
-                raise SuiteError(f"dataset {spec.name}: unknown parameter(s) "
-                                 f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    def validate(self, where: str | None = None) -> None:
+        """Check the whole suite before anything runs: every name against its registry,
+        every estimator's hyperparameters by the estimator's own checks
+        (:meth:`~densbench.estimators.base.DensityEstimator.check_params`), every
+        dataset's parameters by its loader, each estimator's ``datasets`` restriction, no
+        repeated entry, a name usable as a folder under ``results/``. Raises
+        :class:`SuiteError` naming the suite file and the key."""
+        where = where or self.source or f"suite {self.name}"
+        _check_name(self.name, where)
         if not self.seeds:
-            raise SuiteError(f"suite {self.name}: no seeds")
+            raise SuiteError(f"{where}: no seeds")
+        for key, specs in (("estimators", self.estimators), ("datasets", self.datasets)):
+            _check_unique(specs, key, where)
+        for i, spec in enumerate(self.datasets):
+            _check_dataset(spec, f"{where}: datasets[{i}] ({spec.name})")
+        chosen = {d.name for d in self.datasets}
+        for i, spec in enumerate(self.estimators):
+            at = f"{where}: estimators[{i}] ({spec.name})"
+            _check_estimator(spec, at)
+            if spec.only is not None:
+                _check_restriction(spec.only, chosen, at)
 
 
-def _pick(specs: tuple[Spec, ...], names: list[str]) -> tuple[Spec, ...]:
+#: What a suite name may be: it names the run's folder, ``results/<name>``.
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def _check_name(name: str, where: str) -> None:
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise SuiteError(f"{where}: name {name!r} must be a plain folder name (letters, "
+                         f"digits, '_', '-', '.'; no '..'): the run is written to "
+                         f"results/<name>")
+
+
+def _check_unique(specs: tuple[Spec, ...], key: str, where: str) -> None:
+    """Two entries with the same name and params repeat each other where they would run on
+    a common dataset (an entry restricted to other datasets is a distinct set of cells)."""
+    seen: dict[tuple[str, str], list[tuple[int, Spec]]] = {}
+    for i, spec in enumerate(specs):
+        ident = (spec.name, _canonical(spec.params))
+        for j, other in seen.get(ident, []):
+            if (spec.only is None or other.only is None
+                    or set(spec.only) & set(other.only)):
+                raise SuiteError(f"{where}: {key}[{i}] ({spec.name}) repeats {key}[{j}] "
+                                 f"with the same params; each cell would run twice")
+        seen.setdefault(ident, []).append((i, spec))
+
+
+def _check_estimator(spec: Spec, at: str) -> None:
+    from densbench import estimators
+
+    try:
+        estimators.get(spec.name).check_params(spec.params)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{at}: {exc}") from None
+    except ValueError as exc:
+        raise SuiteError(f"{at} params: {exc}") from None
+
+
+#: Dataset specs whose parameters passed their loader (loading is cheap but not free).
+_CHECKED_DATASETS: set[str] = set()
+
+
+def _check_dataset(spec: Spec, at: str) -> None:
+    """The loader's own checks, once per name and params (seed 0)."""
+    from densbench import data
+
+    key = _canonical(spec.to_dict())
+    if key in _CHECKED_DATASETS:
+        return
+    try:
+        loader = data.REGISTRY.get(spec.name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{at}: {exc}") from None
+    known = set(inspect.signature(loader).parameters) - {"seed"}
+    unknown = sorted(set(spec.params) - known)
+    if unknown:
+        raise SuiteError(f"{at}: unknown parameter(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
+    try:  # file datasets answer from their declaration: validating reads no file
+        data.info(spec.name, seed=0, **spec.params)
+    except ValueError as exc:
+        raise SuiteError(f"{at} params: {exc}") from None
+    _CHECKED_DATASETS.add(key)
+
+
+def _check_restriction(only: tuple[str, ...], chosen: set[str], at: str) -> None:
+    from densbench import data
+
+    known = set(data.names())
+    unknown = [n for n in only if n not in known]
+    if unknown:
+        raise SuiteError(f"{at}: datasets names unknown dataset(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(known))}")
+    if not chosen & set(only):
+        raise SuiteError(f"{at}: runs only on {', '.join(only)}, none of which is among "
+                         f"the datasets of this run ({', '.join(sorted(chosen))}): it would "
+                         f"have no cell")
+
+
+def _pick(specs: tuple[Spec, ...], names: list[str], option: str) -> tuple[Spec, ...]:
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise SuiteError(f"{option} names {', '.join(twice)} more than once")
     by_name: dict[str, list[Spec]] = {}
     for s in specs:
         by_name.setdefault(s.name, []).append(s)

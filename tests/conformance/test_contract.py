@@ -13,7 +13,7 @@ import densbench as db
 from densbench.estimators.base import LikelihoodKind, NotFittedError
 from densbench.registry import UnknownNameError
 
-from .known_failures import KNOWN_FAILURES
+from .known_failures import KNOWN_FAILURES, SCALE_DEPENDENT
 
 NAMES = db.estimators.names()
 
@@ -191,3 +191,66 @@ def test_density_integrates_to_one(name, fitted):
     cell = ((hi - lo) / (m - 1)) ** 2
     total = float(np.exp(est.score_samples(grid)).sum() * cell)
     assert total == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("name", params_for("constraints_declared"))
+def test_every_hyperparameter_has_declared_constraints(name):
+    """Each hyperparameter is constrained once, on the class; defaults and test_params pass."""
+    cls = db.estimators.get(name)
+    assert set(cls.parameter_constraints()) == set(cls._get_param_names())
+    cls.check_params({})
+    cls.check_params(cls.test_params())
+
+
+class _Junk:
+    def __repr__(self) -> str:
+        return "<junk>"
+
+
+@pytest.mark.parametrize("name", params_for("check_params"))
+def test_check_params_raises_what_fit_raises(name, data):
+    """check_params (no fitting) and fit give the same uniform message for every bad value."""
+    cls = db.estimators.get(name)
+    for param in cls._get_param_names():
+        with pytest.raises(ValueError, match=rf"^{name}: {param} must be .+; got <junk>$") \
+                as before:
+            cls.check_params({param: _Junk()})
+        with pytest.raises(ValueError) as during:
+            make(name, **{param: _Junk()}).fit(data[0], data[1])
+        assert str(during.value) == str(before.value)
+    with pytest.raises(UnknownNameError, match="not_a_param"):
+        cls.check_params({"not_a_param": 1})
+
+
+@pytest.mark.parametrize("scale", [1e155, 1e-300])
+@pytest.mark.parametrize("name", params_for("any_scale"))
+def test_data_at_any_finite_scale(name, scale, fitted, data):
+    """Fitted to ``scale * X``, every estimator scores ``scale * x`` as it scores ``x`` minus
+    d log(scale), and samples ``scale`` times its samples: no inf, no -inf, no absurd figure.
+
+    Tolerance: ``scale * X`` is ``X`` rounded to float64 again (relative 2^-53) and the
+    estimator works on it divided by a power of two, so an estimator whose fit commutes
+    with scaling reproduces the unscaled figures up to the rounding of its own arithmetic
+    (1e-13 nats seen); 1e-9 nats and 1e-9 relative on samples leave room for other BLAS
+    builds. An estimator with a setting in absolute units (``SCALE_DEPENDENT``) fits
+    slightly differently: its mean must agree to 1e-3 nats per example (a variance floor
+    of 1e-6..1e-3 on variances of about 0.1-1 moves it by about that much at most; 2e-4
+    seen).
+    """
+    X, X_val, X_test = data
+    ref = fitted(name)
+    est = make(name).fit(X * scale, X_val * scale)
+    tol = 1e-3 if name in SCALE_DEPENDENT else 1e-9
+    if est.likelihood is not LikelihoodKind.NONE:
+        got = est.score_samples(X_test * scale) + X.shape[1] * np.log(scale)
+        assert np.isfinite(got).all()
+        want = ref.score_samples(X_test)
+        assert abs(np.mean(got) - np.mean(want)) <= tol
+        if name not in SCALE_DEPENDENT:
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+    if est.can_sample:
+        got = est.sample(50, random_state=0)
+        assert np.isfinite(got).all()
+        if name not in SCALE_DEPENDENT:
+            np.testing.assert_allclose(got / scale, ref.sample(50, random_state=0),
+                                       rtol=1e-9, atol=1e-9)

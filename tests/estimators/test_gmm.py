@@ -106,3 +106,11 @@ def test_more_components_than_rows():
         db.estimators.make("gmm", n_components=6).fit(X)
     est = db.estimators.make("gmm", n_components=[1, 2, 50]).fit(X)
     assert [k for k, _ in est.selection_] == [1, 2]
+
+
+def test_engine_failure_names_the_estimator_and_its_parameter():
+    X = np.zeros((10, 2))
+    X[5:] = 1.0  # two collapsed clusters: without reg_covar their covariances are singular
+    with pytest.raises(ValueError, match=r"^gmm: scikit-learn's EM failed on this data: "
+                                         r".*increase reg_covar"):
+        db.estimators.make("gmm", n_components=2, reg_covar=0.0).fit(X)

@@ -277,3 +277,16 @@ def test_bad_bandwidth_message():
             db.estimators.make("kde", bandwidth=bad).fit(X)
     with pytest.raises(ValueError, match="^log_kernel_sums: bandwidth 1e[+]160 is not"):
         log_kernel_sums(X[:2], X, [1.0, 1e160])
+
+
+def test_bandwidth_out_of_reach_of_the_data_is_named():
+    """A float bandwidth is a length in the data's units, however large the data."""
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match=r"^kde: bandwidth=1e-150 is out of reach for data "
+                                         r"of magnitude"):
+        db.estimators.make("kde", bandwidth=1e-150).fit(X * 1e155)
+    a = db.estimators.make("kde", bandwidth=0.3).fit(X)
+    b = db.estimators.make("kde", bandwidth=0.3e150).fit(X * 1e150)
+    assert b.data_scale_ > 1e150
+    np.testing.assert_allclose(b.score_samples(X[:5] * 1e150) + 2 * np.log(1e150),
+                               a.score_samples(X[:5]), rtol=0, atol=1e-9)

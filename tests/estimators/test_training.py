@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -10,8 +11,10 @@ import torch
 from torch import nn
 
 from densbench.estimators.training import (
+    Evaluation,
     TorchDensityEstimator,
     TrainingError,
+    TrainingHooks,
     progress_callback,
     train,
 )
@@ -22,18 +25,11 @@ class ToyGaussian(TorchDensityEstimator):
 
     name = "toy_gaussian"
 
-    def __init__(self, *, max_epochs=200, batch_size=256, lr=0.05, patience=5,
-                 time_budget_s=None, device="cpu", random_state=0):
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.patience = patience
-        self.time_budget_s = time_budget_s
-        self.device = device
-        self.random_state = random_state
+    training_defaults = TorchDensityEstimator.training_defaults | {
+        "max_epochs": 200, "lr": 0.05, "patience": 5}
 
-    def _validate_params(self):
-        self._validate_common()
+    def __init__(self, **training):
+        self._store_training(training)
 
     def _build(self, X):
         m = nn.Module()
@@ -96,10 +92,70 @@ def test_best_validation_weights_are_restored(data):
 def test_nan_loss_stops_with_a_clear_error():
     model = nn.Linear(1, 1)
     X = torch.ones(10, 1)
-    with pytest.raises(TrainingError, match=r"^toy: training loss became nan at epoch 1"):
-        train(model, lambda b: model(b).sum() * math.nan, X, None, lambda b: b[:, 0],
-              who="toy", max_epochs=3, batch_size=5, lr=0.1, patience=2, time_budget_s=None,
-              seed=0)
+    before = copy.deepcopy(model.state_dict())
+    hooks = TrainingHooks(model, lambda b: model(b).sum() * math.nan, lambda b: b[:, 0],
+                          None, lr=0.1)
+    with pytest.raises(TrainingError, match=r"^toy: training loss became nan at epoch 1, "
+                                            r"batch 0"):
+        train(model, hooks, X, who="toy", max_epochs=3, batch_size=5, patience=2,
+              time_budget_s=None, seed=0)
+    # no update was made from the diverged loss
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_the_loop_runs_any_step_and_criterion():
+    """Hooks replace the update and the criterion; the loop's selection, patience and
+    restoring of the best weights are the same for every estimator (the GAN's included)."""
+
+    class Walk(TrainingHooks):
+        loss_names = ("a", "b")
+
+        def __init__(self, model, scores):
+            self.keep, self.model, self.scores = model, model, iter(scores)
+
+        def step(self, batch, index):
+            with torch.no_grad():
+                self.model.weight += 1.0  # the weight counts the updates
+            return 1.0, 2.0
+
+        def evaluate(self, mean_losses):
+            s = next(self.scores)
+            return Evaluation(s, {"crit": s})
+
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.zero_()
+    X = torch.zeros(4, 1)
+    res = train(model, Walk(model, [1.0, 3.0, 2.0, 2.5, 0.0]), X, who="w", max_epochs=10,
+                batch_size=2, patience=3, time_budget_s=None, seed=0)
+    assert res.stopped == "early_stopping" and res.epochs == 5 and res.best_epoch == 2
+    assert res.best_val_loglik == 3.0
+    assert float(model.weight.detach()) == 4.0  # the weights after epoch 2 (two updates per epoch)
+    assert res.history[0] == {"epoch": 1, "a": 1.0, "b": 2.0, "crit": 1.0,
+                              "seconds": res.history[0]["seconds"]}
+
+
+def test_shared_training_hyperparameters_are_declared_once():
+    """Every neural estimator takes the shared training hyperparameters through the base
+    class: listed by get_params, cloned, and each class's defaults."""
+    from sklearn.base import clone
+
+    import densbench as db
+
+    shared = set(TorchDensityEstimator.training_defaults)
+    neural = [n for n in db.estimators.names()
+              if issubclass(db.estimators.get(n), TorchDensityEstimator)]
+    assert {"maf", "vae", "gan", "diffusion", "made"} <= set(neural)
+    for name in neural:
+        cls = db.estimators.get(name)
+        assert shared <= set(cls._get_param_names())
+        est = db.estimators.make(name, max_epochs=3, lr=0.5)
+        assert est.get_params()["max_epochs"] == 3
+        assert clone(est).get_params() == est.get_params()
+        assert db.estimators.make(name).max_epochs == cls.training_defaults["max_epochs"]
+    assert db.estimators.make("vae").batch_size == 128
+    with pytest.raises(TypeError, match="epochs"):
+        ToyGaussian(epochs=3)
 
 
 def test_time_budget_stops_training(data):

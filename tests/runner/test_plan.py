@@ -94,3 +94,95 @@ def test_estimator_restricted_to_some_datasets():
     with pytest.raises(SuiteError, match="must be a list of dataset names"):
         parse_suite(GOOD.replace('name = "gaussian"', 'name = "gaussian"\ndatasets = "x"'),
                     "t.toml")
+
+
+SUITE = """
+name = "t"
+[[datasets]]
+name = "banana"
+[[estimators]]
+name = "kde"
+"""
+
+
+@pytest.mark.parametrize("text, message", [
+    (SUITE.replace('name = "kde"', 'name = "gmm"\n[estimators.params]\nn_components = -3'),
+     r"^bad\.toml: estimators\[0\] \(gmm\) params: gmm: n_components must be an int >= 1 "
+     r"or a non-empty list of ints >= 1; got -3$"),
+    (SUITE.replace('name = "kde"', 'name = "kde"\n[estimators.params]\nbandwidth = "huge"'),
+     r"^bad\.toml: estimators\[0\] \(kde\) params: kde: bandwidth must be .*; got 'huge'$"),
+    (SUITE.replace('name = "kde"', 'name = "made"\n[estimators.params]\n'
+                                   'conditional = "categorical"'),
+     r"estimators\[0\] \(made\) params: made: levels must be an int >= 2 for categorical"),
+    (SUITE.replace('name = "banana"', 'name = "digits"\n[datasets.params]\nn_val = 0'),
+     r"^bad\.toml: datasets\[0\] \(digits\) params: dataset digits: n_val must be an int "
+     r">= 1; got 0$"),
+    (SUITE.replace('name = "kde"', 'name = "kde"\ndatasets = ["banan"]'),
+     r"^bad\.toml: estimators\[0\] \(kde\): datasets names unknown dataset\(s\) banan; "
+     r"known: .*banana"),
+    (SUITE.replace('name = "kde"', 'name = "kde"\ndatasets = ["digits"]'),
+     r"^bad\.toml: estimators\[0\] \(kde\): runs only on digits, none of which .* no cell"),
+    (SUITE + '[[estimators]]\nname = "kde"\n',
+     r"^bad\.toml: estimators\[1\] \(kde\) repeats estimators\[0\] with the same params"),
+    (SUITE + '[[datasets]]\nname = "banana"\n',
+     r"^bad\.toml: datasets\[1\] \(banana\) repeats datasets\[0\]"),
+    (SUITE.replace('name = "t"', 'name = "../../x"'),
+     r"^bad\.toml: name '\.\./\.\./x' must be a plain folder name"),
+    (SUITE.replace('name = "t"', 'name = "a/b"'), r"name 'a/b' must be a plain folder"),
+])
+def test_suites_are_validated_before_anything_runs(text, message):
+    with pytest.raises(SuiteError, match=message):
+        parse_suite(text, "bad.toml")
+
+
+def test_same_entry_on_other_datasets_is_no_duplicate():
+    two = SUITE + '[[datasets]]\nname = "funnel"\n'
+    split = two.replace('name = "kde"', 'name = "kde"\ndatasets = ["banana"]') + \
+        '[[estimators]]\nname = "kde"\ndatasets = ["funnel"]\n'
+    assert len(parse_suite(split, "t.toml").cells()) == 2
+    overlap = split.replace('datasets = ["funnel"]', 'datasets = ["funnel", "banana"]')
+    with pytest.raises(SuiteError, match=r"estimators\[1\] \(kde\) repeats estimators\[0\]"):
+        parse_suite(overlap, "t.toml")
+
+
+def test_same_estimator_with_other_params_is_no_duplicate():
+    text = SUITE + '[[estimators]]\nname = "kde"\n[estimators.params]\nbandwidth = 0.3\n'
+    assert len(parse_suite(text, "t.toml").cells()) == 2
+
+
+def test_restriction_that_leaves_a_named_estimator_without_cells():
+    default = builtin_suite("default")
+    with pytest.raises(SuiteError, match=r"estimators\[0\] \(hmm\): runs only on hmm_seq, "
+                                         r"digits, none of which .*\(banana\)"):
+        default.restrict(estimators=["hmm"], datasets=["banana"])
+    # not named: the estimators that cannot run on the chosen datasets are left out
+    names = {e.name for e in default.restrict(datasets=["banana"]).estimators}
+    assert "kde" in names and "hmm" not in names and "vae" not in names
+    with pytest.raises(SuiteError, match="--estimators names kde more than once"):
+        default.restrict(estimators=["kde", "gmm", "kde"])
+
+
+def _cli(tmp_path, *args):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.run([sys.executable, "-m", "densbench", "run", *args],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+
+
+def test_cli_refuses_a_bad_suite_in_one_line_before_running(tmp_path):
+    suite = tmp_path / "bad.toml"
+    suite.write_text(SUITE.replace('name = "kde"', 'name = "gmm"\n[estimators.params]\n'
+                                                   'n_components = -3'))
+    res = _cli(tmp_path, "--suite", str(suite), "--out", str(tmp_path / "out"))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bad.toml: estimators[0] (gmm) params: gmm: n_components" \
+        in lines[0], res.stderr
+    assert not (tmp_path / "out").exists()
+    res = _cli(tmp_path, "--estimators", "hmm", "--datasets", "banana", "--out",
+               str(tmp_path / "out"))
+    assert res.returncode == 2 and "(hmm): runs only on" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
