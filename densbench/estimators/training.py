@@ -210,6 +210,11 @@ class TorchDensityEstimator(DensityEstimator):
     eval_batch_size: ClassVar[int] = 4096
     score_batch_rows: ClassVar[int] = 1 << 16
 
+    @classmethod
+    def run_params(cls, dataset: Any, *, seed: int, device: str) -> dict[str, Any]:
+        """Also the run's device: a setting of the run, kept out of the cell id."""
+        return {**super().run_params(dataset, seed=seed, device=device), "device": device}
+
     def _validate_common(self) -> None:
         for name in ("max_epochs", "batch_size", "patience"):
             v = getattr(self, name)

@@ -5,7 +5,8 @@ A suite file::
     name = "quick"
     seeds = [0]                      # or an int N meaning seeds 0..N-1
     [budget]
-    cell_timeout_s = 120             # a cell running longer is recorded as failed
+    cell_timeout_s = 120             # a cell running longer is stopped: "timeout"
+    cell_memory_mb = 4000            # a cell's process using more is stopped: "out of memory"
     [samples]
     n = 1000                         # samples per cell (default: validation-set size)
     metrics = true                   # compute sample metrics beside their floor
@@ -72,6 +73,14 @@ class Cell:
     #: floor, validation vs test, is at the same sample size)
     n_samples: int | None = None
     sample_metrics: bool = True
+    #: resident memory (MB) above which the cell's process is stopped: "out of memory"
+    memory_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if "device" in self.estimator.params:
+            raise SuiteError(f"estimator {self.estimator.name}: 'device' is a setting of the "
+                             "run (densbench run --device), not a hyperparameter: a cell's "
+                             "id and results do not depend on where it ran")
 
     @property
     def id(self) -> str:
@@ -89,8 +98,8 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "estimator": self.estimator.to_dict(),
                 "dataset": self.dataset.to_dict(), "seed": self.seed,
-                "timeout_s": self.timeout_s, "n_samples": self.n_samples,
-                "sample_metrics": self.sample_metrics}
+                "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
+                "n_samples": self.n_samples, "sample_metrics": self.sample_metrics}
 
 
 @dataclass(frozen=True)
@@ -105,9 +114,11 @@ class Suite:
     source: str = ""
     n_samples: int | None = None
     sample_metrics: bool = True
+    cell_memory_mb: float | None = None
 
     def cells(self) -> list[Cell]:
-        return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics)
+        return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics,
+                     self.cell_memory_mb)
                 for d in self.datasets for e in self.estimators for s in self.seeds
                 if e.only is None or d.name in e.only]
 
@@ -196,11 +207,14 @@ def parse_suite(text: str, where: str) -> Suite:
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise SuiteError(f"{where}: seeds must be a positive int or a list of ints >= 0")
     budget = raw.get("budget", {})
-    if not isinstance(budget, dict) or sorted(set(budget) - {"cell_timeout_s"}):
-        raise SuiteError(f"{where}: [budget] takes only cell_timeout_s")
-    timeout = budget.get("cell_timeout_s")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise SuiteError(f"{where}: cell_timeout_s must be a number > 0; got {timeout!r}")
+    if not isinstance(budget, dict) or sorted(set(budget) - {"cell_timeout_s",
+                                                             "cell_memory_mb"}):
+        raise SuiteError(f"{where}: [budget] takes only cell_timeout_s and cell_memory_mb")
+    timeout, memory = budget.get("cell_timeout_s"), budget.get("cell_memory_mb")
+    for key, value in (("cell_timeout_s", timeout), ("cell_memory_mb", memory)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value <= 0):
+            raise SuiteError(f"{where}: {key} must be a number > 0; got {value!r}")
     samples = raw.get("samples", {})
     if not isinstance(samples, dict) or sorted(set(samples) - {"n", "metrics"}):
         raise SuiteError(f"{where}: [samples] takes only n and metrics")
@@ -218,7 +232,7 @@ def parse_suite(text: str, where: str) -> Suite:
                   estimators=_specs(raw.get("estimators"), "estimators", where),
                   datasets=_specs(raw.get("datasets"), "datasets", where),
                   seeds=tuple(seeds), cell_timeout_s=timeout, source=where,
-                  n_samples=n_samples, sample_metrics=use_metrics)
+                  n_samples=n_samples, sample_metrics=use_metrics, cell_memory_mb=memory)
     suite.validate()
     return suite
 
