@@ -129,7 +129,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from densbench.runner.execute import run_suite
     from densbench.runner.plan import builtin_suite, load_suite
     from densbench.runner.store import RunStore
-    from densbench.runner.supervise import check_device
+    from densbench.runner.supervise import check_device, local_devices
 
     if args.suite:
         is_file = Path(args.suite).exists() or args.suite.endswith(".toml")
@@ -148,17 +148,19 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.cell_memory_mb is not None and not args.cell_memory_mb > 0:
         raise UsageError(f"--cell-memory-mb must be > 0; got {args.cell_memory_mb:g}")
     check_device(args.device)
+    if args.executor == "local":  # a Dask cluster's GPUs are its workers' to count
+        local_devices(args.device, args.workers)
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
     if args.cell_memory_mb is not None:
         suite = dataclasses.replace(suite, cell_memory_mb=args.cell_memory_mb)
+    cells = suite.cells()
     if args.out:
         out = Path(args.out)
     else:
         out = Path("results") / suite.name
         out.parent.mkdir(parents=True, exist_ok=True)
     store = RunStore(out, create=True)
-    cells = suite.cells()
     bar = None
     if not args.no_progress:
         from tqdm import tqdm

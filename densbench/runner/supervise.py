@@ -145,10 +145,17 @@ class SupervisedWorker:
 
     # -- one cell ------------------------------------------------------------------------
     def submit(self, cell: Cell) -> None:
+        """Send ``cell`` to the worker, starting a fresh one if there is none or it died
+        while idle."""
+        if self.proc is not None and self.proc.poll() is not None:
+            self.kill()
         if self.proc is None:
             self._start()
         self.cell, self._started, self._deadline = cell, now(), None
-        self.conn.send(cell)
+        try:
+            self.conn.send(cell)
+        except OSError:  # it died just now: the next poll records how
+            pass
 
     def poll(self, on_epoch: Callable[[dict], None] | None = None) -> dict[str, Any] | None:
         """The record of the running cell if it has ended (finished, died, out of time or

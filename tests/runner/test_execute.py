@@ -6,8 +6,11 @@ import pytest
 import densbench as db
 from densbench.estimators.base import DensityEstimator
 from densbench.runner.execute import run_cell, run_cells
+from densbench.runner.executors import ExecOptions
+from densbench.runner.executors.pool import PoolExecutor
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore, decode_array
+from densbench.runner.supervise import assign_devices
 
 SMALL = {"n_train": 300, "n_val": 100, "n_test": 200}
 
@@ -186,3 +189,34 @@ def test_unknown_executor_and_unreachable_scheduler_are_named(tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
         run_cells(cells, store, executor="dask", scheduler="tcp://127.0.0.1:1")
+
+
+def test_devices_are_shared_out_to_workers_in_turn(monkeypatch):
+    assert assign_devices("cuda", 3, 2) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert assign_devices("cuda", 2, 1) == ["cuda:0", "cuda:0"]
+    assert assign_devices("cuda:1", 2, 2) == ["cuda:1", "cuda:1"]
+    assert assign_devices("cpu", 2, 4) == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        assign_devices("cuda", 2, 0)
+    with pytest.raises(ValueError, match="has 2 CUDA device"):
+        assign_devices("cuda:2", 1, 2)
+    with pytest.raises(ValueError, match="device must be cpu, cuda or cuda:N; got 'gpu'"):
+        assign_devices("gpu", 1, 1)
+    # the pool gives each worker process its own (nothing is started until a cell is sent)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    pool = PoolExecutor(ExecOptions(workers=3, device="cuda"))
+    assert [w.device for w in pool._workers()] == ["cuda:0", "cuda:1", "cuda:0"]
+
+
+def test_the_device_is_recorded_and_kept_out_of_the_cell_id():
+    tiny = db.estimators.get("maf").test_params()
+    cell = Cell(Spec("maf", tiny), Spec("banana", SMALL), 0)
+    rec = run_cell(cell, "cpu")
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["device"] == "cpu" and rec["effective_params"]["device"] == "cpu"
+    assert "device" not in rec["estimator"]["params"]
+    # a device given as a hyperparameter would split a cell's results by where it ran
+    with pytest.raises(ValueError, match="'device' is a setting of the run"):
+        Cell(Spec("maf", {"device": "cpu"}), Spec("banana"), 0)
