@@ -3,6 +3,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -63,6 +64,26 @@ def test_only_temporaries_of_dead_writers_are_removed_on_open(tmp_path):
     assert not dead.exists()
     assert live.exists() and other_host.exists()  # another writer's work in flight
     assert load(tmp_path / "run").empty
+
+
+def test_opening_a_run_folder_never_breaks_a_write_in_flight(tmp_path):
+    store = RunStore(tmp_path / "run", create=True)
+    errors = []
+
+    def write_many():
+        try:
+            for i in range(300):
+                store.write(_record(i % 7))
+        except Exception as exc:  # a temporary removed under the writer
+            errors.append(exc)
+
+    writer = threading.Thread(target=write_many)
+    writer.start()
+    while writer.is_alive():
+        RunStore(tmp_path / "run", create=True)
+    writer.join()
+    assert errors == []
+    assert len(store.records()) == 7
 
 
 def test_one_writer_per_run_folder(tmp_path):
