@@ -19,7 +19,7 @@ from densbench.runner.executors import ExecOptions, Finish, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
 
-__all__ = ["DaskExecutor", "configure_worker", "run_supervised"]
+__all__ = ["DaskExecutor", "close_children", "configure_worker", "run_supervised"]
 
 #: This Dask worker's settings (set by :func:`configure_worker`) and its supervised
 #: children, one per worker thread.
@@ -27,12 +27,18 @@ _SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 0}
 _CHILDREN: dict[int, SupervisedWorker] = {}
 
 
-def configure_worker(device: str, index: int, threads: int) -> None:
-    """Run on each Dask worker: its device (worker ``index`` of the run, in turn over
-    its machine's GPUs) and the threads of the processes that run its cells."""
+def close_children() -> None:
+    """Run on each Dask worker at the end of a run: end its supervised children (on a
+    cluster that outlives the run, idle children would hold their memory)."""
     for child in _CHILDREN.values():
         child.close()
     _CHILDREN.clear()
+
+
+def configure_worker(device: str, index: int, threads: int) -> None:
+    """Run on each Dask worker: its device (worker ``index`` of the run, in turn over
+    its machine's GPUs) and the threads of the processes that run its cells."""
+    close_children()
     _SETTINGS.update(device=local_devices(device, index + 1)[index], threads=threads)
 
 
@@ -76,6 +82,7 @@ class DaskExecutor:
                            workers=[address])
             slots = max(1, sum(info.get("nthreads", 1) for _, info in workers))
             self._submit_in_turn(client, cells, slots, finish, stop)
+            client.run(close_children)
         finally:
             client.close()
             if cluster is not None:
