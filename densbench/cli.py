@@ -35,6 +35,7 @@ _DATA_ROOT_HELP = ("folder of file-based datasets (default: $DENSBENCH_DATA_ROOT
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from densbench.runner.executors import EXECUTORS
     from densbench.runner.plan import builtin_suite_names
 
     p = _Parser(prog="densbench", description="Density-estimation benchmark suite.")
@@ -54,9 +55,15 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
     r.add_argument("--out", metavar="DIR", help="run folder (default results/<suite>)")
     r.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="local worker processes (default 1: in-process)")
-    r.add_argument("--executor", choices=["local", "dask"], default="local",
-                   help="local (in-process or a process pool) or dask (distributed)")
+                   help="worker processes (default 1)")
+    r.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                   help="local (this machine) or dask (distributed)")
+    r.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N",
+                   help="where estimators that take a device run (default cpu); with "
+                        "cuda, workers take the GPUs in turn; recorded, not in cell ids")
+    r.add_argument("--cell-memory-mb", type=float, metavar="MB",
+                   help="stop a cell whose process uses more resident memory "
+                        "(recorded as out of memory; default: the suite's, or none)")
     r.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
@@ -122,9 +129,12 @@ def _cmd_list() -> int:
 
 
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    import dataclasses
+
     from densbench.runner.execute import run_suite
     from densbench.runner.plan import builtin_suite, load_suite
     from densbench.runner.store import RunStore
+    from densbench.runner.supervise import check_device, local_devices
 
     if args.suite:
         is_file = Path(args.suite).exists() or args.suite.endswith(".toml")
@@ -140,19 +150,26 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     if args.scheduler and args.executor != "dask":
         raise UsageError("--scheduler needs --executor dask")
+    if args.cell_memory_mb is not None and not args.cell_memory_mb > 0:
+        raise UsageError(f"--cell-memory-mb must be > 0; got {args.cell_memory_mb:g}")
+    check_device(args.device)
+    if args.executor == "local":  # a Dask cluster's GPUs are its workers' to count
+        local_devices(args.device, args.workers)
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
     from densbench.data import require_files
 
     for name in sorted({d.name for d in suite.datasets}):
         require_files(name)  # a missing or wrong data file: one line, exit 2
+    if args.cell_memory_mb is not None:
+        suite = dataclasses.replace(suite, cell_memory_mb=args.cell_memory_mb)
+    cells = suite.cells()
     if args.out:
         out = Path(args.out)
     else:
         out = Path("results") / suite.name
         out.parent.mkdir(parents=True, exist_ok=True)
     store = RunStore(out, create=True)
-    cells = suite.cells()
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -166,7 +183,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             bar.set_postfix_str(f"{ev.cell.label}: {ev.status}", refresh=False)
             bar.refresh()
 
-    def epoch(ev):  # neural estimators report each epoch (in-process executor)
+    def epoch(ev):  # neural estimators report each epoch (from every local worker)
         if bar is not None:
             bar.set_postfix_str(f"{ev['who']}: epoch {ev['epoch']}/{ev['max_epochs']}, "
                                 f"val {ev['val_loglik']:.3f}")
@@ -180,11 +197,18 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             summary = run_suite(suite, store, command="densbench " + " ".join(argv),
                                 workers=args.workers, retry_failed=args.retry_failed,
                                 executor=args.executor, scheduler=args.scheduler,
-                                on_progress=progress)
+                                device=args.device, on_progress=progress)
     finally:
         if bar is not None:
             bar.close()
+    for path, why in summary.moved_aside:
+        print(f"densbench: warning: {why}; moved aside to {path}, its cell was run again",
+              file=sys.stderr)
     _print_summary(out, summary)
+    if summary.interrupted:
+        print("densbench: interrupted; every finished cell is saved: re-run the same "
+              "command to resume", file=sys.stderr)
+        return 130
     return 1 if summary.n_failed else 0
 
 
@@ -200,11 +224,16 @@ def _print_summary(out: Path, summary) -> None:
                                "display.float_format", "{:.3f}".format):
             print("Mean test log-likelihood [nats/example] over seeds:")
             print(table.to_string())
-    print(f"{summary.total} cells: {summary.ok} ran ok, {summary.skipped} already done, "
-          f"{summary.n_failed} failed. Results: {out}")
-    for rec in summary.failed:
-        print(f"  failed: {rec['estimator']['name']} / {rec['dataset']['name']} / seed "
-              f"{rec['seed']}: {rec['error']}")
+    this_time = len(summary.failed)
+    print(f"{summary.total} cells: {summary.ok + this_time} ran ({summary.ok} ok, "
+          f"{this_time} failed), {summary.skipped} already done"
+          + (f" ({len(summary.earlier_failed)} of them failed)" if summary.earlier_failed
+             else "") + f"; {summary.n_failed} failed in all. Results: {out}")
+    for rec in summary.earlier_failed + summary.failed:
+        print(f"  {rec['status']}: {rec['estimator']['name']} / {rec['dataset']['name']} / "
+              f"seed {rec['seed']}: {rec['error']}")
+    if summary.n_failed:
+        print("Re-run the same command with --retry-failed to run the failed cells again.")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -46,11 +46,18 @@ def test_list_shows_every_estimator_and_dataset(capsys):
     (["run", "--quick", "--scheduler", "tcp://h:1"], "--scheduler needs --executor dask"),
     (["run", "--quick", "--executor", "ray"], "invalid choice"),
     (["report", "{tmp}/missing"], "no such run folder"),
+    (["run", "--quick", "--device", "gpu"], "device must be cpu, cuda or cuda:N; got 'gpu'"),
+    (["run", "--quick", "--cell-memory-mb", "0"], "--cell-memory-mb must be > 0"),
+    (["run", "--suite", "{device}"], "estimator maf: 'device' is a setting of the run"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("name = [\n")
-    args = [a.replace("{bad}", str(bad)).replace("{tmp}", str(tmp_path)) for a in args]
+    device = tmp_path / "device.toml"
+    device.write_text('[[datasets]]\nname = "banana"\n[[estimators]]\nname = "maf"\n'
+                      '[estimators.params]\ndevice = "cuda"\n')
+    args = [a.replace("{bad}", str(bad)).replace("{tmp}", str(tmp_path))
+            .replace("{device}", str(device)) for a in args]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("densbench: error: "), err

@@ -226,6 +226,18 @@ class DensityEstimator(BaseEstimator):
         return int(self._n_parameters())
 
     @classmethod
+    def run_params(cls, dataset: Any, *, seed: int, device: str) -> dict[str, Any]:
+        """The hyperparameters this estimator takes from a run rather than from its user:
+        the cell's seed, and what the dataset says about itself. An estimator that models
+        discrete data natively is told the number of levels (it scores the raw levels);
+        subclasses add what they read elsewhere (the device, a sequence shape). Values a
+        suite gives explicitly take precedence."""
+        out: dict[str, Any] = {"random_state": seed}
+        if cls.discrete_native and dataset.kind == "discrete":
+            out["levels"] = dataset.levels
+        return out
+
+    @classmethod
     def test_params(cls) -> dict[str, Any]:
         """Tiny, fast hyperparameters for the conformance suite."""
         return {}

@@ -210,6 +210,14 @@ class HMM(DensityEstimator):
         self.random_state = random_state
 
     @classmethod
+    def run_params(cls, dataset: Any, *, seed: int, device: str) -> dict[str, Any]:
+        """Also the (T, D) of sequence data, so that each row is read as a sequence."""
+        out = super().run_params(dataset, seed=seed, device=device)
+        if dataset.sequence_shape is not None:
+            out["sequence_shape"] = list(dataset.sequence_shape)
+        return out
+
+    @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"n_states": 2, "n_iter": 20}
 

@@ -319,6 +319,11 @@ class TorchDensityEstimator(DensityEstimator):
         for key, default in self.training_defaults.items():
             setattr(self, key, training.get(key, default))
 
+    @classmethod
+    def run_params(cls, dataset: Any, *, seed: int, device: str) -> dict[str, Any]:
+        """Also the run's device: a setting of the run, kept out of the cell id."""
+        return {**super().run_params(dataset, seed=seed, device=device), "device": device}
+
     def _standardize(self) -> bool:
         return True
 

@@ -5,7 +5,8 @@ A suite file::
     name = "quick"
     seeds = [0]                      # or an int N meaning seeds 0..N-1
     [budget]
-    cell_timeout_s = 120             # a cell running longer is recorded as failed
+    cell_timeout_s = 120             # a cell running longer is stopped: "timeout"
+    cell_memory_mb = 4000            # a cell's process using more is stopped: "out of memory"
     [samples]
     n = 1000                         # samples per cell (default: validation-set size)
     metrics = true                   # compute sample metrics beside their floor
@@ -75,6 +76,11 @@ class Cell:
     #: floor, validation vs test, is at the same sample size)
     n_samples: int | None = None
     sample_metrics: bool = True
+    #: resident memory (MB) above which the cell's process is stopped: "out of memory"
+    memory_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        _refuse_device(self.estimator)
 
     @property
     def id(self) -> str:
@@ -92,8 +98,8 @@ class Cell:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "estimator": self.estimator.to_dict(),
                 "dataset": self.dataset.to_dict(), "seed": self.seed,
-                "timeout_s": self.timeout_s, "n_samples": self.n_samples,
-                "sample_metrics": self.sample_metrics}
+                "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
+                "n_samples": self.n_samples, "sample_metrics": self.sample_metrics}
 
 
 @dataclass(frozen=True)
@@ -108,9 +114,11 @@ class Suite:
     source: str = ""
     n_samples: int | None = None
     sample_metrics: bool = True
+    cell_memory_mb: float | None = None
 
     def cells(self) -> list[Cell]:
-        return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics)
+        return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics,
+                     self.cell_memory_mb)
                 for d in self.datasets for e in self.estimators for s in self.seeds
                 if e.only is None or d.name in e.only]
 
@@ -153,14 +161,16 @@ class Suite:
             raise SuiteError(f"{where}: no seeds")
         for key, specs in (("estimators", self.estimators), ("datasets", self.datasets)):
             _check_unique(specs, key, where)
-        for i, spec in enumerate(self.datasets):
-            _check_dataset(spec, f"{where}: datasets[{i}] ({spec.name})")
+        infos = [_check_dataset(spec, f"{where}: datasets[{i}] ({spec.name})")
+                 for i, spec in enumerate(self.datasets)]
         chosen = {d.name for d in self.datasets}
         for i, spec in enumerate(self.estimators):
             at = f"{where}: estimators[{i}] ({spec.name})"
-            _check_estimator(spec, at)
             if spec.only is not None:
                 _check_restriction(spec.only, chosen, at)
+            for d, info in zip(self.datasets, infos, strict=True):
+                if spec.only is None or d.name in spec.only:
+                    _check_estimator(spec, info, at)
 
 
 #: What a suite name may be: it names the run's folder, ``results/<name>``.
@@ -188,28 +198,41 @@ def _check_unique(specs: tuple[Spec, ...], key: str, where: str) -> None:
         seen.setdefault(ident, []).append((i, spec))
 
 
-def _check_estimator(spec: Spec, at: str) -> None:
+def _refuse_device(spec: Spec) -> None:
+    if "device" in spec.params:
+        raise SuiteError(f"estimator {spec.name}: 'device' is a setting of the run "
+                         "(densbench run --device), not a hyperparameter: a cell's id and "
+                         "results do not depend on where it ran")
+
+
+def _check_estimator(spec: Spec, info: Any, at: str) -> None:
+    """The estimator's own checks of its params as a cell on dataset ``info`` would give
+    them: with what it takes from the data (the number of levels, a sequence shape)."""
     from densbench import estimators
 
     try:
-        estimators.get(spec.name).check_params(spec.params)
+        _refuse_device(spec)
+        cls = estimators.get(spec.name)
+        cls.check_param_names(spec.params)
+        cls.check_params({**cls.run_params(info, seed=0, device="cpu"), **spec.params})
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
     except ValueError as exc:
         raise SuiteError(f"{at} params: {exc}") from None
 
 
-#: Dataset specs whose parameters passed their loader (loading is cheap but not free).
-_CHECKED_DATASETS: set[str] = set()
+#: The declared shape and kind of each dataset spec checked so far (by canonical spec).
+_DATASET_INFO: dict[str, Any] = {}
 
 
-def _check_dataset(spec: Spec, at: str) -> None:
-    """The loader's own checks, once per name and params (seed 0)."""
+def _check_dataset(spec: Spec, at: str) -> Any:
+    """The loader's own checks, once per name and params (seed 0); returns the dataset's
+    :class:`~densbench.data.base.DatasetInfo`."""
     from densbench import data
 
     key = _canonical(spec.to_dict())
-    if key in _CHECKED_DATASETS:
-        return
+    if key in _DATASET_INFO:
+        return _DATASET_INFO[key]
     try:
         loader = data.REGISTRY.get(spec.name)
     except UnknownNameError as exc:
@@ -220,10 +243,11 @@ def _check_dataset(spec: Spec, at: str) -> None:
         raise SuiteError(f"{at}: unknown parameter(s) {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(known))}")
     try:  # file datasets answer from their declaration: validating reads no file
-        data.info(spec.name, seed=0, **spec.params)
+        info = data.info(spec.name, seed=0, **spec.params)
     except ValueError as exc:
         raise SuiteError(f"{at} params: {exc}") from None
-    _CHECKED_DATASETS.add(key)
+    _DATASET_INFO[key] = info
+    return info
 
 
 def _check_restriction(only: tuple[str, ...], chosen: set[str], at: str) -> None:
@@ -295,11 +319,14 @@ def parse_suite(text: str, where: str) -> Suite:
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise SuiteError(f"{where}: seeds must be a positive int or a list of ints >= 0")
     budget = raw.get("budget", {})
-    if not isinstance(budget, dict) or sorted(set(budget) - {"cell_timeout_s"}):
-        raise SuiteError(f"{where}: [budget] takes only cell_timeout_s")
-    timeout = budget.get("cell_timeout_s")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise SuiteError(f"{where}: cell_timeout_s must be a number > 0; got {timeout!r}")
+    if not isinstance(budget, dict) or sorted(set(budget) - {"cell_timeout_s",
+                                                             "cell_memory_mb"}):
+        raise SuiteError(f"{where}: [budget] takes only cell_timeout_s and cell_memory_mb")
+    timeout, memory = budget.get("cell_timeout_s"), budget.get("cell_memory_mb")
+    for key, value in (("cell_timeout_s", timeout), ("cell_memory_mb", memory)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value <= 0):
+            raise SuiteError(f"{where}: {key} must be a number > 0; got {value!r}")
     samples = raw.get("samples", {})
     if not isinstance(samples, dict) or sorted(set(samples) - {"n", "metrics"}):
         raise SuiteError(f"{where}: [samples] takes only n and metrics")
@@ -317,7 +344,7 @@ def parse_suite(text: str, where: str) -> Suite:
                   estimators=_specs(raw.get("estimators"), "estimators", where),
                   datasets=_specs(raw.get("datasets"), "datasets", where),
                   seeds=tuple(seeds), cell_timeout_s=timeout, source=where,
-                  n_samples=n_samples, sample_metrics=use_metrics)
+                  n_samples=n_samples, sample_metrics=use_metrics, cell_memory_mb=memory)
     suite.validate()
     return suite
 

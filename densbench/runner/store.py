@@ -6,31 +6,67 @@ Layout of a run folder::
     <run>/cells/<id>.json      one record per finished cell (ok or failed)
 
 Every write is atomic (a temporary file in the same folder, fsync, then ``os.replace``),
-so a run killed at any instant leaves only whole records; re-running resumes.
+so a run killed at any instant leaves only whole records; re-running resumes. A
+temporary's name carries its writer's host and pid, so that only the temporaries of
+writers that are gone are ever removed. One run at a time writes into a folder: it holds
+``<run>/.lock`` (:meth:`RunStore.lock`); a record that cannot be read is moved aside to
+``<run>/corrupt/`` (:meth:`RunStore.scan`) so that its cell runs again.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import datetime as _dt
 import json
 import math
 import os
+import socket
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RunStore", "StoreError", "decode_array", "encode_array", "load"]
+__all__ = ["RunLocked", "RunStore", "StoreError", "decode_array", "encode_array", "load"]
 
 MANIFEST = "manifest.json"
 CELLS = "cells"
+LOCK = ".lock"
+CORRUPT = "corrupt"
 SCHEMA = 1
+#: This process's host, as lock files and temporaries name it.
+HOST = socket.gethostname()
 
 
 class StoreError(ValueError):
     """A run folder that cannot be used (missing, not a run, malformed record)."""
+
+
+class RunLocked(StoreError):
+    """Another live run is writing into the folder."""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _writer_gone(tmp: Path) -> bool:
+    """Whether the writer of temporary file ``tmp`` (``.<name>~<host>~<pid>~<random>.tmp``)
+    was a process on this host that has ended; a name in any other form is left alone."""
+    parts = tmp.name.split("~")
+    if len(parts) != 4 or parts[1] != HOST or not parts[2].isdigit():
+        return False
+    return not _alive(int(parts[2]))
 
 
 def encode_array(x: np.ndarray) -> dict[str, Any]:
@@ -53,7 +89,8 @@ def decode_array(obj: dict[str, Any]) -> np.ndarray:
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
     text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}~{HOST}~{os.getpid()}~", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
@@ -103,8 +140,52 @@ class RunStore:
         return self.root / CELLS
 
     def _clean_temporaries(self) -> None:
-        for tmp in self.cells_dir.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+        """Remove temporaries left by writers that died (never a live writer's)."""
+        for folder in (self.root, self.cells_dir):
+            for tmp in folder.glob(".*.tmp"):
+                if _writer_gone(tmp):
+                    tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder for writing: ``<run>/.lock`` names this pid and host.
+
+        A lock whose holder is a process on this host that no longer exists is stale and
+        taken over; any other lock raises :class:`RunLocked` naming its holder.
+        """
+        path = self.root / LOCK
+        mine = {"pid": os.getpid(), "host": HOST,
+                "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                break
+            except FileExistsError:
+                self._check_lock_stale(path)
+        else:
+            raise RunLocked(f"{self.root} is being written by another run (lock {path})")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(mine, fh)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _check_lock_stale(self, path: Path) -> None:
+        """Remove the lock at ``path`` if its holder is gone; raise if it is alive."""
+        try:
+            holder = json.loads(path.read_text())
+            pid, host = int(holder["pid"]), str(holder["host"])
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError):
+            raise RunLocked(f"{self.root} is locked by {path}, which cannot be read; remove "
+                            "it if no run is writing into this folder") from None
+        if host != HOST or _alive(pid):
+            raise RunLocked(f"{self.root} is being written by another run (pid {pid} on "
+                            f"{host} since {holder.get('since')}); wait for it to end or "
+                            "choose another --out")
+        path.unlink(missing_ok=True)  # a stale lock: its holder died on this host
 
     def path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
@@ -139,6 +220,29 @@ class RunStore:
         if include_failed:
             return {p.stem for p in self.cells_dir.glob("*.json")}
         return {r["id"] for r in self.records() if r["status"] == "ok"}
+
+    def scan(self) -> tuple[dict[str, dict[str, Any]], list[tuple[Path, str]]]:
+        """Every readable record by cell id, after moving each unreadable one aside to
+        ``<run>/corrupt/`` (returned as (new path, what was wrong)), so that its cell is
+        run again instead of blocking the run."""
+        records: dict[str, dict[str, Any]] = {}
+        moved: list[tuple[Path, str]] = []
+        for path in sorted(self.cells_dir.glob("*.json")):
+            try:
+                rec = self._read_path(path)
+            except StoreError as exc:
+                moved.append((self._move_aside(path), str(exc)))
+                continue
+            records[rec["id"]] = rec
+        return records, moved
+
+    def _move_aside(self, path: Path) -> Path:
+        folder = self.root / CORRUPT
+        folder.mkdir(exist_ok=True)
+        stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        target = folder / f"{path.stem}.{stamp}.json"
+        os.replace(path, target)
+        return target
 
     def read_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST

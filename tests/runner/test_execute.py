@@ -6,8 +6,11 @@ import pytest
 import densbench as db
 from densbench.estimators.base import DensityEstimator
 from densbench.runner.execute import run_cell, run_cells
+from densbench.runner.executors import ExecOptions
+from densbench.runner.executors.pool import PoolExecutor
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore, decode_array
+from densbench.runner.supervise import assign_devices
 
 SMALL = {"n_train": 300, "n_val": 100, "n_test": 200}
 
@@ -96,12 +99,45 @@ def test_non_finite_likelihood_fails_the_cell(monkeypatch):
     assert "not finite" in rec["error"]
 
 
-def test_time_budget_is_recorded():
-    slow = Spec("kde", {"bandwidth": "cv"})
-    rec = run_cell(Cell(slow, Spec("banana", {"n_train": 20000, "n_val": 5000}), 0,
-                        timeout_s=0.05))
+def test_time_budget_stops_the_cell_in_compiled_code_and_the_run_goes_on(tmp_path):
+    # KDE's bandwidth search spends its time in PyTorch kernels and a worker thread, which
+    # a signal in the cell's own thread could not interrupt: the supervisor kills the
+    # worker process at the limit and the next cell gets a fresh one
+    slow = Cell(Spec("kde", {"bandwidth": "cv"}), Spec("banana", {"n_train": 20000,
+                                                                 "n_val": 5000}), 0,
+                timeout_s=0.5)
+    fast = Cell(Spec("gaussian"), Spec("banana", SMALL), 0, timeout_s=60)
+    store = RunStore(tmp_path / "r", create=True)
+    summary = run_cells([slow, fast], store)
+    rec = store.read(slow.id)
     assert rec["status"] == "timeout"
-    assert "time budget" in rec["error"]
+    assert rec["error"] == "cell exceeded its time budget of 0.5 s"
+    assert store.read(fast.id)["status"] == "ok"
+    assert store.read(fast.id)["pid"] != rec["pid"]  # a fresh worker
+    assert (summary.ok, len(summary.failed)) == (1, 1)
+
+
+def test_a_timeout_inside_a_lazy_import_leaves_no_broken_worker(tmp_path):
+    # the first maf cell's limit lands while zuko (and sympy) are being imported; the
+    # same worker process would keep a half-imported module, a fresh one does not
+    tiny = db.estimators.get("maf").test_params()
+    first = Cell(Spec("maf", tiny), Spec("banana", SMALL), 0, timeout_s=0.2)
+    second = Cell(Spec("maf", tiny), Spec("banana", SMALL), 1, timeout_s=120)
+    store = RunStore(tmp_path / "r", create=True)
+    run_cells([first, second], store)
+    assert store.read(first.id)["status"] == "timeout"
+    assert store.read(second.id)["status"] == "ok", store.read(second.id)["error"]
+
+
+def test_data_dependent_hyperparameters_come_from_the_estimator():
+    ds = db.data.load("digits", seed=0)
+    made, kde = db.estimators.get("made"), db.estimators.get("kde")
+    assert made.run_params(ds, seed=3, device="cpu") == {"random_state": 3, "levels": 17,
+                                                          "device": "cpu"}
+    assert kde.run_params(ds, seed=3, device="cuda:1") == {"random_state": 3}
+    hmm = db.estimators.get("hmm")
+    seq = db.data.load("hmm_seq", seed=0, n_train=50, n_val=10, n_test=10, n_steps=4)
+    assert hmm.run_params(seq, seed=0, device="cpu")["sequence_shape"] == [4, 2]
 
 
 def test_resume_skips_finished_cells(tmp_path):
@@ -153,3 +189,34 @@ def test_unknown_executor_and_unreachable_scheduler_are_named(tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
         run_cells(cells, store, executor="dask", scheduler="tcp://127.0.0.1:1")
+
+
+def test_devices_are_shared_out_to_workers_in_turn(monkeypatch):
+    assert assign_devices("cuda", 3, 2) == ["cuda:0", "cuda:1", "cuda:0"]
+    assert assign_devices("cuda", 2, 1) == ["cuda:0", "cuda:0"]
+    assert assign_devices("cuda:1", 2, 2) == ["cuda:1", "cuda:1"]
+    assert assign_devices("cpu", 2, 4) == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        assign_devices("cuda", 2, 0)
+    with pytest.raises(ValueError, match="has 2 CUDA device"):
+        assign_devices("cuda:2", 1, 2)
+    with pytest.raises(ValueError, match="device must be cpu, cuda or cuda:N; got 'gpu'"):
+        assign_devices("gpu", 1, 1)
+    # the pool gives each worker process its own (nothing is started until a cell is sent)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    pool = PoolExecutor(ExecOptions(workers=3, device="cuda"))
+    assert [w.device for w in pool._workers()] == ["cuda:0", "cuda:1", "cuda:0"]
+
+
+def test_the_device_is_recorded_and_kept_out_of_the_cell_id():
+    tiny = db.estimators.get("maf").test_params()
+    cell = Cell(Spec("maf", tiny), Spec("banana", SMALL), 0)
+    rec = run_cell(cell, "cpu")
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["device"] == "cpu" and rec["effective_params"]["device"] == "cpu"
+    assert "device" not in rec["estimator"]["params"]
+    # a device given as a hyperparameter would split a cell's results by where it ran
+    with pytest.raises(ValueError, match="'device' is a setting of the run"):
+        Cell(Spec("maf", {"device": "cpu"}), Spec("banana"), 0)

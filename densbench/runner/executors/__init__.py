@@ -1,0 +1,72 @@
+"""Executors: where cells run. One module each, one small interface, one list of names.
+
+Every executor takes the cells still to run and hands each record to ``finish`` in the
+driver (the only writer) as soon as it exists; it stops handing out cells once
+``stop.requested`` is set (a first Ctrl-C) and ends every process it started before it
+returns or raises. ``local`` runs in the driver's own process when nothing needs a
+supervisor (one worker, no time or memory limit), else in supervised worker processes;
+``dask`` submits to a Dask distributed scheduler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from densbench.runner.plan import Cell
+
+__all__ = ["EXECUTORS", "ExecOptions", "Executor", "Finish", "StopFlag", "make_executor"]
+
+Finish = Callable[[Cell, dict[str, Any]], None]
+
+
+@dataclass
+class StopFlag:
+    """Set by the driver's first Ctrl-C: hand out no more cells."""
+
+    requested: bool = False
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """Run-level settings every executor honours."""
+
+    workers: int = 1
+    device: str = "cpu"
+    scheduler: str | None = None
+
+
+class Executor(Protocol):
+    def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
+        """Run ``cells``, calling ``finish(cell, record)`` for each as it ends."""
+
+
+def _local(cells: list[Cell], options: ExecOptions) -> Executor:
+    supervised = options.workers > 1 or any(
+        c.timeout_s is not None or c.memory_mb is not None for c in cells)
+    if supervised:
+        from densbench.runner.executors.pool import PoolExecutor
+
+        return PoolExecutor(options)
+    from densbench.runner.executors.inprocess import InProcessExecutor
+
+    return InProcessExecutor(options)
+
+
+def _dask(cells: list[Cell], options: ExecOptions) -> Executor:
+    from densbench.runner.executors.dask import DaskExecutor
+
+    return DaskExecutor(options)
+
+
+#: The executors a run can name (``--executor``), each with its factory.
+EXECUTORS: dict[str, Callable[[list[Cell], ExecOptions], Executor]] = {
+    "local": _local, "dask": _dask}
+
+
+def make_executor(name: str, cells: list[Cell], options: ExecOptions) -> Executor:
+    """The executor called ``name`` for these cells (see the module docstring)."""
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name](cells, options)

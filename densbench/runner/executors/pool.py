@@ -1,0 +1,57 @@
+"""The local pool: N supervised worker processes on this machine.
+
+Each worker runs one cell at a time under a :class:`SupervisedWorker`, which enforces the
+cell's time and memory limits from outside and replaces a worker that died, so a dead
+worker fails only its own cell and the run goes on. Workers get cores / N threads each
+and, for a CUDA run, their own device in turn.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from multiprocessing.connection import wait
+
+from densbench.runner.executors import ExecOptions, Finish, StopFlag
+from densbench.runner.plan import Cell
+from densbench.runner.supervise import SupervisedWorker, local_devices
+
+__all__ = ["PoolExecutor"]
+
+#: How often the driver checks its workers' time and memory limits (seconds).
+POLL_S = 0.1
+
+
+class PoolExecutor:
+    def __init__(self, options: ExecOptions) -> None:
+        self.options = options
+
+    def _workers(self) -> list[SupervisedWorker]:
+        n = self.options.workers
+        threads = max(1, (os.cpu_count() or 1) // n)
+        return [SupervisedWorker(device=d, threads=threads)
+                for d in local_devices(self.options.device, n)]
+
+    def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
+        """Hand out cells while any are left and no stop was requested; pass each
+        worker's training progress on to this process's progress callback."""
+        from densbench.estimators.training import emit_progress
+
+        workers, todo = self._workers(), deque(cells)
+        try:
+            while True:
+                for w in workers:
+                    if w.cell is None and todo and not stop.requested:
+                        w.submit(todo.popleft())
+                busy = [w for w in workers if w.cell is not None]
+                if not busy:
+                    return
+                wait([w.conn for w in busy], POLL_S)
+                for w in busy:
+                    cell = w.cell
+                    record = w.poll(emit_progress)
+                    if record is not None:
+                        finish(cell, record)
+        finally:
+            for w in workers:
+                w.close()
