@@ -90,7 +90,7 @@ def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
             _fit(st)
             if st.has_likelihood:
                 _score(st)
-            if st.cls.can_sample:
+            if st.cls.can_sample and cell.n_samples != 0:
                 _sample(st)
         _truth(st)
         if st.out.samples is not None and cell.sample_metrics:

@@ -8,7 +8,8 @@ A suite file::
     cell_timeout_s = 120             # a cell running longer is stopped: "timeout"
     cell_memory_mb = 4000            # a cell's process using more is stopped: "out of memory"
     [samples]
-    n = 1000                         # samples per cell (default: validation-set size)
+    n = 1000                         # samples per cell (default: validation-set size;
+                                     # 0: draw none, e.g. where sampling is sequential)
     metrics = true                   # compute sample metrics beside their floor
 
     [[datasets]]
@@ -332,8 +333,9 @@ def parse_suite(text: str, where: str) -> Suite:
         raise SuiteError(f"{where}: [samples] takes only n and metrics")
     n_samples = samples.get("n")
     if n_samples is not None and (isinstance(n_samples, bool) or not isinstance(n_samples, int)
-                                  or n_samples < 2):
-        raise SuiteError(f"{where}: [samples] n must be an int >= 2; got {n_samples!r}")
+                                  or n_samples < 0 or n_samples == 1):
+        raise SuiteError(f"{where}: [samples] n must be 0 (draw none) or an int >= 2; "
+                         f"got {n_samples!r}")
     use_metrics = samples.get("metrics", True)
     if not isinstance(use_metrics, bool):
         raise SuiteError(f"{where}: [samples] metrics must be true or false")

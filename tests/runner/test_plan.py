@@ -186,3 +186,11 @@ def test_cli_refuses_a_bad_suite_in_one_line_before_running(tmp_path):
                str(tmp_path / "out"))
     assert res.returncode == 2 and "(hmm): runs only on" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_samples_n_zero_draws_none_and_one_is_refused():
+    cells = parse_suite(SUITE + "[samples]\nn = 0\n", "t.toml").cells()
+    assert [c.n_samples for c in cells] == [0]
+    with pytest.raises(SuiteError, match=r"\[samples\] n must be 0 \(draw none\) or an int "
+                                         r">= 2; got 1"):
+        parse_suite(SUITE + "[samples]\nn = 1\n", "t.toml")
