@@ -164,6 +164,11 @@ class DensityEstimator(BaseEstimator):
     #: Rules that tie hyperparameters together, checked after each value passed its own.
     _joint_constraints: ClassVar[tuple[When, ...]] = ()
 
+    def __init__(self, *, random_state: int | None = None) -> None:
+        # The one hyperparameter every estimator takes; a subclass with no others of its
+        # own (a user's model, say) needs no ``__init__``.
+        self.random_state = random_state
+
     # -- public API -------------------------------------------------------------------
     def fit(self, X: Any, X_val: Any = None) -> DensityEstimator:
         """Fit to ``X`` (n, d); ``X_val`` is used only for model selection / early stopping."""

@@ -37,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from densbench.registry import UnknownNameError
+from densbench.registry import PluginError, UnknownNameError, absolute_spec
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
            "load_suite"]
@@ -59,6 +59,10 @@ class Spec:
     params: dict[str, Any] = field(default_factory=dict)
     #: for an estimator: run it only on these datasets (None: on all of the suite's)
     only: tuple[str, ...] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # a file named relative to the planner's directory is found by every worker
+        object.__setattr__(self, "name", absolute_spec(self.name))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(self.params)}
@@ -217,6 +221,8 @@ def _check_estimator(spec: Spec, info: Any, at: str) -> None:
         cls.check_params({**cls.run_params(info, seed=0, device="cpu"), **spec.params})
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
+    except PluginError as exc:
+        raise SuiteError(f"{at}: {exc}") from None
     except ValueError as exc:
         raise SuiteError(f"{at} params: {exc}") from None
 
@@ -237,6 +243,8 @@ def _check_dataset(spec: Spec, at: str) -> Any:
         loader = data.REGISTRY.get(spec.name)
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
+    except PluginError as exc:
+        raise SuiteError(f"{at}: {exc}") from None
     known = set(inspect.signature(loader).parameters) - {"seed"}
     unknown = sorted(set(spec.params) - known)
     if unknown:
@@ -273,7 +281,7 @@ def _pick(specs: tuple[Spec, ...], names: list[str], option: str) -> tuple[Spec,
         by_name.setdefault(s.name, []).append(s)
     out: list[Spec] = []
     for n in names:
-        out.extend(by_name.get(n, [Spec(n)]))
+        out.extend(by_name.get(absolute_spec(n), [Spec(n)]))
     return tuple(out)
 
 
