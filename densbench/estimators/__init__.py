@@ -5,14 +5,16 @@ Adding an estimator = one module + one line below + a ``test_params()`` classmet
 Estimators from outside the package work wherever a name does: ``package.module:Class``,
 ``path/to/file.py:Class``, an installed plugin (entry-point group ``densbench.estimators``),
 or a class given to :func:`register`. A class that subclasses
-:class:`~densbench.estimators.base.DensityEstimator` is used as it is.
+:class:`~densbench.estimators.base.DensityEstimator` is used as it is; any other
+scikit-learn-style density estimator (``fit`` + ``score_samples``) runs through
+:func:`densbench.estimators.adapter.adapt`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from densbench.registry import PluginError, Registry
+from densbench.registry import Registry
 
 if TYPE_CHECKING:
     from densbench.estimators.base import DensityEstimator, LikelihoodKind
@@ -25,13 +27,14 @@ ENTRY_POINT_GROUP = "densbench.estimators"
 
 
 def _resolve(name: str, obj: Any) -> type[DensityEstimator]:
-    """Check a class found outside the registry (a spec or a plugin) against the contract."""
+    """A class found outside the registry (a spec, a plugin, :func:`register`) as a
+    densbench estimator: as it is, or through the scikit-learn adapter."""
+    from densbench.estimators.adapter import adapt
     from densbench.estimators.base import DensityEstimator
 
     if isinstance(obj, type) and issubclass(obj, DensityEstimator):
         return obj
-    raise PluginError(f"estimator {name!r}: {obj!r} is not an estimator class (a subclass of "
-                      f"densbench.estimators.DensityEstimator)")
+    return adapt(name, obj)
 
 
 REGISTRY: Registry[type[DensityEstimator]] = Registry(

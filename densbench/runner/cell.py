@@ -73,7 +73,7 @@ class _State:
     def has_likelihood(self) -> bool:
         from densbench.estimators.base import LikelihoodKind
 
-        return self.cls.likelihood is not LikelihoodKind.NONE
+        return self.est.likelihood is not LikelihoodKind.NONE
 
 
 def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
@@ -119,7 +119,7 @@ def _prepare(st: _State, device: str) -> None:
     st.est = estimators.make(cell.estimator.name, **params)
     st.prep = prep = prepare(ds, discrete_native=cls.discrete_native, seed=cell.seed)
     st.record.update({
-        "likelihood_kind": cls.likelihood.value,
+        "likelihood_kind": st.est.likelihood.value,
         "figure": prep.figure if st.has_likelihood else None,
         "transform": prep.transform,
         "data": {"dim": ds.dim, "kind": ds.kind, "levels": ds.levels,
@@ -141,7 +141,7 @@ def _fit(st: _State) -> None:
     st.cost.append(Metric("train_examples_per_s", len(st.prep.train) / max(sw.seconds, 1e-9),
                           None, "examples/s"))
     st.out = CellOutputs(dim=st.ds.dim, discrete=st.ds.kind == "discrete",
-                         likelihood_kind=st.cls.likelihood.value)
+                         likelihood_kind=st.est.likelihood.value)
 
 
 def _score(st: _State) -> None:
@@ -151,7 +151,7 @@ def _score(st: _State) -> None:
     from densbench.data.transforms import FIGURE_CONTINUOUS
     from densbench.estimators.base import LikelihoodKind
 
-    stochastic = st.cls.likelihood is LikelihoodKind.STOCHASTIC_BOUND
+    stochastic = st.est.likelihood is LikelihoodKind.STOCHASTIC_BOUND
     for split in ("test",) if stochastic else ("test", "val", "train"):
         _score_split(st, split)
     if st.ds.dim == 2 and st.prep.figure == FIGURE_CONTINUOUS:
