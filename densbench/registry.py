@@ -48,12 +48,15 @@ def is_spec(name: str) -> bool:
     return bool(sep and target and attr.isidentifier())
 
 
-def absolute_spec(name: str) -> str:
-    """``path/to/file.py:attr`` with the path made absolute (so a worker in another working
-    directory finds the file); any other name unchanged."""
+def absolute_spec(name: str, suffixes: tuple[str, ...] = ()) -> str:
+    """``path/to/file.py:attr``, or a path ending in one of ``suffixes``, with the path made
+    absolute (so a worker in another working directory finds the file); any other name
+    unchanged."""
     target, sep, attr = name.rpartition(":")
     if sep and target.endswith(".py") and is_spec(name):
         return f"{Path(target).expanduser().resolve()}:{attr}"
+    if suffixes and name.lower().endswith(suffixes):
+        return str(Path(name).expanduser().resolve())
     return name
 
 

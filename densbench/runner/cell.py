@@ -234,7 +234,7 @@ def _sample_metrics(st: _State) -> None:
     with Stopwatch() as sw:
         scores = _sample_scores(st.ds, st.prep.to_data_space(st.out.samples), cell.seed)
     st.diag.extend(to_metrics(scores, "samples_"))
-    st.diag.extend(_floor(cell.dataset.name, _params_json(cell), cell.seed,
+    st.diag.extend(_floor(cell.dataset.name, _params_json(cell), cell.seed, cell.content,
                           len(st.out.samples)))
     st.cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
 
@@ -273,23 +273,25 @@ def _params_json(cell: Cell) -> str:
 
 
 def _dataset(cell: Cell) -> Any:
-    return _load_dataset(cell.dataset.name, _params_json(cell), cell.seed)
+    return _load_dataset(cell.dataset.name, _params_json(cell), cell.seed, cell.content)
 
 
 @lru_cache(maxsize=8)
-def _load_dataset(name: str, params_json: str, seed: int) -> Any:
+def _load_dataset(name: str, params_json: str, seed: int, content: str | None) -> Any:
+    """The dataset of a cell, cached per process (``content``: a file's digest, so a
+    changed file is read again)."""
     from densbench import data
 
     return data.load(name, seed=seed, **json.loads(params_json))
 
 
 @lru_cache(maxsize=32)
-def _floor(name: str, params_json: str, seed: int, n: int) -> tuple:
+def _floor(name: str, params_json: str, seed: int, content: str | None, n: int) -> tuple:
     """Sample metrics of ``n`` validation rows against the test split: the floor, i.e. what
     a perfect sampler scores at that sample size (cached per dataset, seed and size)."""
     from densbench.metrics.samples import to_metrics
 
-    ds = _load_dataset(name, params_json, seed)
+    ds = _load_dataset(name, params_json, seed, content)
     rng = np.random.default_rng([seed, 0xF100])
     val = ds.val if n >= len(ds.val) else ds.val[rng.choice(len(ds.val), n, replace=False)]
     return tuple(to_metrics(_sample_scores(ds, val, seed), "floor_"))
