@@ -126,7 +126,9 @@ def _prepare(st: _State, device: str) -> None:
                  "sequence_shape": (None if ds.sequence_shape is None
                                     else list(ds.sequence_shape)),
                  "n_train": len(ds.train), "n_val": len(ds.val),
-                 "n_test": len(ds.test), "has_truth": ds.has_truth},
+                 "n_test": len(ds.test), "has_truth": ds.has_truth,
+                 # what reports read, so that they need neither data nor loader
+                 "info": _jsonable_info(ds.info)},
         "effective_params": _jsonable(st.est.get_params()),
     })
 
@@ -335,6 +337,11 @@ def _density_grid(est: Any, data: np.ndarray) -> dict[str, Any]:
     logp = est.score_samples(np.column_stack([xx.ravel(), yy.ravel()]))
     return {"x": [float(gx[0]), float(gx[-1])], "y": [float(gy[0]), float(gy[-1])],
             "size": GRID_SIZE, **encode_array(logp)}
+
+
+def _jsonable_info(info: Any) -> dict[str, Any]:
+    """A :class:`~densbench.data.base.DatasetInfo` as JSON-ready values."""
+    return json.loads(json.dumps(asdict(info), default=str))
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
