@@ -40,7 +40,10 @@ class _Likelihood:
 
     def __get__(self, obj: Any, cls: type) -> LikelihoodKind:
         value = None if obj is None else obj.__dict__.get("_likelihood")
-        return LikelihoodKind(value if value is not None else cls.default_likelihood)
+        try:
+            return LikelihoodKind(value if value is not None else cls.default_likelihood)
+        except ValueError:  # a bad value as given: check_params refuses it by name
+            return value
 
     def __set__(self, obj: Any, value: Any) -> None:
         obj.__dict__["_likelihood"] = value
@@ -84,18 +87,20 @@ class SklearnAdapter(DensityEstimator):
         return sorted(cls._defaults())
 
     @classmethod
-    def check_params(cls, params: Any) -> None:
-        """densbench's checks, then the wrapped class's own (scikit-learn's parameter
-        validation, where it has it), so a bad value is refused before anything runs."""
-        super().check_params(params)
-        model = cls()._model({**cls().get_params(deep=False), **params})
-        validate = getattr(model, "_validate_params", None)
-        if callable(validate):
-            with engine_errors(cls.name, cls.wrapped.__name__):
-                try:
-                    validate()
-                except TypeError as exc:
-                    raise ValueError(str(exc)) from None
+    def parameter_constraints(cls) -> dict[str, list[Any]]:
+        """densbench's own (``random_state``, ``likelihood``) and, translated, the wrapped
+        class's scikit-learn constraints (``_parameter_constraints``), so a bad value is
+        refused with densbench's uniform message before anything runs."""
+        merged = dict(super().parameter_constraints())
+        declared = getattr(cls.wrapped, "_parameter_constraints", None) or {}
+        try:
+            from sklearn.utils._param_validation import make_constraint
+        except ImportError:  # a scikit-learn without it: the wrapped fit validates
+            return merged
+        for key, options in declared.items():
+            if key in cls._wrapped_params() and isinstance(options, list):
+                merged[key] = [_sklearn_constraint(make_constraint(o)) for o in options]
+        return merged
 
     def _model(self, params: dict[str, Any]) -> Any:
         own = self._wrapped_params()
@@ -115,6 +120,8 @@ class SklearnAdapter(DensityEstimator):
         return out
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if n == 0:  # some samplers refuse zero rows
+            return np.empty((0, self.n_features_in_))
         seed = int(rng.integers(2**31 - 1))
         sample = self.model_.sample
         if "random_state" in inspect.signature(sample).parameters:
@@ -138,6 +145,10 @@ class SklearnAdapter(DensityEstimator):
         # otherwise: the learned numeric state (arrays and numbers ending in "_")
         return int(sum(np.size(v) for k, v in vars(self.model_).items()
                        if k.endswith("_") and isinstance(v, np.ndarray | float | int)))
+
+
+def _sklearn_constraint(constraint: Any) -> Satisfies:
+    return Satisfies(constraint.is_satisfied_by, str(constraint))
 
 
 def adapt(name: str, cls: type) -> type[SklearnAdapter]:

@@ -61,3 +61,13 @@ def test_bad_params_refused_before_anything_runs():
                     '[[datasets]]\nname = "banana"\n', "s.toml")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) nope"):
         db.estimators.make(KD, nope=1)
+
+
+def test_adapted_classes_pass_the_public_checks():
+    from densbench.testing import CHECKS, check_estimator
+
+    check_estimator(GM, scale_dependent=True)  # reg_covar is in absolute units
+    kd = db.estimators.get(KD)
+    for name, check in CHECKS.items():
+        if not name.startswith("any_scale"):  # a fixed bandwidth is in absolute units
+            check(kd)
