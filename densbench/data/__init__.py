@@ -5,6 +5,10 @@ Each entry is a loader function ``loader(seed, **params) -> Dataset``, declared 
 datasets (``densbench list``) imports no loader module and loads no data. File-based
 datasets also declare the folder of the data root that holds their files
 (:mod:`densbench.data.sources`).
+
+A user's own data work wherever a name does (:mod:`densbench.data.userfiles`): a path to a
+``.npy``/``.npz``/``.csv``/``.parquet`` file, a ``module:function`` loader, or an installed
+plugin (entry-point group ``densbench.datasets``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,45 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from densbench.data.root import DataFileError, data_root
-from densbench.registry import Registry, UnknownNameError
+from densbench.registry import Registry, UnknownNameError, is_spec
 
 if TYPE_CHECKING:
     from densbench.data.base import Dataset, DatasetInfo, Truth
 
-__all__ = ["REGISTRY", "DataFileError", "Dataset", "DatasetInfo", "Truth", "data_root",
-           "describe", "info", "load", "metadata", "names", "register", "require_files"]
+__all__ = ["REGISTRY", "SUFFIXES", "DataFileError", "Dataset", "DatasetInfo", "Truth",
+           "data_root", "describe", "fingerprint", "info", "is_data_file", "load", "metadata",
+           "names", "register", "require_files"]
+
+#: The file formats a dataset name may point at.
+SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
+#: The entry-point group of installed dataset plugins (name -> ``module:loader``).
+ENTRY_POINT_GROUP = "densbench.datasets"
+
+
+def is_data_file(name: str) -> bool:
+    """Whether dataset ``name`` is a path to a data file (by its suffix).
+
+    Example:
+        >>> is_data_file("runs/x.npy"), is_data_file("digits"), is_data_file("m:load")
+        (True, False, False)
+    """
+    return isinstance(name, str) and name.lower().endswith(SUFFIXES)
+
+
+def _resolve(name: str, obj: Any) -> Callable[..., Dataset]:
+    from densbench.data.userfiles import resolve
+
+    return resolve(name, obj)
+
+
+def fingerprint(name: str, params: dict[str, Any]) -> str | None:
+    """SHA-256 of a file dataset's content (``None`` for other datasets): part of its cells'
+    ids, so a changed file is a new cell."""
+    if not is_data_file(name):
+        return None
+    from densbench.data.userfiles import fingerprint as of_files
+
+    return of_files(name, params)
 
 
 
@@ -33,7 +69,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'densbench.data' has no attribute {name!r}")
 
 
-REGISTRY: Registry[Callable[..., Dataset]] = Registry("dataset")
+REGISTRY: Registry[Callable[..., Dataset]] = Registry(
+    "dataset", group=ENTRY_POINT_GROUP, resolve=_resolve,
+    accepts=lambda name: is_spec(name) or is_data_file(name))
 register = REGISTRY.register
 
 _SYN = "densbench.data.synthetic"

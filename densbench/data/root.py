@@ -20,8 +20,8 @@ from pathlib import Path
 
 from densbench.data.sources import SOURCES, FileSpec, Source
 
-__all__ = ["DataFileError", "ENV_ROOT", "ENV_VERIFY", "data_root", "data_file_error",
-           "folder_status", "require", "set_data_root"]
+__all__ = ["DataFileError", "ENV_ROOT", "ENV_VERIFY", "data_file_error", "data_root",
+           "file_digest", "folder_status", "require", "set_data_root"]
 
 ENV_ROOT = "DENSBENCH_DATA_ROOT"
 ENV_VERIFY = "DENSBENCH_VERIFY_CHECKSUMS"
@@ -69,7 +69,8 @@ def data_file_error(source: Source, spec: FileSpec, problem: str,
                          f"{spec.expected}{note})")
 
 
-def _digest(path: Path, algorithm: str) -> str:
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of the file at ``path`` (read in 1 MiB blocks)."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -106,7 +107,7 @@ def _verified(path: Path, spec: FileSpec, root: Path) -> bool:
     disk = _read_cache(root)
     text_key = "|".join(map(str, key))
     if text_key not in disk:
-        disk[text_key] = _digest(path, spec.algorithm) == spec.digest.lower()
+        disk[text_key] = file_digest(path, spec.algorithm) == spec.digest.lower()
         _write_cache(root, disk)
     _verdicts[key] = disk[text_key]
     return _verdicts[key]

@@ -1,6 +1,13 @@
 """The estimator registry: ``make(name, **params)`` and ``names()``.
 
 Adding an estimator = one module + one line below + a ``test_params()`` classmethod.
+
+Estimators from outside the package work wherever a name does: ``package.module:Class``,
+``path/to/file.py:Class``, an installed plugin (entry-point group ``densbench.estimators``),
+or a class given to :func:`register`. A class that subclasses
+:class:`~densbench.estimators.base.DensityEstimator` is used as it is; any other
+scikit-learn-style density estimator (``fit`` + ``score_samples``) runs through
+:func:`densbench.estimators.adapter.adapt`.
 """
 
 from __future__ import annotations
@@ -13,9 +20,25 @@ if TYPE_CHECKING:
     from densbench.estimators.base import DensityEstimator, LikelihoodKind
 
 __all__ = ["REGISTRY", "DensityEstimator", "LikelihoodKind", "get", "make", "names",
-           "registered_name"]
+           "register", "registered_name"]
 
-REGISTRY: Registry[type[DensityEstimator]] = Registry("estimator")
+#: The entry-point group of installed estimator plugins (name -> ``module:Class``).
+ENTRY_POINT_GROUP = "densbench.estimators"
+
+
+def _resolve(name: str, obj: Any) -> type[DensityEstimator]:
+    """A class found outside the registry (a spec, a plugin, :func:`register`) as a
+    densbench estimator: as it is, or through the scikit-learn adapter."""
+    from densbench.estimators.adapter import adapt
+    from densbench.estimators.base import DensityEstimator
+
+    if isinstance(obj, type) and issubclass(obj, DensityEstimator):
+        return obj
+    return adapt(name, obj)
+
+
+REGISTRY: Registry[type[DensityEstimator]] = Registry(
+    "estimator", group=ENTRY_POINT_GROUP, resolve=_resolve)
 
 
 def __getattr__(name: str) -> Any:
@@ -48,8 +71,25 @@ def make(name: str, **params: Any) -> DensityEstimator:
 
 
 def names() -> list[str]:
-    """All registered estimator names."""
+    """All registered estimator names (with installed plugins)."""
     return REGISTRY.names()
+
+
+def register(name: str, cls: type) -> type[DensityEstimator]:
+    """Register ``cls`` under ``name`` for this process (interactive use; a run with worker
+    processes needs a spec or an entry point, which every worker imports itself). Returns
+    the class the registry uses.
+
+    Example:
+        >>> import densbench as db
+        >>> from densbench.estimators.gaussian import Gaussian
+        >>> class MyGaussian(Gaussian):
+        ...     "A Gaussian of my own."
+        >>> _ = db.estimators.register("my_gaussian_doc", MyGaussian)
+        >>> MyGaussian.name, "my_gaussian_doc" in db.estimators.names()
+        ('my_gaussian_doc', True)
+    """
+    return REGISTRY.add(name, _resolve(name, cls))
 
 
 # The registry: one line per estimator, imported on first use (``densbench list`` imports
@@ -89,6 +129,6 @@ for _name, _target, _description in (
 
 
 def registered_name(cls: type) -> str | None:
-    """The registry name declared for ``cls`` (``None`` if it is not declared)."""
-    target = f"{cls.__module__}:{cls.__qualname__}"
-    return next((n for n, t in REGISTRY.targets().items() if t == target), None)
+    """The name ``cls`` is known by: declared, registered, or the spec or plugin name it was
+    looked up by (``None`` if none)."""
+    return REGISTRY.name_of(cls)

@@ -119,13 +119,13 @@ def check_array(X: Any, *, who: str, what: str = "X", dim: int | None = None,
 
 
 class _RegistryName:
-    """``cls.name``: the name the registry declares for the class ("?" if none); a class
-    from outside the package may set its own ``name``."""
+    """``cls.name``: the name the registry knows the class by (its class name if none); a
+    class from outside the package may set its own ``name``."""
 
     def __get__(self, obj: Any, cls: type) -> str:
         from densbench.estimators import registered_name
 
-        return registered_name(cls) or "?"
+        return registered_name(cls) or cls.__name__
 
 
 @contextlib.contextmanager
@@ -163,6 +163,11 @@ class DensityEstimator(BaseEstimator):
     }
     #: Rules that tie hyperparameters together, checked after each value passed its own.
     _joint_constraints: ClassVar[tuple[When, ...]] = ()
+
+    def __init__(self, *, random_state: int | None = None) -> None:
+        # The one hyperparameter every estimator takes; a subclass with no others of its
+        # own (a user's model, say) needs no ``__init__``.
+        self.random_state = random_state
 
     # -- public API -------------------------------------------------------------------
     def fit(self, X: Any, X_val: Any = None) -> DensityEstimator:

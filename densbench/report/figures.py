@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from densbench.metrics import catalogue as C
+from densbench.report.datasets import dataset_info, load_if_unchanged
 
 __all__ = ["image_grid", "render_sample_figures", "scatter_beside_data"]
 
@@ -67,7 +68,6 @@ def render_sample_figures(records: list[dict[str, Any]], out_dir: Path) -> dict[
 
     2-D data: samples beside the test split; image data: a grid of samples.
     """
-    from densbench import data
     from densbench.runner.store import decode_array
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -80,18 +80,16 @@ def render_sample_figures(records: list[dict[str, Any]], out_dir: Path) -> dict[
         samples = decode_array(prev).reshape(prev["shape"])
         key = (rec["dataset"]["name"], repr(sorted(rec["dataset"].get("params", {}).items())),
                int(rec["seed"]))
-        where = {"seed": int(rec["seed"]), **rec["dataset"].get("params", {})}
-        if key not in datasets:  # declared shapes: file-based data need not be present
-            datasets[key] = data.info(rec["dataset"]["name"], **where)
+        if key not in datasets:  # recorded shapes: the data need not be present
+            datasets[key] = dataset_info(rec)
         ds = datasets[key]
         title = f"{rec['estimator']['name']} on {ds.name} (seed {rec['seed']})"
         path = out_dir / f"{rec['id']}.png"
         if ds.image_shape is not None:
             paths[rec["id"]] = image_grid(samples, ds.image_shape, levels=ds.levels,
                                           title=title, path=path)
-        elif ds.dim == 2:  # 2-D sets are generated, so loading them reads no file
-            test = data.load(ds.name, **where).test
-            paths[rec["id"]] = scatter_beside_data(samples, test[:len(samples)],
+        elif ds.dim == 2 and (loaded := load_if_unchanged(rec)) is not None:
+            paths[rec["id"]] = scatter_beside_data(samples, loaded.test[:len(samples)],
                                                    title=title, path=path)
     return paths
 
@@ -189,7 +187,8 @@ def pd_index(dataset: str, labels: Any) -> Any:
 
 
 def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> Path | None:
-    """Each estimator's density (first seed) beside the true density, on one 2-D grid."""
+    """Each estimator's density (first seed) beside the true density, on one 2-D grid
+    (``dataset``: the loaded dataset, for its truth; ``None`` where it is not available)."""
     from densbench.runner.store import decode_array
 
     recs = [r for r in records if r.get("density_grid")]
@@ -203,7 +202,7 @@ def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> P
     gx = np.linspace(grid["x"][0], grid["x"][1], size)
     gy = np.linspace(grid["y"][0], grid["y"][1], size)
     panels = []
-    if dataset.truth is not None:
+    if dataset is not None and dataset.truth is not None:
         xx, yy = np.meshgrid(gx, gy)
         with np.errstate(divide="ignore"):
             truth = dataset.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))
@@ -224,7 +223,7 @@ def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> P
         ax.set_yticks([])
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    fig.suptitle(f"Densities on {dataset.name} (seed {first})", fontsize=10)
+    fig.suptitle(f"Densities on {recs[0]['dataset']['name']} (seed {first})", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from densbench.metrics import catalogue as C
 from densbench.report import figures as F
+from densbench.report.datasets import dataset_info, file_stem, load_if_unchanged
 from densbench.report.reference import load_references, matching
 from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
 from densbench.runner.store import RunStore, load, load_per_example
@@ -78,8 +79,6 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
     if overview.images:
         sections.append(overview)
 
-    from densbench import data
-
     per_example = load_per_example(run_dir)
     references = load_references(reference_dir)
     sample_tables = sample_quality_tables(df)
@@ -99,9 +98,8 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
                 and r.get("status") == "ok"]
         if recs:
             r0 = recs[0]
-            where = {"seed": int(r0["seed"]), **r0["dataset"].get("params", {})}
-            # The declared protocol: a finished run's report needs no raw data files.
-            published = matching(references, data.info(dataset, **where).protocol)
+            # The recorded protocol: a finished run's report needs no raw data files.
+            published = matching(references, dataset_info(r0).protocol)
             if published:
                 sec.table = _with_published(table, published)
                 sec.text.append("Published figures (same protocol): " + "; ".join(
@@ -115,12 +113,13 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
                 "perfect sampler scores at that sample size); diag_gaussian, where present, "
                 "is the simple reference model. ↑ higher is better, ↓ lower, "
                 "→x closest to x."], quality)
-            path = F.sample_metrics_vs_floor(agg, dataset, fig_dir / f"samples_{dataset}.png")
+            path = F.sample_metrics_vs_floor(agg, dataset,
+                                             fig_dir / f"samples_{file_stem(dataset)}.png")
             if path:
                 sec.images.append((f"sample metrics vs floor on {dataset}", path))
         if any(r.get("density_grid") for r in recs):  # 2-D sets, generated: cheap to load
-            path = F.density_panels(recs, data.load(dataset, **where),
-                                    fig_dir / f"density_{dataset}.png")
+            path = F.density_panels(recs, load_if_unchanged(recs[0]),
+                                    fig_dir / f"density_{file_stem(dataset)}.png")
             if path:
                 sec.images.append((f"densities on {dataset}", path))
         if recs:

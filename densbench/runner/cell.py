@@ -73,7 +73,7 @@ class _State:
     def has_likelihood(self) -> bool:
         from densbench.estimators.base import LikelihoodKind
 
-        return self.cls.likelihood is not LikelihoodKind.NONE
+        return self.est.likelihood is not LikelihoodKind.NONE
 
 
 def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
@@ -119,14 +119,16 @@ def _prepare(st: _State, device: str) -> None:
     st.est = estimators.make(cell.estimator.name, **params)
     st.prep = prep = prepare(ds, discrete_native=cls.discrete_native, seed=cell.seed)
     st.record.update({
-        "likelihood_kind": cls.likelihood.value,
+        "likelihood_kind": st.est.likelihood.value,
         "figure": prep.figure if st.has_likelihood else None,
         "transform": prep.transform,
         "data": {"dim": ds.dim, "kind": ds.kind, "levels": ds.levels,
                  "sequence_shape": (None if ds.sequence_shape is None
                                     else list(ds.sequence_shape)),
                  "n_train": len(ds.train), "n_val": len(ds.val),
-                 "n_test": len(ds.test), "has_truth": ds.has_truth},
+                 "n_test": len(ds.test), "has_truth": ds.has_truth,
+                 # what reports read, so that they need neither data nor loader
+                 "info": _jsonable_info(ds.info)},
         "effective_params": _jsonable(st.est.get_params()),
     })
 
@@ -141,7 +143,7 @@ def _fit(st: _State) -> None:
     st.cost.append(Metric("train_examples_per_s", len(st.prep.train) / max(sw.seconds, 1e-9),
                           None, "examples/s"))
     st.out = CellOutputs(dim=st.ds.dim, discrete=st.ds.kind == "discrete",
-                         likelihood_kind=st.cls.likelihood.value)
+                         likelihood_kind=st.est.likelihood.value)
 
 
 def _score(st: _State) -> None:
@@ -151,7 +153,7 @@ def _score(st: _State) -> None:
     from densbench.data.transforms import FIGURE_CONTINUOUS
     from densbench.estimators.base import LikelihoodKind
 
-    stochastic = st.cls.likelihood is LikelihoodKind.STOCHASTIC_BOUND
+    stochastic = st.est.likelihood is LikelihoodKind.STOCHASTIC_BOUND
     for split in ("test",) if stochastic else ("test", "val", "train"):
         _score_split(st, split)
     if st.ds.dim == 2 and st.prep.figure == FIGURE_CONTINUOUS:
@@ -234,7 +236,7 @@ def _sample_metrics(st: _State) -> None:
     with Stopwatch() as sw:
         scores = _sample_scores(st.ds, st.prep.to_data_space(st.out.samples), cell.seed)
     st.diag.extend(to_metrics(scores, "samples_"))
-    st.diag.extend(_floor(cell.dataset.name, _params_json(cell), cell.seed,
+    st.diag.extend(_floor(cell.dataset.name, _params_json(cell), cell.seed, cell.content,
                           len(st.out.samples)))
     st.cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
 
@@ -273,23 +275,25 @@ def _params_json(cell: Cell) -> str:
 
 
 def _dataset(cell: Cell) -> Any:
-    return _load_dataset(cell.dataset.name, _params_json(cell), cell.seed)
+    return _load_dataset(cell.dataset.name, _params_json(cell), cell.seed, cell.content)
 
 
 @lru_cache(maxsize=8)
-def _load_dataset(name: str, params_json: str, seed: int) -> Any:
+def _load_dataset(name: str, params_json: str, seed: int, content: str | None) -> Any:
+    """The dataset of a cell, cached per process (``content``: a file's digest, so a
+    changed file is read again)."""
     from densbench import data
 
     return data.load(name, seed=seed, **json.loads(params_json))
 
 
 @lru_cache(maxsize=32)
-def _floor(name: str, params_json: str, seed: int, n: int) -> tuple:
+def _floor(name: str, params_json: str, seed: int, content: str | None, n: int) -> tuple:
     """Sample metrics of ``n`` validation rows against the test split: the floor, i.e. what
     a perfect sampler scores at that sample size (cached per dataset, seed and size)."""
     from densbench.metrics.samples import to_metrics
 
-    ds = _load_dataset(name, params_json, seed)
+    ds = _load_dataset(name, params_json, seed, content)
     rng = np.random.default_rng([seed, 0xF100])
     val = ds.val if n >= len(ds.val) else ds.val[rng.choice(len(ds.val), n, replace=False)]
     return tuple(to_metrics(_sample_scores(ds, val, seed), "floor_"))
@@ -333,6 +337,11 @@ def _density_grid(est: Any, data: np.ndarray) -> dict[str, Any]:
     logp = est.score_samples(np.column_stack([xx.ravel(), yy.ravel()]))
     return {"x": [float(gx[0]), float(gx[-1])], "y": [float(gy[0]), float(gy[-1])],
             "size": GRID_SIZE, **encode_array(logp)}
+
+
+def _jsonable_info(info: Any) -> dict[str, Any]:
+    """A :class:`~densbench.data.base.DatasetInfo` as JSON-ready values."""
+    return json.loads(json.dumps(asdict(info), default=str))
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from densbench.registry import UnknownNameError
+from densbench.registry import PluginError, UnknownNameError, absolute_spec
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
            "load_suite"]
@@ -52,6 +52,12 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _absolute(name: str) -> str:
+    from densbench.data import SUFFIXES
+
+    return absolute_spec(name, SUFFIXES)
+
+
 @dataclass(frozen=True)
 class Spec:
     """A registry name with its keyword parameters."""
@@ -60,6 +66,10 @@ class Spec:
     params: dict[str, Any] = field(default_factory=dict)
     #: for an estimator: run it only on these datasets (None: on all of the suite's)
     only: tuple[str, ...] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # a file named relative to the planner's directory is found by every worker
+        object.__setattr__(self, "name", _absolute(self.name))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": dict(self.params)}
@@ -88,17 +98,29 @@ class Cell:
         """Stable hash of (estimator + params, dataset + params, seed[, n_samples])."""
         key = {"estimator": self.estimator.to_dict(), "dataset": self.dataset.to_dict(),
                "seed": self.seed}
+        if self.content is not None:  # a user's data file: its content, not just its path
+            key["dataset_sha256"] = self.content
         if self.n_samples is not None:
             key["n_samples"] = self.n_samples
         return hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]
+
+    @property
+    def content(self) -> str | None:
+        """SHA-256 of the content of a file dataset (``None`` for the others)."""
+        from densbench.data import fingerprint
+
+        return fingerprint(self.dataset.name, self.dataset.params)
 
     @property
     def label(self) -> str:
         return f"{self.estimator.name} / {self.dataset.name} / seed {self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
+        dataset = self.dataset.to_dict()
+        if self.content is not None:
+            dataset["sha256"] = self.content
         return {"id": self.id, "estimator": self.estimator.to_dict(),
-                "dataset": self.dataset.to_dict(), "seed": self.seed,
+                "dataset": dataset, "seed": self.seed,
                 "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
                 "n_samples": self.n_samples, "sample_metrics": self.sample_metrics}
 
@@ -218,6 +240,8 @@ def _check_estimator(spec: Spec, info: Any, at: str) -> None:
         cls.check_params({**cls.run_params(info, seed=0, device="cpu"), **spec.params})
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
+    except PluginError as exc:
+        raise SuiteError(f"{at}: {exc}") from None
     except ValueError as exc:
         raise SuiteError(f"{at} params: {exc}") from None
 
@@ -238,6 +262,8 @@ def _check_dataset(spec: Spec, at: str) -> Any:
         loader = data.REGISTRY.get(spec.name)
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
+    except PluginError as exc:
+        raise SuiteError(f"{at}: {exc}") from None
     known = set(inspect.signature(loader).parameters) - {"seed"}
     unknown = sorted(set(spec.params) - known)
     if unknown:
@@ -274,7 +300,7 @@ def _pick(specs: tuple[Spec, ...], names: list[str], option: str) -> tuple[Spec,
         by_name.setdefault(s.name, []).append(s)
     out: list[Spec] = []
     for n in names:
-        out.extend(by_name.get(n, [Spec(n)]))
+        out.extend(by_name.get(_absolute(n), [Spec(n)]))
     return tuple(out)
 
 

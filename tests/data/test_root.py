@@ -65,7 +65,7 @@ def test_right_checksum_is_accepted_once_and_the_verdict_cached(data_root, monke
     def no_hashing(path, algorithm):
         raise AssertionError("the cached verdict should be used")
 
-    monkeypatch.setattr(R, "_digest", no_hashing)
+    monkeypatch.setattr(R, "file_digest", no_hashing)
     monkeypatch.setattr(R, "_verdicts", {})  # a new process: only the file cache is left
     assert R.require("toy")
 
