@@ -272,6 +272,13 @@ _COST = [
                reproducible=False),
     MetricInfo("peak_device_mb", "MB", Group.COST, _L, "peak device memory",
                "Peak CUDA memory (only where CUDA was used).", reproducible=False),
+    MetricInfo("tuning_seconds", "s", Group.COST, _L, "tuning",
+               "Wall time of the tuning search: every candidate's fit and validation "
+               "scoring (tuned cells only; the final fit is fit_seconds).",
+               reproducible=False),
+    MetricInfo("tuning_trials", "count", Group.COST, _L, "trials",
+               "Candidate settings fitted and judged on the validation split (tuned cells "
+               "only)."),
     MetricInfo("n_parameters", "count", Group.COST, _L, "parameters",
                "Number of learned scalar parameters."),
     MetricInfo("threads", "count", Group.COST, _N, "threads",

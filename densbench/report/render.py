@@ -2,9 +2,10 @@
 
 Both show the same content: per-dataset leaderboards (mean ± SE over seeds, likelihood
 kind, units in the headers, best in bold, paired ties), a rank heatmap, quality-vs-cost
-plots with Pareto fronts, 2-D densities beside the truth, sample galleries, IWAE curves
-and a provenance footer. Figures are PNG files under ``<run>/figures/``; the HTML embeds
-them as data URIs so it can be opened anywhere with no network.
+plots with Pareto fronts, 2-D densities beside the truth, sample galleries, IWAE curves,
+the tuning searches (one table per tuned estimator x dataset) and a provenance footer.
+Figures are PNG files under ``<run>/figures/``; the HTML embeds them as data URIs so it
+can be opened anywhere with no network.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from densbench.metrics import catalogue as C
 from densbench.report import figures as F
 from densbench.report.datasets import dataset_info, file_stem, load_if_unchanged
 from densbench.report.reference import load_references, matching
-from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
+from densbench.report.tables import (
+    aggregate_seeds,
+    leaderboards,
+    sample_quality_tables,
+    tuning_tables,
+)
 from densbench.runner.store import RunStore, load, load_per_example
 
 __all__ = ["FORMATS", "write_report"]
@@ -130,6 +136,7 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
                                        galleries[r["id"]]))
         sections.append(sec)
 
+    sections += [_Section(title, [text], table) for title, text, table in tuning_tables(records)]
     failed = df[df["status"] != "ok"].drop_duplicates("cell_id")
     if len(failed):
         sections.append(_Section("Failed cells", [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ from densbench.metrics import catalogue as C
 from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
 
 __all__ = ["IMPLICIT", "KIND_LABELS", "LEADERBOARD", "aggregate_seeds", "format_pm", "leaderboards",
-           "paired_vs_best", "sample_quality_tables", "summary_table"]
+           "paired_vs_best", "sample_quality_tables", "summary_table", "tuning_tables"]
 
 #: A likelihood figure of an implicit model (a GAN): none exists, not a missing number.
 IMPLICIT = "-- (implicit)"
@@ -202,3 +204,74 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     if agg.empty:
         return pd.DataFrame()
     return agg.pivot_table(index="dataset", columns="label", values="mean", aggfunc="first")
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.DataFrame]]:
+    """One table per tuned estimator x dataset (title, explanation, table): a row per
+    candidate setting (its values), its validation score (mean ± SE across the seeds that
+    scored it; with one seed, ± SE over validation rows), the seeds that chose it (best in
+    **bold**) and its mean fit-and-score seconds."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        tuning = r.get("tuning")
+        if r.get("status") == "ok" and tuning:
+            key = (r["estimator"]["name"], r["dataset"]["name"],
+                   _key({"params": r["estimator"].get("params", {}),
+                         "tune": r["estimator"].get("tune")}))
+            groups.setdefault(key, []).append(r)
+    out = []
+    for (est, dataset, _), recs in sorted(groups.items()):
+        recs = sorted(recs, key=lambda r: int(r["seed"]))
+        first = recs[0]["tuning"]
+        names = sorted(first["space"])
+        rows: dict[str, dict[str, Any]] = {}
+        for r in recs:
+            t = r["tuning"]
+            for i, trial in enumerate(t["trials"]):
+                row = rows.setdefault(_key(trial["params"]), {
+                    "params": trial["params"], "scores": [], "ses": [], "seconds": [],
+                    "chosen": [], "failed": 0})
+                row["seconds"].append(trial["seconds"])
+                if trial["score"] is None:
+                    row["failed"] += 1
+                else:
+                    row["scores"].append(trial["score"])
+                    row["ses"].append(trial["se"])
+                if i == t["chosen_index"]:
+                    row["chosen"].append(str(r["seed"]))
+        better = first.get("better", "higher")
+        sign = 1.0 if better == "higher" else -1.0
+        means = {k: float(np.mean(v["scores"])) if v["scores"] else math.nan
+                 for k, v in rows.items()}
+        finite = {k: m for k, m in means.items() if math.isfinite(m)}
+        best = max(finite, key=lambda k: sign * finite[k]) if finite else None
+        header = (f"validation {first.get('criterion', '?')} [{first.get('unit', '?')}] "
+                  f"{'↑' if better == 'higher' else '↓'}")
+        table = pd.DataFrame(index=range(1, len(rows) + 1))
+        for n in names:
+            table[n] = [json.dumps(v["params"].get(n)) for v in rows.values()]
+        cells = []
+        for k, v in rows.items():
+            s = v["scores"]
+            se = (float(np.std(s, ddof=1) / math.sqrt(len(s))) if len(s) >= 2
+                  else v["ses"][0] if s and v["ses"][0] is not None else math.nan)
+            text = format_pm(means[k], se) if s else "--"
+            if v["failed"]:
+                text += f" ({v['failed']} failed)"
+            cells.append(f"**{text}**" if k == best else text)
+        table[header] = cells
+        table["chosen in seeds"] = [", ".join(v["chosen"]) or "--" for v in rows.values()]
+        table["seconds"] = [_fmt_cost(float(np.mean(v["seconds"]))) for v in rows.values()]
+        table.index.name = "candidate"
+        total = sum(r["tuning"]["seconds"] for r in recs)
+        text = (f"{first['search']} search over {', '.join(names)}: {len(rows)} candidates "
+                f"(search seed {first['seed']}), chosen per dataset and seed on the "
+                f"validation split only; final model: {first['final']}. Cost: "
+                f"{total:.1f} s of tuning over {len(recs)} seed(s) "
+                f"({total / len(recs):.1f} s per cell).")
+        out.append((f"Tuning: {est} on {dataset}", text, table))
+    return out

@@ -85,6 +85,8 @@ def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
                        "started": now(), "pid": os.getpid(), "device": device})
     try:
         _prepare(st, device)
+        if cell.estimator.tune is not None:
+            _tune(st)
         release_free_memory()  # what earlier cells of this process freed is not this cell's
         with PeakMemory() as mem:
             _fit(st)
@@ -131,6 +133,23 @@ def _prepare(st: _State, device: str) -> None:
                  "info": _jsonable_info(ds.info)},
         "effective_params": _jsonable(st.est.get_params()),
     })
+
+
+def _tune(st: _State) -> None:
+    """The suite's tuning protocol (:mod:`densbench.runner.tuning`): candidates judged on
+    the validation split; the estimator is remade with the chosen values (fitted next)."""
+    from densbench import estimators
+    from densbench.metrics import Metric
+    from densbench.runner.tuning import tune
+
+    name = st.cell.estimator.name
+    params, st.record["tuning"] = tune(name, st.est.get_params(deep=False),
+                                       st.cell.estimator.tune, st.prep, st.cell.seed)
+    st.est = estimators.make(name, **params)
+    st.record["effective_params"] = _jsonable(st.est.get_params())
+    st.cost.append(Metric("tuning_seconds", st.record["tuning"]["seconds"], None, "s"))
+    st.cost.append(Metric("tuning_trials", float(len(st.record["tuning"]["trials"])), None,
+                          "count"))
 
 
 def _fit(st: _State) -> None:

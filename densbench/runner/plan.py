@@ -23,6 +23,17 @@ A suite file::
     [estimators.params]              # optional hyperparameters
     bandwidth = "cv"
 
+    [[estimators]]
+    name = "maf"
+    [estimators.params]
+    max_epochs = 40
+    [estimators.tune]                # optional: candidates, chosen per dataset and seed
+    hidden = [[32, 32], [64, 64]]    # on the validation split (runner/tuning.py)
+    lr = { log_uniform = [1e-4, 1e-2] }
+    [estimators.search]              # a random search: the budget and its seed
+    n_trials = 6                     # (absent: every combination of the lists, a grid)
+    seed = 0
+
 expands into one :class:`Cell` per estimator x dataset x seed.
 """
 
@@ -38,6 +49,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from densbench.estimators.selection import SearchSpace
 from densbench.registry import PluginError, UnknownNameError, absolute_spec
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
@@ -66,13 +78,18 @@ class Spec:
     params: dict[str, Any] = field(default_factory=dict)
     #: for an estimator: run it only on these datasets (None: on all of the suite's)
     only: tuple[str, ...] | None = field(default=None, compare=False)
+    #: for an estimator: candidate values chosen per cell on the validation split
+    tune: SearchSpace | None = None
 
     def __post_init__(self) -> None:
         # a file named relative to the planner's directory is found by every worker
         object.__setattr__(self, "name", _absolute(self.name))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params)}
+        out: dict[str, Any] = {"name": self.name, "params": dict(self.params)}
+        if self.tune is not None:  # an untuned cell's id is what it always was
+            out["tune"] = self.tune.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -212,7 +229,7 @@ def _check_unique(specs: tuple[Spec, ...], key: str, where: str) -> None:
     a common dataset (an entry restricted to other datasets is a distinct set of cells)."""
     seen: dict[tuple[str, str], list[tuple[int, Spec]]] = {}
     for i, spec in enumerate(specs):
-        ident = (spec.name, _canonical(spec.params))
+        ident = (spec.name, _canonical(spec.to_dict()))
         for j, other in seen.get(ident, []):
             if (spec.only is None or other.only is None
                     or set(spec.only) & set(other.only)):
@@ -237,13 +254,36 @@ def _check_estimator(spec: Spec, info: Any, at: str) -> None:
         _refuse_device(spec)
         cls = estimators.get(spec.name)
         cls.check_param_names(spec.params)
-        cls.check_params({**cls.run_params(info, seed=0, device="cpu"), **spec.params})
+        base = {**cls.run_params(info, seed=0, device="cpu"), **spec.params}
+        cls.check_params(base)
+        if spec.tune is not None:
+            _check_tuning(cls, spec, base)
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
     except PluginError as exc:
         raise SuiteError(f"{at}: {exc}") from None
     except ValueError as exc:
         raise SuiteError(f"{at} params: {exc}") from None
+
+
+def _check_tuning(cls: Any, spec: Spec, base: dict[str, Any]) -> None:
+    """Every candidate setting of ``spec.tune`` by the estimator's own checks, as the cell
+    would fit it (so a bad candidate fails the suite, not the 7th trial of a cell)."""
+    assert spec.tune is not None
+    names = set(spec.tune.space)
+    cls.check_param_names(dict.fromkeys(names))
+    given = sorted(names & set(spec.params))
+    if given:
+        raise ValueError(f"{cls.name}: {', '.join(given)} given both as params and as tune "
+                         "candidates; give each hyperparameter in one place")
+    if "device" in names or "random_state" in names:
+        raise ValueError(f"{cls.name}: device and random_state are settings of the run, not "
+                         "candidates to tune")
+    for i, trial in enumerate(spec.tune.trials()):
+        try:
+            cls.check_params({**base, **trial})
+        except ValueError as exc:
+            raise ValueError(f"tune candidate {i} {trial}: {exc}") from None
 
 
 #: The declared shape and kind of each dataset spec checked so far (by canonical spec).
@@ -312,7 +352,9 @@ def _specs(raw: Any, key: str, where: str) -> tuple[Spec, ...]:
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise SuiteError(f"{where}: {key}[{i}] needs a string 'name'")
-        extra = sorted(set(item) - {"name", "params", "datasets"})
+        allowed = {"name", "params", "datasets"} | (
+            {"tune", "search"} if key == "estimators" else set())
+        extra = sorted(set(item) - allowed)
         if extra:
             raise SuiteError(f"{where}: {key}[{i}] ({item['name']}) has unknown key(s) "
                              f"{', '.join(extra)}; put hyperparameters under 'params'")
@@ -324,8 +366,30 @@ def _specs(raw: Any, key: str, where: str) -> tuple[Spec, ...]:
                                  or not all(isinstance(x, str) for x in only)):
             raise SuiteError(f"{where}: {key}[{i}] ({item['name']}): 'datasets' (only for "
                              "estimators) must be a list of dataset names")
-        specs.append(Spec(item["name"], dict(params), None if only is None else tuple(only)))
+        specs.append(Spec(item["name"], dict(params), None if only is None else tuple(only),
+                          _tuning(item, f"{where}: {key}[{i}] ({item['name']})")))
     return tuple(specs)
+
+
+def _tuning(item: dict[str, Any], at: str) -> SearchSpace | None:
+    """The ``tune`` and ``search`` tables of an estimator entry (None if it has neither)."""
+    tune, how = item.get("tune"), item.get("search")
+    if tune is None:
+        if how is not None:
+            raise SuiteError(f"{at}: 'search' without 'tune' (the candidates to search)")
+        return None
+    if not isinstance(tune, dict) or (how is not None and not isinstance(how, dict)):
+        raise SuiteError(f"{at}: 'tune' and 'search' must be tables")
+    how = how or {}
+    extra = sorted(set(how) - {"n_trials", "seed"})
+    if extra:
+        raise SuiteError(f"{at}: search has unknown key(s) {', '.join(extra)}; known: "
+                         "n_trials, seed")
+    try:
+        return SearchSpace.parse(tune, n_trials=how.get("n_trials"), seed=how.get("seed", 0),
+                                 who=str(item["name"]))
+    except ValueError as exc:
+        raise SuiteError(f"{at}: {exc}") from None
 
 
 def parse_suite(text: str, where: str) -> Suite:
