@@ -29,6 +29,7 @@ from densbench.report.tables import (
     tuning_tables,
 )
 from densbench.runner.store import RunStore, load, load_per_example
+from densbench.runner.tuning import found_settings
 
 __all__ = ["FORMATS", "write_report"]
 
@@ -262,7 +263,9 @@ def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
                  out_dir: str | Path | None = None,
                  reference_dir: str | Path | None = None) -> list[Path]:
     """Write ``report.md`` and/or ``report.html`` (figures under ``<run>/figures/``);
-    published figures come from ``reference_dir`` (default: ``results/reference``)."""
+    published figures come from ``reference_dir`` (default: ``results/reference``). A run
+    with tuned cells also gets ``tuning.toml``, the settings its searches chose
+    (:func:`~densbench.runner.tuning.found_settings`)."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown report format(s) {', '.join(unknown)}; known: md, html")
@@ -277,6 +280,12 @@ def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
     if "html" in formats:
         path = target / "report.html"
         path.write_text(_html(rep))
+        paths.append(path)
+    store = RunStore(root)
+    settings = found_settings(store.records(), store.read_manifest())
+    if settings is not None:
+        path = target / "tuning.toml"
+        path.write_text(settings)
         paths.append(path)
     return paths
 

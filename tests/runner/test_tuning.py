@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import tomllib
 
 import numpy as np
 import pytest
@@ -216,3 +217,8 @@ def test_report_has_a_tuning_table_per_estimator_and_dataset(tmp_path):
         assert cells[2].startswith("**") == (i == int(np.argmax(means)))
         assert cells[3] == (", ".join(str(r["seed"]) for r in recs
                                       if r["tuning"]["chosen_index"] == i) or "--")
+    found = tomllib.loads((tmp_path / "tuning.toml").read_text())["found"]
+    assert [(f["seed"], f["chosen"]) for f in found] == [
+        (r["seed"], r["tuning"]["chosen"]) for r in recs]
+    assert found[0]["params"] == {"bandwidth": recs[0]["tuning"]["chosen"]["bandwidth"]}
+    assert found[0]["search"] == "grid" and found[0]["n_trials"] == 3
