@@ -6,6 +6,7 @@ import tomllib
 
 import numpy as np
 import pytest
+import tomli_w
 from sklearn.neighbors import KernelDensity
 
 import densbench as db
@@ -145,44 +146,38 @@ def test_grid_is_every_combination_and_random_search_is_seeded():
     assert len(SearchSpace.parse({"a": [1, 2]}, n_trials=5, who="e").trials()) == 2
 
 
-SUITE = """
-name = "t"
-[[datasets]]
-name = "banana"
-[[estimators]]
-name = "made"
-[estimators.params]
-max_epochs = 2
-{extra}
-"""
+def _suite(**entry):
+    """A one-estimator suite's text with ``entry`` (tune, search) added to its entry."""
+    made = {"name": "made", "params": {"max_epochs": 2}, **entry}
+    return tomli_w.dumps({"name": "t", "datasets": [{"name": "banana"}], "estimators": [made]})
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("[estimators.tune]\nlr = [0.01, -1.0]", "tune candidate 1 {'lr': -1.0}: made: lr must be"),
-    ("[estimators.tune]\nlr = { log_uniform = [0.0, 0.1] }\n[estimators.search]\nn_trials = 2",
+LOG_UNIFORM = {"log_uniform": [1e-4, 0.1]}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"tune": {"lr": [0.01, -1.0]}}, "tune candidate 1 {'lr': -1.0}: made: lr must be"),
+    ({"tune": {"lr": {"log_uniform": [0.0, 0.1]}}, "search": {"n_trials": 2}},
      "tune.lr.log_uniform must be [low, high] with low < high > 0"),
-    ("[estimators.tune]\nlr = { log_uniform = [1e-4, 0.1] }",
-     "a random search needs search.n_trials"),
-    ("[estimators.tune]\nlr = { normal = [0, 1] }\n[estimators.search]\nn_trials = 2",
+    ({"tune": {"lr": LOG_UNIFORM}}, "a random search needs search.n_trials"),
+    ({"tune": {"lr": {"normal": [0, 1]}}, "search": {"n_trials": 2}},
      "tune.lr must be one of uniform, log_uniform, int_uniform"),
-    ("[estimators.tune]\nmax_epochs = [1, 2]", "max_epochs given both as params and as tune"),
-    ("[estimators.tune]\nlr = []", "tune.lr must be a non-empty list of candidates"),
-    ("[estimators.tune]\nlr = [0.01]\n[estimators.search]\nn_trials = 0",
-     "search.n_trials must be an int >= 1"),
-    ("[estimators.tune]\nlr = [0.01]\n[estimators.search]\nbudget = 3",
-     "search has unknown key(s) budget"),
-    ("[estimators.search]\nn_trials = 3", "'search' without 'tune'"),
-    ("[estimators.tune]\nrandom_state = [0, 1]", "settings of the run"),
+    ({"tune": {"max_epochs": [1, 2]}}, "max_epochs given both as params and as tune"),
+    ({"tune": {"lr": []}}, "tune.lr must be a non-empty list of candidates"),
+    ({"tune": {"lr": [0.01]}, "search": {"n_trials": 0}}, "search.n_trials must be an int >= 1"),
+    ({"tune": {"lr": [0.01]}, "search": {"budget": 3}}, "search has unknown key(s) budget"),
+    ({"search": {"n_trials": 3}}, "'search' without 'tune'"),
+    ({"tune": {"random_state": [0, 1]}}, "settings of the run"),
 ])
-def test_candidates_are_checked_before_anything_runs(extra, message):
+def test_candidates_are_checked_before_anything_runs(entry, message):
     with pytest.raises(SuiteError) as info:
-        parse_suite(SUITE.format(extra=extra), "t.toml")
+        parse_suite(_suite(**entry), "t.toml")
     assert message in str(info.value) and "t.toml: estimators[0] (made)" in str(info.value)
 
 
 def test_unknown_hyperparameter_to_tune_is_named():
     with pytest.raises(UnknownNameError, match="made: unknown parameter.*widht"):
-        parse_suite(SUITE.format(extra="[estimators.tune]\nwidht = [1, 2]"), "t.toml")
+        parse_suite(_suite(tune={"widht": [1, 2]}), "t.toml")
 
 
 def test_tuning_is_part_of_the_cell_id_and_untuned_ids_are_unchanged():
@@ -193,7 +188,7 @@ def test_tuning_is_part_of_the_cell_id_and_untuned_ids_are_unchanged():
     b = Cell(Spec("kde", {}, tune=SearchSpace.parse({"bandwidth": [0.2]}, who="kde")),
              Spec("banana", SMALL), 0)
     assert len({plain.id, a.id, b.id}) == 3
-    s = parse_suite(SUITE.format(extra="[estimators.tune]\nlr = [0.01, 0.001]"), "t.toml")
+    s = parse_suite(_suite(tune={"lr": [0.01, 0.001]}), "t.toml")
     assert s.cells()[0].estimator.tune.trials() == [{"lr": 0.01}, {"lr": 0.001}]
 
 
