@@ -257,10 +257,20 @@ class RunStore:
         _atomic_write_json(self.root / MANIFEST, _json_safe(manifest))
 
 
+def _params_of(estimator: dict[str, Any]) -> dict[str, Any]:
+    """An estimator entry's params, with its tuning candidates where it has them (a tuned
+    and an untuned entry with the same fixed params are two configurations)."""
+    params = dict(estimator.get("params", {}))
+    if estimator.get("tune"):
+        params["tune"] = estimator["tune"]["space"]
+    return params
+
+
 def load(path: str | Path):
     """A run's results as a tidy pandas DataFrame: one row per cell and metric.
 
-    Columns: cell_id, estimator, params (JSON), dataset, dataset_params (JSON), seed,
+    Columns: cell_id, estimator, params (JSON; a tuned cell's with its ``tune``
+    candidates), dataset, dataset_params (JSON), seed,
     status, likelihood_kind, figure, metric, value, se, unit, error. A failed cell has one
     row with ``metric`` None and its ``error``.
     """
@@ -272,7 +282,7 @@ def load(path: str | Path):
         base = {
             "cell_id": rec["id"],
             "estimator": rec["estimator"]["name"],
-            "params": json.dumps(rec["estimator"].get("params", {}), sort_keys=True),
+            "params": json.dumps(_params_of(rec["estimator"]), sort_keys=True),
             "dataset": rec["dataset"]["name"],
             "dataset_params": json.dumps(rec["dataset"].get("params", {}), sort_keys=True),
             "seed": rec["seed"],

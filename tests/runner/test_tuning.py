@@ -14,11 +14,12 @@ from densbench.data.transforms import prepare
 from densbench.estimators.selection import SearchSpace
 from densbench.registry import UnknownNameError
 from densbench.report.render import write_report
+from densbench.report.tables import leaderboards
 from densbench.runner import tuning
 from densbench.runner.cell import run_cell
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec, SuiteError, parse_suite
-from densbench.runner.store import RunStore
+from densbench.runner.store import RunStore, load
 
 SMALL = {"n_train": 300, "n_val": 100, "n_test": 300}
 BANDWIDTHS = [0.05, 0.2, 0.8]
@@ -194,14 +195,19 @@ def test_tuning_is_part_of_the_cell_id_and_untuned_ids_are_unchanged():
 
 def test_report_has_a_tuning_table_per_estimator_and_dataset(tmp_path):
     store = RunStore(tmp_path, create=True)
-    run_cells([_cell("kde", {"bandwidth": BANDWIDTHS}, seed=s) for s in (0, 1)], store)
+    untuned = Cell(Spec("kde"), Spec("banana", SMALL), 0, n_samples=0, sample_metrics=False)
+    run_cells([_cell("kde", {"bandwidth": BANDWIDTHS}, seed=s) for s in (0, 1)] + [untuned],
+              store)
+    # the tuned and the untuned kde (same fixed params) are two rows, not one mean
+    assert len(leaderboards(load(tmp_path))["banana"]) == 2
     text = write_report(tmp_path, ("md",))[0].read_text()
     section = text.split("## Tuning: kde on banana", 1)[1].split("\n## ", 1)[0]
     assert "grid search over bandwidth: 3 candidates" in section
     assert "validation val_loglik [nats/example] ↑" in section
     rows = [r for r in section.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert len(rows) == 3
-    recs = sorted(RunStore(tmp_path).records(), key=lambda r: r["seed"])
+    recs = sorted((r for r in RunStore(tmp_path).records() if "tuning" in r),
+                  key=lambda r: r["seed"])
     scores = np.array([[t["score"] for t in r["tuning"]["trials"]] for r in recs])
     means = scores.mean(axis=0)
     for i, row in enumerate(rows):
