@@ -210,6 +210,14 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 
 
+def _short(value: Any) -> str:
+    """A candidate value for a table: floats to 4 significant digits (the record keeps
+    every digit)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value)
+
+
 def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.DataFrame]]:
     """One table per tuned estimator x dataset (title, explanation, table): a row per
     candidate setting (its values), its validation score (mean ± SE across the seeds that
@@ -249,11 +257,11 @@ def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.Data
                  for k, v in rows.items()}
         finite = {k: m for k, m in means.items() if math.isfinite(m)}
         best = max(finite, key=lambda k: sign * finite[k]) if finite else None
-        header = (f"validation {first.get('criterion', '?')} [{first.get('unit', '?')}] "
+        header = (f"{first.get('criterion', '?')} [{first.get('unit', '?')}] "
                   f"{'↑' if better == 'higher' else '↓'}")
         table = pd.DataFrame(index=range(1, len(rows) + 1))
         for n in names:
-            table[n] = [json.dumps(v["params"].get(n)) for v in rows.values()]
+            table[n] = [_short(v["params"].get(n)) for v in rows.values()]
         cells = []
         for k, v in rows.items():
             s = v["scores"]

@@ -140,7 +140,7 @@ def found_settings(records: list[dict[str, Any]], manifest: dict[str, Any]) -> s
                  "tuning_seconds": round(float(t["seconds"]), 1), "cell": r["id"],
                  "chosen": t["chosen"],
                  "params": {**r["estimator"].get("params", {}), **t["chosen"]}}
-        found.append({k: v for k, v in entry.items() if v is not None})
+        found.append({k: v for k, v in entry.items() if v is not None and v != {}})
     if not found:
         return None
     machine = manifest.get("machine", {})

@@ -203,7 +203,7 @@ def test_report_has_a_tuning_table_per_estimator_and_dataset(tmp_path):
     text = write_report(tmp_path, ("md",))[0].read_text()
     section = text.split("## Tuning: kde on banana", 1)[1].split("\n## ", 1)[0]
     assert "grid search over bandwidth: 3 candidates" in section
-    assert "validation val_loglik [nats/example] ↑" in section
+    assert "| val_loglik [nats/example] ↑ |" in section
     rows = [r for r in section.splitlines() if r.startswith("| ") and r[2].isdigit()]
     assert len(rows) == 3
     recs = sorted((r for r in RunStore(tmp_path).records() if "tuning" in r),
