@@ -95,11 +95,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     ids_b = RunStore(args.run_b).finished_ids()
     table = compare_runs(args.run_a, args.run_b)
     shown = table if args.all_metrics else table[table["metric"].isin(HEADLINE)]
+    changed = int(table.loc[table["settings_changed"], "cell_id"].nunique())
     print(f"{table['cell_id'].nunique()} cells ok in both runs; {len(ids_a - ids_b)} only in "
-          f"{args.run_a}, {len(ids_b - ids_a)} only in {args.run_b}.")
+          f"{args.run_a}, {len(ids_b - ids_a)} only in {args.run_b}"
+          + (f"; {changed} of them paired across changed settings (same estimator, "
+             "dataset and seed)." if changed else "."))
     if not shown.empty:
         view = shown.assign(
-            mark=np.where(shown["worse"], "worse", np.where(shown["better"], "better", "")))
+            mark=np.char.add(
+                np.where(shown["worse"], "worse", np.where(shown["better"], "better", "")),
+                np.where(shown["settings_changed"], " (settings changed)", "")))
         view = view[["dataset", "estimator", "seed", "metric", "unit", "a", "b", "change",
                      "se", "mark"]]
         with pd.option_context("display.width", 200, "display.max_rows", 500,

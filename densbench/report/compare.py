@@ -6,12 +6,19 @@ difference with sqrt(se_a^2 + se_b^2); costs are shown without a test. Whether a
 significant change is worse or better is the catalogue's direction (a metric with a target
 value got worse when it moved away from the target); references, settings and metrics the
 catalogue does not know are neither.
+
+A cell whose settings changed between the runs (new defaults, say from a tuning search)
+has a new id; it is paired with the old one when the estimator, the dataset (and its
+parameters) and the seed identify one cell in each run, so that the same test points are
+compared; such rows say ``settings_changed``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,16 +48,42 @@ def _per_example(run: Path) -> dict[str, dict]:
     return {r["id"]: r for r in RunStore(run).records() if r.get("status") == "ok"}
 
 
+def _slot(rec: dict[str, Any]) -> tuple[str, str, str, int]:
+    """What a cell is apart from its settings: estimator, dataset and its params, seed."""
+    return (rec["estimator"]["name"], rec["dataset"]["name"],
+            json.dumps(rec["dataset"].get("params", {}), sort_keys=True), int(rec["seed"]))
+
+
+def _pairs(recs_a: dict[str, dict], recs_b: dict[str, dict]) -> dict[str, str]:
+    """Cell id in run a -> its cell in run b: the same id, else the one cell of the same
+    slot (:func:`_slot`) in each run among the cells the other run lacks."""
+    pairs = {i: i for i in set(recs_a) & set(recs_b)}
+    slots: list[dict[tuple, list[str]]] = []
+    for recs in (recs_a, recs_b):
+        by_slot: dict[tuple, list[str]] = {}
+        for i, rec in recs.items():
+            by_slot.setdefault(_slot(rec), []).append(i)
+        slots.append(by_slot)
+    for slot, ids_a in slots[0].items():
+        ids_b = slots[1].get(slot, [])
+        if len(ids_a) == 1 and len(ids_b) == 1 and ids_a[0] not in pairs \
+                and ids_b[0] not in recs_a:
+            pairs[ids_a[0]] = ids_b[0]
+    return pairs
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> pd.DataFrame:
     """One row per (cell present and ok in both runs, metric): a, b, change = b - a, its SE,
     ``significant``, ``worse`` and ``better`` (significant and in the bad or good direction
-    of the catalogue)."""
+    of the catalogue); ``cell_id`` is run b's, ``settings_changed`` marks a cell paired
+    with another id (see the module docstring)."""
     a_df, b_df = load(run_a), load(run_b)
     recs_a, recs_b = _per_example(Path(run_a)), _per_example(Path(run_b))
-    common = sorted(set(recs_a) & set(recs_b))
-    a_df = a_df[a_df["cell_id"].isin(common) & a_df["metric"].notna()]
-    b_df = b_df[b_df["cell_id"].isin(common) & b_df["metric"].notna()]
-    keys = ["cell_id", "estimator", "params", "dataset", "seed", "metric", "unit"]
+    pairs = _pairs(recs_a, recs_b)
+    a_df = a_df[a_df["cell_id"].isin(pairs) & a_df["metric"].notna()]
+    a_df = a_df.assign(id_a=a_df["cell_id"], cell_id=a_df["cell_id"].map(pairs))
+    b_df = b_df[b_df["cell_id"].isin(set(pairs.values())) & b_df["metric"].notna()]
+    keys = ["cell_id", "id_a", "estimator", "params", "dataset", "seed", "metric", "unit"]
     merged = a_df[keys + ["value", "se"]].merge(b_df[["cell_id", "metric", "value", "se"]],
                                                 on=["cell_id", "metric"],
                                                 suffixes=("_a", "_b"))
@@ -59,10 +92,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> p
         change = r.value_b - r.value_a
         se, sig, paired = math.nan, False, False
         if r.metric in _PAIRED:
-            ea = recs_a[r.cell_id].get("per_example", {}).get(C.TEST_LOGLIK)
+            ea = recs_a[r.id_a].get("per_example", {}).get(C.TEST_LOGLIK)
             eb = recs_b[r.cell_id].get("per_example", {}).get(C.TEST_LOGLIK)
             if ea and eb and ea["n"] == eb["n"]:
-                dim = int(recs_a[r.cell_id].get("data", {}).get("dim", 1))
+                dim = int(recs_a[r.id_a].get("data", {}).get("dim", 1))
                 pd_ = paired_difference(decode_array(eb), decode_array(ea), level)
                 factor = _PAIRED[r.metric](dim)
                 se, sig, paired = abs(factor) * pd_.se, pd_.significant, True
@@ -77,9 +110,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> p
                      "seed": r.seed, "metric": r.metric, "unit": r.unit, "a": r.value_a,
                      "b": r.value_b, "change": change, "se": se, "significant": sig,
                      "worse": worse, "better": better, "paired": paired,
-                     "cell_id": r.cell_id})
+                     "cell_id": r.cell_id, "settings_changed": r.id_a != r.cell_id})
     cols = ["estimator", "params", "dataset", "seed", "metric", "unit", "a", "b", "change",
-            "se", "significant", "worse", "better", "paired", "cell_id"]
+            "se", "significant", "worse", "better", "paired", "cell_id", "settings_changed"]
     return pd.DataFrame(rows, columns=cols).sort_values(
         ["dataset", "estimator", "seed", "metric"]).reset_index(drop=True)
 

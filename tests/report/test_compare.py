@@ -106,3 +106,29 @@ def test_sample_metrics_are_judged_by_the_catalogues_direction(base, tmp_path, c
         lines = [ln.rstrip() for ln in out if f" {metric} " in ln]
         assert len(lines) == 2 and all(ln.endswith(mark or tuple("0123456789"))
                                        for ln in lines), (metric, lines)
+
+
+def test_cells_whose_settings_changed_are_paired_by_estimator_dataset_and_seed(tmp_path,
+                                                                               capsys):
+    """New default settings give a cell a new id; it is still compared, paired, with the
+    old cell of the same estimator, dataset and seed (and nothing else is paired)."""
+    runs = {}
+    for name, h in (("old", 0.5), ("new", 0.25)):
+        runs[name] = tmp_path / name
+        run_cells([Cell(Spec("kde", {"bandwidth": h}), Spec("banana", SMALL), 0),
+                   Cell(Spec("gaussian"), Spec("banana", SMALL), int(name == "new"))],
+                  RunStore(runs[name], create=True))
+    table = compare_runs(runs["old"], runs["new"])
+    ll = table[table.metric == "test_loglik"]
+    assert list(ll["estimator"]) == ["kde"] and ll["settings_changed"].all()
+    recs = {n: {r["estimator"]["name"]: r for r in RunStore(p).records()}
+            for n, p in runs.items()}
+    diff = (decode_array(recs["new"]["kde"]["per_example"]["test_loglik"])
+            - decode_array(recs["old"]["kde"]["per_example"]["test_loglik"]))
+    assert ll["change"].iloc[0] == pytest.approx(diff.mean(), abs=1e-12)
+    assert ll["se"].iloc[0] == pytest.approx(diff.std(ddof=1) / np.sqrt(diff.size))
+    assert ll["paired"].all()
+    main(["compare", str(runs["old"]), str(runs["new"])])
+    out = capsys.readouterr().out
+    assert "1 of them paired across changed settings" in out
+    assert "(settings changed)" in out
