@@ -47,10 +47,12 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from densbench.estimators.selection import SearchSpace
 from densbench.registry import PluginError, UnknownNameError, absolute_spec
+
+if TYPE_CHECKING:  # imported where used, as the registries are: importing the planner stays light
+    from densbench.estimators.selection import SearchSpace
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
            "load_suite"]
@@ -373,6 +375,8 @@ def _specs(raw: Any, key: str, where: str) -> tuple[Spec, ...]:
 
 def _tuning(item: dict[str, Any], at: str) -> SearchSpace | None:
     """The ``tune`` and ``search`` tables of an estimator entry (None if it has neither)."""
+    from densbench.estimators.selection import SearchSpace
+
     tune, how = item.get("tune"), item.get("search")
     if tune is None:
         if how is not None:
