@@ -171,7 +171,8 @@ class Suite:
 
         An estimator named here that ends up with no cell (its ``datasets`` restriction
         leaves none of the chosen datasets) is an error; one the suite brought along
-        without being named is dropped.
+        without being named is dropped, and so is an entry of a named estimator whose
+        other entries have cells (per-dataset settings, as the default suite gives).
         """
         out = self
         where = f"{self.source or self.name} as restricted by the command line"
@@ -179,10 +180,12 @@ class Suite:
             out = replace(out, estimators=_pick(out.estimators, estimators, "--estimators"))
         if datasets is not None:
             out = replace(out, datasets=_pick(out.datasets, datasets, "--datasets"))
-            if estimators is None:
-                names = {d.name for d in out.datasets}
-                out = replace(out, estimators=tuple(
-                    e for e in out.estimators if e.only is None or names & set(e.only)))
+            names = {d.name for d in out.datasets}
+            runs = [e.only is None or bool(names & set(e.only)) for e in out.estimators]
+            running = {e.name for e, r in zip(out.estimators, runs, strict=True) if r}
+            out = replace(out, estimators=tuple(
+                e for e, r in zip(out.estimators, runs, strict=True)
+                if r or (estimators is not None and e.name not in running)))
         if n_seeds is not None:
             if n_seeds < 1:
                 raise SuiteError(f"--seeds must be >= 1; got {n_seeds}")

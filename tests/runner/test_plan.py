@@ -160,6 +160,10 @@ def test_restriction_that_leaves_a_named_estimator_without_cells():
     assert "kde" in names and "hmm" not in names and "vae" not in names
     with pytest.raises(SuiteError, match="--estimators names kde more than once"):
         default.restrict(estimators=["kde", "gmm", "kde"])
+    # named, with per-dataset entries: the entries for other datasets are left out
+    for name, dataset in (("maf", "grid_5x5"), ("diffusion", "digits")):
+        cells = default.restrict(estimators=[name], datasets=[dataset], n_seeds=1).cells()
+        assert len(cells) == 1 and cells[0].dataset.name == dataset
 
 
 def _cli(tmp_path, *args):
