@@ -13,18 +13,22 @@ __all__ = ["CellOutputs", "Metric", "mean_se"]
 
 @dataclass(frozen=True)
 class Metric:
-    """One figure with its standard error and unit."""
+    """One figure with its standard error and unit, and a ``note`` where the figure or its
+    SE needs a caveat to be read right (kept in the record, marked in the reports)."""
 
     metric: str
     value: float
     se: float | None
     unit: str
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("value", "se"):
             v = d[key]
             d[key] = None if v is None or not math.isfinite(v) else float(v)
+        if d["note"] is None:  # records without caveats keep their earlier form
+            del d["note"]
         return d
 
 
@@ -42,6 +46,9 @@ class CellOutputs:
     samples: np.ndarray | None = None
     truth_of_samples: np.ndarray | None = None
     """Exact true log-density of the model's samples (synthetic data only)."""
+    test_ess: np.ndarray | None = None
+    """Per-example effective sample size of the draws behind a stochastic test figure
+    (an importance-weighted bound), where the estimator reports one."""
 
 
 def mean_se(values: np.ndarray) -> tuple[float, float]:

@@ -244,7 +244,7 @@ _DIAGNOSTICS = [
     MetricInfo("test_ess", "samples", Group.DIAGNOSTICS, _H, "ESS",
                "VAE: effective sample size 1 / sum w_k^2 of the normalized weights."),
     MetricInfo("test_iwae_mc_se", "nats", Group.DIAGNOSTICS, _L, "IWAE MC SE",
-               "VAE: Monte-Carlo standard error of the IWAE estimate (delta method)."),
+               "VAE: Monte-Carlo SE of the IWAE estimate (jackknife over blocks of draws)."),
     MetricInfo("test_bound_mean", "nats/example", Group.DIAGNOSTICS, _H, "bound (mean)",
                "Diffusion: the variational bound averaged over independent noise draws."),
     MetricInfo("test_bound_mc_se", "nats", Group.DIAGNOSTICS, _L, "bound MC SE",

@@ -23,6 +23,7 @@ from densbench.report import figures as F
 from densbench.report.datasets import dataset_info, file_stem, load_if_unchanged
 from densbench.report.reference import load_references, matching
 from densbench.report.tables import (
+    NOTE_MARK,
     aggregate_seeds,
     leaderboards,
     sample_quality_tables,
@@ -100,6 +101,9 @@ def _build(run_dir: Path, reference_dir: str | Path | None = None) -> _Report:
             text.append(f"True density on the test split: {t['mean']:.3f} ± {t['se']:.3f} "
                         "nats/example (E_data log p_true; compare E_model log p_true, the "
                         "true log-density of each model's samples).")
+        notes = sorted(set(g["note"].dropna()))
+        if notes:
+            text.append(f"Marked{NOTE_MARK}: {'; '.join(notes)}.")
         sec = _Section(dataset, text, table)
         recs = [r for r in records if r["dataset"]["name"] == dataset
                 and r.get("status") == "ok"]

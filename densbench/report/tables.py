@@ -12,11 +12,16 @@ import pandas as pd
 from densbench.metrics import catalogue as C
 from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
 
-__all__ = ["IMPLICIT", "KIND_LABELS", "LEADERBOARD", "aggregate_seeds", "format_pm", "leaderboards",
-           "paired_vs_best", "sample_quality_tables", "summary_table", "tuning_tables"]
+__all__ = ["IMPLICIT", "KIND_LABELS", "LEADERBOARD", "NOTE_MARK", "aggregate_seeds", "format_pm",
+           "leaderboards", "paired_vs_best", "sample_quality_tables", "summary_table",
+           "tuning_tables"]
 
 #: A likelihood figure of an implicit model (a GAN): none exists, not a missing number.
 IMPLICIT = "-- (implicit)"
+
+#: Appended to a table entry whose figure carries a note in some seed's record (the
+#: aggregated frame's ``note`` column says which).
+NOTE_MARK = " (!)"
 
 KIND_LABELS = {"exact": "exact", "lower_bound": "bound", "stochastic_bound": "stoch. bound",
                "none": "none (implicit)"}
@@ -39,13 +44,14 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of each metric, with its SE.
 
     With two or more seeds the SE is the standard error across seeds (std / sqrt(k)); with
-    one seed it is that seed's own SE over examples. ``se_kind`` says which.
+    one seed it is that seed's own SE over examples. ``se_kind`` says which. ``note`` is
+    the seeds' notes on the figure, distinct ones joined by "; " (None without any).
     """
     ok = df[(df["status"] == "ok") & df["metric"].notna()].copy()
     if ok.empty:
         return pd.DataFrame(columns=["dataset", "label", "estimator", "metric", "mean", "se",
                                      "se_kind", "n_seeds", "unit", "likelihood_kind",
-                                     "figure"])
+                                     "figure", "note"])
     ok["label"] = _label(ok)
     keys = ["dataset", "label", "estimator", "metric"]
     rows = []
@@ -60,8 +66,15 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
         rows.append({**dict(zip(keys, key, strict=True)), "mean": mean, "se": se,
                      "se_kind": se_kind, "n_seeds": len(g), "unit": g["unit"].iloc[0],
                      "likelihood_kind": g["likelihood_kind"].iloc[0],
-                     "figure": g["figure"].iloc[0]})
+                     "figure": g["figure"].iloc[0], "note": _notes(g)})
     return pd.DataFrame(rows)
+
+
+def _notes(g: pd.DataFrame) -> str | None:
+    if "note" not in g.columns:  # a frame from before notes were recorded
+        return None
+    notes = list(dict.fromkeys(n for n in g["note"] if isinstance(n, str) and n))
+    return "; ".join(notes) or None
 
 
 def format_pm(mean: float, se: float, digits: int = 3) -> str:
@@ -123,7 +136,9 @@ def paired_vs_best(df: pd.DataFrame, per_example: dict[str, np.ndarray],
 
 def leaderboards(df: pd.DataFrame,
                  per_example: dict[str, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
-    """One formatted table per dataset, best test likelihood first (best marked **bold**).
+    """One formatted table per dataset, best test likelihood first (best marked **bold**);
+    a figure with a note in its records (an untrusted Monte-Carlo SE) is marked
+    :data:`NOTE_MARK`.
 
     With ``per_example`` (cell id -> per-example test log-likelihoods) a column gives each
     estimator's paired difference to the best (mean ± SE, across seeds when there are
@@ -134,6 +149,8 @@ def leaderboards(df: pd.DataFrame,
     for dataset, g in agg.groupby("dataset", sort=True):
         wide = g.set_index(["label", "metric"])["mean"].unstack()
         se = g.set_index(["label", "metric"])["se"].unstack()
+        noted = set(g.loc[g["note"].notna(), ["label", "metric"]].itertuples(index=False,
+                                                                            name=None))
         kinds = g.groupby("label")["likelihood_kind"].first()
         present = [C.get(m) for m in LEADERBOARD if m in wide.columns]
         if C.TEST_BITS_PER_DIM in wide.columns:
@@ -148,7 +165,7 @@ def leaderboards(df: pd.DataFrame,
             is_cost = info.group is C.Group.COST
             cells = [(_fmt_cost(v) if is_cost else
                       IMPLICIT if kinds.get(i) == "none" and not np.isfinite(v) else
-                      format_pm(v, e))
+                      format_pm(v, e) + (NOTE_MARK if (i, info.name) in noted else ""))
                      for i, v, e in zip(order, col, errs, strict=True)]
             finite = col[np.isfinite(col)]
             if not is_cost and len(finite) and info.direction is not C.Direction.NONE:

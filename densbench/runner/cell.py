@@ -200,16 +200,22 @@ def _score_split(st: _State, split: str) -> None:
 
 
 def _diagnostics(st: _State) -> None:
-    """The estimator's extra per-example figures; log-likelihood-like ones in data units."""
+    """The estimator's extra per-example figures; log-likelihood-like ones in data units.
+    An effective sample size (``ess``) is kept for the likelihood metrics, and when it is
+    too low every figure from those draws carries the low-ESS note."""
     from densbench.metrics import Metric, mean_se
+    from densbench.metrics.likelihood import low_ess_note, with_note
 
-    for key, (values, unit) in st.est.diagnostics(st.prep.test).items():
-        values = np.asarray(values, dtype=np.float64)
+    diag = {key: (np.asarray(values, dtype=np.float64), unit)
+            for key, (values, unit) in st.est.diagnostics(st.prep.test).items()}
+    st.out.test_ess = diag["ess"][0] if "ess" in diag else None
+    note = low_ess_note(st.out.test_ess)
+    for key, (values, unit) in diag.items():
         if unit == "loglik":
             values = st.prep.to_data_units("test", values)
             unit = "nats/example"
         m, se = mean_se(values)
-        st.diag.append(Metric(f"test_{key}", m, se, unit))
+        st.diag.append(with_note(Metric(f"test_{key}", m, se, unit), note))
 
 
 def _sample(st: _State) -> None:

@@ -270,9 +270,9 @@ def load(path: str | Path):
     """A run's results as a tidy pandas DataFrame: one row per cell and metric.
 
     Columns: cell_id, estimator, params (JSON; a tuned cell's with its ``tune``
-    candidates), dataset, dataset_params (JSON), seed,
-    status, likelihood_kind, figure, metric, value, se, unit, error. A failed cell has one
-    row with ``metric`` None and its ``error``.
+    candidates), dataset, dataset_params (JSON), seed, status, likelihood_kind, figure,
+    metric, value, se, unit, note (a caveat on the figure, e.g. an untrusted Monte-Carlo SE;
+    None for most), error. A failed cell has one row with ``metric`` None and its ``error``.
     """
     import pandas as pd
 
@@ -294,14 +294,14 @@ def load(path: str | Path):
         metrics = rec.get("metrics") or []
         if not metrics:
             rows.append({**base, "metric": None, "value": math.nan, "se": math.nan,
-                         "unit": None})
+                         "unit": None, "note": None})
         for m in metrics:
             rows.append({**base, "metric": m["metric"],
                          "value": math.nan if m.get("value") is None else m["value"],
                          "se": math.nan if m.get("se") is None else m["se"],
-                         "unit": m.get("unit")})
+                         "unit": m.get("unit"), "note": m.get("note")})
     columns = ["cell_id", "estimator", "params", "dataset", "dataset_params", "seed", "status",
-               "likelihood_kind", "figure", "metric", "value", "se", "unit", "error"]
+               "likelihood_kind", "figure", "metric", "value", "se", "unit", "note", "error"]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["dataset", "estimator", "params", "seed", "metric"],
                           na_position="first").reset_index(drop=True)

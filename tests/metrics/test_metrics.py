@@ -226,3 +226,17 @@ def test_limit_threads_reaches_every_blas_pool_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["1", "1"]
+
+
+@pytest.mark.parametrize("ess, noted", [([1.5, 3.0, 80.0], True), ([4.0, 6.0, 9.0], False)])
+def test_a_low_ess_notes_the_test_figures_only(ess, noted):
+    out = CellOutputs(dim=2, discrete=True, likelihood_kind="stochastic_bound",
+                      loglik={"test": np.array([-3.0, -2.0, -4.0]), "val": np.array([-3.0])},
+                      test_ess=np.array(ess))
+    rows = {m.metric: m.to_dict() for m in compute_all(out)}
+    for name in ("test_loglik", "test_loglik_per_dim", "test_bits_per_dim"):
+        assert ("note" in rows[name]) is noted
+    assert "note" not in rows["val_loglik"]
+    if noted:
+        assert rows["test_loglik"]["note"] == ("low ESS (median 3.0 < 5): Monte-Carlo SE "
+                                               "not trusted")

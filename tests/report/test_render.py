@@ -5,7 +5,12 @@ import pytest
 
 from densbench.metrics import catalogue as C
 from densbench.report.render import write_report
-from densbench.report.tables import aggregate_seeds, leaderboards, sample_quality_tables
+from densbench.report.tables import (
+    NOTE_MARK,
+    aggregate_seeds,
+    leaderboards,
+    sample_quality_tables,
+)
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore, load
@@ -20,6 +25,7 @@ def run(tmp_path_factory):
     cells = [Cell(Spec(e), Spec(d, p), s) for e in ("diag_gaussian", "gaussian")
              for d, p in (("banana", SMALL), ("digits", {})) for s in (0, 1)]
     cells.append(Cell(Spec("kde", {"bandwidth": -1.0}), Spec("banana", SMALL), 0))  # fails
+
     run_cells(cells, store)
     return root
 
@@ -43,6 +49,22 @@ def test_leaderboard_bolds_the_best_and_shows_units(run):
     assert digits.index[0] == "gaussian"  # correlated pixels: full covariance wins
     assert digits["test [bits/dim]"].iloc[0].startswith("**")
     assert "KL to truth [nats]" in boards["banana"].columns
+
+
+def test_an_untrusted_mc_se_is_noted_in_the_record_and_marked_in_the_report(tmp_path):
+    # two importance samples per example: an ESS of at most 2, too low for an MC SE
+    vae = Spec("vae", {"latent_dim": 2, "hidden": 8, "max_epochs": 2, "k_eval": 2})
+    small = {"n_train": 200, "n_val": 50, "n_test": 100}
+    run_cells([Cell(spec, Spec("banana", small), 0, sample_metrics=False)
+               for spec in (vae, Spec("gaussian"))], RunStore(tmp_path, create=True))
+    df = load(tmp_path)
+    vae = df[(df.estimator == "vae") & df.metric.isin(["test_loglik", "test_iwae_mc_se"])]
+    assert len(vae) == 2 and vae["note"].str.startswith("low ESS (median ").all()
+    assert df[df.estimator != "vae"]["note"].isna().all()
+    board = leaderboards(df)["banana"]
+    column = f"{C.get(C.TEST_LOGLIK).header}"
+    assert board.loc["vae", column].endswith(NOTE_MARK)
+    assert not board.loc["gaussian", column].endswith(NOTE_MARK)
 
 
 def test_markdown_report_with_galleries_and_failures(run):
