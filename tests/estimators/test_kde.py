@@ -290,3 +290,22 @@ def test_bandwidth_out_of_reach_of_the_data_is_named():
     assert b.data_scale_ > 1e150
     np.testing.assert_allclose(b.score_samples(X[:5] * 1e150) + 2 * np.log(1e150),
                                a.score_samples(X[:5]), rtol=0, atol=1e-9)
+
+
+def test_the_fit_runs_its_svd_on_one_blas_thread(monkeypatch):
+    # the locality order's SVD is the fit's one LAPACK call: on one thread whatever the
+    # process allows (on a loaded 2-core machine two threads made it 20x slower)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    svd = np.linalg.svd
+
+    def recording(*args, **kwargs):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return svd(*args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "svd", recording)
+    X = np.random.default_rng(0).normal(size=(300, 8))
+    with threadpool_limits(limits=2, user_api="blas"):
+        db.estimators.make("kde", bandwidth="scott").fit(X)
+    assert seen == [1]
