@@ -7,12 +7,14 @@ every one of the ``n_query x n_train`` logits and skips only the exponentials of
 below ``e^-37`` of a row's sum: its cost grows as ``n_query x n_train`` (hours for 200,000
 queries against 1.6 million 6-D training rows). Here the training points, in the same
 locality order, are grouped in leaves of :data:`LEAF` consecutive points with their
-bounding boxes, and the queries, in their own locality order, in blocks of at most
-:data:`QUERY_BLOCK` rows with theirs. For a query block and a leaf the smallest distance
-between the boxes bounds every kernel term between them from above. Per block the leaves
-are taken nearest first until the leaves left over can add at most a tenth of
-``tolerance`` times a guess of the block's sums (every leaf's count times its kernel at
-the distance between the boxes' centres); the kept leaves
+bounding boxes (and the leaves in groups of :data:`GROUP`, so that a query block looks at
+every group but only at the leaves of the groups near it), and the queries, in their own
+locality order, in blocks of at most :data:`QUERY_BLOCK` rows with theirs. For a query
+block and a leaf the smallest distance between the boxes bounds every kernel term between
+them from above. Per block the groups, then their leaves, are taken nearest first until
+those left over can add at most a tenth of ``tolerance`` times a guess of the block's sums
+(each box's count times its kernel at the distance between the boxes' centres); the kept
+leaves
 are summed exactly (the exact path's blocked product, on the kept rows only), the others
 are bounded by ``T = sum count K(smallest box distance)``. A query's sum S then lies in
 ``[S_kept, S_kept + T]``: the value returned is ``log S_kept`` and its error is at most
@@ -25,15 +27,23 @@ are chosen against a guess of the sums; the rows whose bound still exceeds the t
 (few) are summed by the exact path.
 
 Weighed against the alternatives: a binned (grid) sum, as in KDEpy's FFT estimate, has an
-error set by the grid spacing whose certified Lipschitz bound needs a spacing of about
-``1e-3 h`` for 1e-6 nats (far too many cells beyond 2-D) and does not work in 6-D at all;
-dual-tree recursion (Gray and Moore) refines both trees, but at this block size a single
-level of query blocks against a flat list of leaves already prunes what the bound allows,
-in vectorized NumPy per block instead of a recursion in Python. What this scheme cannot do
-is approximate the near field: where nearly all of a dense cluster lies within a few
-bandwidths of the queries, every one of those terms is summed, so its speed-up over the
-exact path is large for small bandwidths and data spread over many bandwidths (the
-tabular sets' millions of rows), and small for a wide kernel on compact data.
+error set by the grid spacing whose certified (second-order) bound needs a spacing of
+about ``1e-3 h`` for 1e-6 nats: some 1e9 cells for 2-D data 50 bandwidths across, and
+none at all in 6-D. A fast Gauss transform (Taylor or Hermite expansions about box
+centres) would approximate the near field too, with a bound, but at 1e-6 nats it needs
+about 100 coefficients per box in 2-D, more than the 32 points of a leaf, and grows as
+``p^d``. Dual-tree recursion (Gray and Moore) refines both trees; two fixed levels of
+training boxes and one of query blocks prune what the bound allows here, in vectorized
+NumPy per block instead of a recursion in Python.
+
+What this scheme cannot do is approximate the near field: every kernel term of a training
+point within about ``sqrt(2 log(n / tolerance)) h`` of a query is summed, as in the
+exact path. Its gain is therefore large where that ball holds few of the training points
+(a narrow kernel on data spread over many bandwidths, in few dimensions) and small where
+it holds many: in 2-D, ``eight_gaussians`` at h = 0.1 (each query's cluster lies within
+that ball) it sums about 13% of the terms; in 6-D a leaf's box of 32 points spans about
+one standard deviation per axis, so at small bandwidths a query block keeps leaves far
+wider than its kernel (README, section Speed, gives the measured rates).
 
 References:
     A. G. Gray and A. W. Moore, "Nonparametric density estimation: toward computational
@@ -68,12 +78,14 @@ from densbench.estimators.kde import (
 )
 from densbench.parallel import run_workers
 
-__all__ = ["DIRECT_ROW_BOUND", "LEAF", "ORDER_AXES", "QUERY_BLOCK", "BoundedSums", "Leaves",
-           "bounded_log_kernel_sums"]
+__all__ = ["DIRECT_ROW_BOUND", "GROUP", "LEAF", "ORDER_AXES", "QUERY_BLOCK", "BoundedSums",
+           "Leaves", "bounded_log_kernel_sums"]
 
 #: Training points per leaf: one chunk of the exact path, so a kept leaf is also a unit
 #: of its chunk skipping.
 LEAF = CHUNK
+#: Leaves per group (see :class:`Leaves`).
+GROUP = 32
 #: Query rows per block: a block's product with its kept training rows then fills the
 #: exact path's 4 MiB block buffer (256 x 2048 float64 values).
 QUERY_BLOCK = 256
@@ -84,7 +96,7 @@ ORDER_AXES = 8
 #: sums), so that few rows miss the tolerance and go to the exact path.
 _MARGIN = 0.1
 #: Fewest query rows in a block that is split for its width (see :func:`_query_blocks`).
-_MIN_BLOCK = 16
+_MIN_BLOCK = 8
 #: A query block is split while its diagonal exceeds this many bandwidths.
 _BLOCK_SPAN = 4.0
 #: The bound given to rows that the exact path computes by explicit differences (their
@@ -103,18 +115,31 @@ class BoundedSums(NamedTuple):
     summed: np.ndarray
 
 
+class _Boxes:
+    """Bounding boxes ``lo``, ``hi`` (n_boxes, d) of runs of rows, and ``log_count``."""
+
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, counts: np.ndarray) -> None:
+        self.lo, self.hi = lo, hi
+        self.log_count = np.log(counts.astype(np.float64))
+
+
 class Leaves:
     """Bounding boxes of the training points in leaves of :data:`LEAF` consecutive rows of
     :func:`densbench.estimators.kde.augment_train` (its locality order; padding rows left
-    out): ``lo``, ``hi`` (n_leaves, d) and ``log_count`` (n_leaves,)."""
+    out), ``leaf``, and of groups of :data:`GROUP` consecutive leaves, ``group``: a query
+    block looks at every group, then only at the leaves of the groups it keeps."""
 
     def __init__(self, train_aug: torch.Tensor, n_train: int) -> None:
         d = train_aug.shape[1] - 2
         rows = train_aug[:n_train, :d].numpy()
         starts = np.arange(0, n_train, LEAF)
-        self.lo = np.minimum.reduceat(rows, starts, axis=0)
-        self.hi = np.maximum.reduceat(rows, starts, axis=0)
-        self.log_count = np.log(np.diff(np.append(starts, n_train)).astype(np.float64))
+        counts = np.diff(np.append(starts, n_train))
+        self.leaf = _Boxes(np.minimum.reduceat(rows, starts, axis=0),
+                           np.maximum.reduceat(rows, starts, axis=0), counts)
+        first = np.arange(0, len(starts), GROUP)
+        self.group = _Boxes(np.minimum.reduceat(self.leaf.lo, first, axis=0),
+                            np.maximum.reduceat(self.leaf.hi, first, axis=0),
+                            np.add.reduceat(counts, first))
 
 
 def _query_blocks(Zs: np.ndarray, span: float) -> list[tuple[int, int]]:
@@ -135,33 +160,67 @@ def _query_blocks(Zs: np.ndarray, span: float) -> list[tuple[int, int]]:
     return sorted(done)
 
 
-def _box_distances(lo: np.ndarray, hi: np.ndarray, leaves: Leaves
+def _box_distances(lo: np.ndarray, hi: np.ndarray, boxes: _Boxes
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Squared smallest distances between the box [lo, hi] and each leaf box, and squared
-    distances between the boxes' centres."""
-    gap = np.maximum(np.maximum(leaves.lo - hi, lo - leaves.hi), 0.0)
-    mid = 0.5 * (leaves.lo + leaves.hi - lo - hi)
+    """Squared smallest distances between the box [lo, hi] and each of ``boxes``, and
+    squared distances between the boxes' centres."""
+    gap = np.maximum(np.maximum(boxes.lo - hi, lo - boxes.hi), 0.0)
+    mid = 0.5 * (boxes.lo + boxes.hi - lo - hi)
     return np.einsum("ij,ij->i", gap, gap), np.einsum("ij,ij->i", mid, mid)
 
 
-def _choose_leaves(near_sq: np.ndarray, mid_sq: np.ndarray, log_count: np.ndarray,
-                   scale: float, log_budget: float) -> tuple[np.ndarray, float]:
-    """The leaves to sum exactly (indices, ascending) and the log of the bound T on the
-    sum of all the others' kernel terms, for one query block.
+def _logsumexp(x: np.ndarray) -> float:
+    top = float(np.max(x))
+    return top + math.log(float(np.sum(np.exp(x - top)))) if top > -math.inf else top
 
-    Leaves are taken nearest first until the bound on the rest is at most ``e^log_budget``
-    times a guess of the block's sums (every leaf's count times its kernel between the
-    boxes' centres). A guess, not a bound: the bound is checked per query afterwards."""
-    upper = log_count + scale * near_sq   # log of each leaf's largest possible sum
-    guess = log_count + scale * mid_sq
-    top = float(np.max(guess))
-    sum_guess = top + math.log(float(np.sum(np.exp(guess - top))))
+
+def _nearest_first(near_sq: np.ndarray, log_count: np.ndarray, scale: float,
+                   log_limit: float) -> tuple[np.ndarray, float]:
+    """Boxes taken nearest first until the bound on the rest (each box's count times its
+    kernel at the smallest distance) is at most ``e^log_limit``: their indices
+    (ascending) and the log of that bound on the rest."""
     order = np.argsort(near_sq, kind="stable")
-    # tail[k]: log of the bound on the leaves order[k:], nonincreasing in k
-    tail = np.logaddexp.accumulate(upper[order][::-1])[::-1]
-    k = max(1, int(np.count_nonzero(tail > log_budget + sum_guess)))
-    rest = float(tail[k]) if k < len(order) else -math.inf
-    return np.sort(order[:k]), rest
+    # tail[k]: log of the bound on the boxes order[k:], nonincreasing in k
+    tail = np.logaddexp.accumulate((log_count + scale * near_sq)[order][::-1])[::-1]
+    k = max(1, int(np.count_nonzero(tail > log_limit)))
+    return np.sort(order[:k]), float(tail[k]) if k < len(order) else -math.inf
+
+
+def _leaf_range(groups: np.ndarray, n_leaves: int) -> np.ndarray:
+    """The leaves of the given groups (ascending)."""
+    leaves = (groups[:, None] * GROUP + np.arange(GROUP)).ravel()
+    return leaves[leaves < n_leaves]
+
+
+def _choose_leaves(lo: np.ndarray, hi: np.ndarray, leaves: Leaves, scale: float,
+                   log_budget: float) -> tuple[np.ndarray, float]:
+    """The leaves to sum exactly for the query block with box [lo, hi] (indices,
+    ascending) and the log of the bound T on the sum of all the others' kernel terms.
+
+    Groups, then the leaves of the groups kept, are taken nearest first until the bound
+    on the rest is at most half of ``e^log_budget`` times a guess of the block's sums
+    (each box's count times its kernel between the boxes' centres, over the groups and
+    over the leaves of the two nearest groups: in many dimensions a group's centre lies
+    far from every point of it). A guess, not a bound: the bound is checked per query
+    afterwards."""
+    n_leaves = len(leaves.leaf.log_count)
+    near_g, mid_g = _box_distances(lo, hi, leaves.group)
+    nearest = _leaf_range(np.argsort(near_g, kind="stable")[:2], n_leaves)
+    _, mid_l = _box_distances(lo, hi, _subset(leaves.leaf, nearest))
+    guess = max(_logsumexp(leaves.group.log_count + scale * mid_g),
+                _logsumexp(leaves.leaf.log_count[nearest] + scale * mid_l))
+    limit = log_budget + guess - math.log(2.0)
+    groups, rest_g = _nearest_first(near_g, leaves.group.log_count, scale, limit)
+    candidates = _leaf_range(groups, n_leaves)
+    near_l, _ = _box_distances(lo, hi, _subset(leaves.leaf, candidates))
+    kept, rest_l = _nearest_first(near_l, leaves.leaf.log_count[candidates], scale, limit)
+    return candidates[kept], float(np.logaddexp(rest_g, rest_l))
+
+
+def _subset(boxes: _Boxes, idx: np.ndarray) -> _Boxes:
+    out = _Boxes.__new__(_Boxes)
+    out.lo, out.hi, out.log_count = boxes.lo[idx], boxes.hi[idx], boxes.log_count[idx]
+    return out
 
 
 def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
@@ -228,8 +287,8 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
                 return
             idx = rows[block[0]:block[1]]
             zb = Z[idx]
-            near_sq, mid_sq = _box_distances(zb.min(axis=0), zb.max(axis=0), leaves)
-            kept, rest = _choose_leaves(near_sq, mid_sq, leaves.log_count, scale, log_budget)
+            kept, rest = _choose_leaves(zb.min(axis=0), zb.max(axis=0), leaves, scale,
+                                        log_budget)
             kept_rows = (kept[:, None] * LEAF + np.arange(LEAF)).ravel()
             xk = xa[torch.from_numpy(kept_rows)]
             cb = min(BLOCK_TRAIN, xk.shape[0])
