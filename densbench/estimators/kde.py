@@ -606,13 +606,17 @@ class KDE(DensityEstimator):
             "tree" if n >= TREE_MIN_TRAIN and d <= TREE_MAX_DIM else "exact")
         # [x, 1, ||x||^2] rows for the distance product, in locality order, built once
         self._leaves: Any = None
+        self._kdtree: Any = None
         self._bounded: tuple[bytes, Any] | None = None
         if self.algorithm_ == "tree":
             # imported here: kde_tree builds on this module's blocked sums
+            from scipy.spatial import cKDTree
+
             from densbench.estimators.kde_tree import ORDER_AXES, Leaves
 
             self._train_aug = augment_train(self.train_, ORDER_AXES)
             self._leaves = Leaves(self._train_aug, n)
+            self._kdtree = cKDTree(self.train_)
         else:
             self._train_aug = augment_train(self.train_)
         self.selection_: list[tuple[float, float]] = []
@@ -690,7 +694,7 @@ class KDE(DensityEstimator):
 
         return bounded_log_kernel_sums(X - self.center_, self.train_, h,
                                        float(self.tolerance), train_aug=self._train_aug,
-                                       leaves=self._leaves)
+                                       leaves=self._leaves, kdtree=self._kdtree)
 
     @staticmethod
     def _fingerprint(X: np.ndarray) -> bytes:

@@ -53,6 +53,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Iterator
@@ -60,6 +61,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
+from scipy.special import logsumexp
 
 from densbench.estimators.kde import (
     BLOCK_TRAIN,
@@ -78,12 +81,23 @@ from densbench.estimators.kde import (
 )
 from densbench.parallel import run_workers
 
-__all__ = ["DIRECT_ROW_BOUND", "GROUP", "LEAF", "ORDER_AXES", "QUERY_BLOCK", "BoundedSums",
-           "Leaves", "bounded_log_kernel_sums"]
+__all__ = ["DIRECT_ROW_BOUND", "GROUP", "LEAF", "ORDER_AXES", "QUERY_BLOCK", "BALL_MAX",
+           "BoundedSums", "Leaves", "bounded_log_kernel_sums"]
 
 #: Training points per leaf: one chunk of the exact path, so a kept leaf is also a unit
 #: of its chunk skipping.
 LEAF = CHUNK
+#: Nearest training points whose kernel terms bound a query's sum from below (the ball's
+#: radius follows from that bound) ...
+_K_NEAR = 8
+#: ... and the most training points a query's ball may hold to be summed through the
+#: k-d tree (explicit differences per pair; denser rows go to the blocks' products).
+BALL_MAX = 2048
+#: Query rows per k-d tree call (bounds the pairs held at once to BALL_MAX times it).
+_BALL_CHUNK = 1024
+#: The points outside a ball weigh at most this fraction of the tolerance (the rest is
+#: left for rounding).
+_BALL_SHARE = 0.999
 #: Leaves per group (see :class:`Leaves`).
 GROUP = 32
 #: Query rows per block: a block's product with its kept training rows then fills the
@@ -223,10 +237,56 @@ def _subset(boxes: _Boxes, idx: np.ndarray) -> _Boxes:
     return out
 
 
+def _ball_sums(Z: np.ndarray, train: np.ndarray, kdtree: cKDTree, scale: float,
+               tolerance: float, workers: int) -> tuple[BoundedSums, np.ndarray]:
+    """The rows of ``Z`` whose ball (see the module docstring) holds at most
+    :data:`BALL_MAX` training points, summed over that ball by explicit differences, and
+    a mask of those rows (the others are left for the blocks)."""
+    n, q = len(train), len(Z)
+    out = BoundedSums(np.empty(q), np.empty(q), np.empty(q))
+    ok = np.zeros(q, dtype=bool)
+    k = min(_K_NEAR, n)
+    eps = float(np.finfo(np.float64).eps)
+    for c0 in range(0, q, _BALL_CHUNK):
+        zc = Z[c0:c0 + _BALL_CHUNK]
+        dist, _ = kdtree.query(zc, k=k, workers=workers)
+        log_lo = logsumexp(scale * np.reshape(dist, (len(zc), k)) ** 2, axis=1)
+        # n K(r) <= tolerance S_lo <= tolerance S: r beyond the nearest point (k / n < 1)
+        r_sq = (math.log(_BALL_SHARE * tolerance) + log_lo - math.log(n)) / scale
+        r = np.sqrt(r_sq)
+        counts = np.asarray(kdtree.query_ball_point(zc, r, return_length=True,
+                                                    workers=workers))
+        take = (counts > 0) & (counts <= BALL_MAX)
+        if not take.any():
+            continue
+        near = kdtree.query_ball_point(zc[take], r[take], return_sorted=False,
+                                       workers=workers)
+        lengths = np.fromiter(map(len, near), dtype=np.intp, count=len(near))
+        flat = np.fromiter(itertools.chain.from_iterable(near), dtype=np.intp,
+                           count=int(lengths.sum()))
+        row = np.repeat(np.arange(len(lengths)), lengths)
+        diff = zc[take][row] - train[flat]
+        logits = scale * np.einsum("ij,ij->i", diff, diff)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        top = np.maximum.reduceat(logits, starts)
+        log_near = top + np.log(np.add.reduceat(np.exp(logits - top[row]), starts))
+        with np.errstate(divide="ignore"):  # no point outside the ball: log 0
+            log_far = np.log((n - lengths).astype(np.float64)) + scale * r_sq[take]
+        idx = c0 + np.flatnonzero(take)
+        out.values[idx] = log_near
+        # the points outside, then rounding: each squared difference to (d + 2) eps
+        # relative, each exp and the sum to a few eps per term
+        out.bounds[idx] = (np.logaddexp(0.0, log_far - log_near)
+                           + 4.0 * eps * ((Z.shape[1] + 2) * -scale * r_sq[take] + lengths))
+        out.summed[idx] = lengths / n
+        ok[idx] = True
+    return out, ok
+
+
 def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
                             tolerance: float, *, train_aug: torch.Tensor | None = None,
-                            leaves: Leaves | None = None, threads: int | None = None
-                            ) -> BoundedSums:
+                            leaves: Leaves | None = None, kdtree: cKDTree | None = None,
+                            threads: int | None = None) -> BoundedSums:
     """``log sum_i exp(-||z - x_i||^2 / (2 h^2))`` per row z of ``Z`` to within
     ``tolerance`` nats, and per row a certified bound on its error (at most
     ``tolerance``, up to rounding bounds of order 1e-12; see the module docstring).
@@ -270,7 +330,15 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
         values[direct] = log_kernel_sums(Z[direct], train, [bandwidth], train_aug=xa,
                                          threads=threads)[:, 0]
         bounds[direct] = DIRECT_ROW_BOUND
-    rows = np.flatnonzero(~direct)
+    done = direct.copy()
+    rest = np.flatnonzero(~direct)
+    if len(rest):  # rows with few training points in their ball: by the k-d tree
+        ball, ok = _ball_sums(Z[rest], train, cKDTree(train) if kdtree is None else kdtree,
+                              scale, tolerance, _workers_for(threads))
+        for have, got in zip((values, bounds, summed), ball, strict=True):
+            have[rest[ok]] = got[ok]
+        done[rest[ok]] = True
+    rows = np.flatnonzero(~done)
     rows = rows[locality_order(Z[rows], ORDER_AXES)]
     log_budget = math.log(_MARGIN * tolerance)
     zt = torch.from_numpy(Z)
@@ -299,10 +367,12 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
             bounds[idx] = np.logaddexp(0.0, rest - sums)  # log1p(T / S_kept)
             summed[idx] = min(1.0, len(kept_rows) / n_train)
 
-    run_workers(work, _workers_for(threads))
+    if len(rows):
+        run_workers(work, _workers_for(threads))
     # the kept sums' own rounding and the exact path's skipped chunks
-    bounds[~direct] += rounding[~direct] + _SKIP_BOUND
-    missed = bounds > tolerance  # the leaves left out weigh more than guessed
+    bounds[rows] += rounding[rows] + _SKIP_BOUND
+    missed = np.zeros(n, dtype=bool)
+    missed[rows] = bounds[rows] > tolerance  # the leaves left out weigh more than guessed
     if missed.any():
         values[missed] = log_kernel_sums(Z[missed], train, [bandwidth], train_aug=xa,
                                          threads=threads)[:, 0]

@@ -314,9 +314,12 @@ def test_the_fit_runs_its_svd_on_one_blas_thread(monkeypatch):
 
 # -- the tree path: within its certified bound of the exact path -------------------------
 
+@pytest.mark.parametrize("ball_max", [kde_tree.BALL_MAX, 0])  # 0: blocks only
 @pytest.mark.parametrize("d, h, tolerance", [(1, 0.05, 1e-6), (2, 0.1, 1e-6), (2, 0.4, 1e-3),
                                              (3, 0.2, 1e-6), (6, 0.5, 1e-6)])
-def test_tree_path_is_within_its_bound_of_the_exact_path(d, h, tolerance):
+def test_tree_path_is_within_its_bound_of_the_exact_path(monkeypatch, d, h, tolerance,
+                                                         ball_max):
+    monkeypatch.setattr(kde_tree, "BALL_MAX", ball_max)
     rng = np.random.default_rng(d)
     # clusters of different widths and a few queries far out: sums from e^-100s to 1000s
     X = rng.normal(size=(4000, d)) * rng.choice([0.3, 1.0, 2.0], size=(4000, 1))
@@ -340,11 +343,22 @@ def test_tree_path_is_within_its_bound_of_the_exact_path(d, h, tolerance):
 
 
 def test_a_wrong_bound_is_caught(monkeypatch):
-    # the check above can fail: with the box distances overstated (a bound that no longer
-    # holds) leaves that matter are left out, and the comparison with the exact path sees it
+    # the check above can fail: with the box distances overstated, or a k-d tree that
+    # leaves out each ball's first point (bounds that no longer hold), terms that matter
+    # are left out, and the comparison with the exact path sees it
+    from scipy.spatial import cKDTree
+
     rng = np.random.default_rng(0)
     X, Z = rng.normal(size=(4000, 2)), rng.normal(size=(300, 2))
     ref = log_kernel_sums(Z, X, [0.1])[:, 0]
+
+    class Dropping(cKDTree):
+        def query_ball_point(self, x, r, **kwargs):
+            got = super().query_ball_point(x, r, **kwargs)
+            return got if kwargs.get("return_length") else [p[1:] for p in got]
+
+    got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, 0.1, 1e-6, kdtree=Dropping(X))
+    assert np.any(np.abs(got - ref) > bound)
     distances = kde_tree._box_distances
 
     def overstated(lo, hi, leaves):
@@ -352,6 +366,7 @@ def test_a_wrong_bound_is_caught(monkeypatch):
         return near + 0.5, mid
 
     monkeypatch.setattr(kde_tree, "_box_distances", overstated)
+    monkeypatch.setattr(kde_tree, "BALL_MAX", 0)
     got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, 0.1, 1e-6)
     assert np.any(np.abs(got - ref) > bound)
 
