@@ -515,7 +515,8 @@ class KDE(DensityEstimator):
 
     Two ways to score, chosen by ``algorithm``: ``'exact'`` sums every kernel term
     (:func:`log_kernel_sums`, exact to rounding); ``'tree'`` sums the terms of the training
-    points near each block of queries and bounds the others, so each log-density is within
+    points near each query (found with a k-d tree, or by boxes for dense blocks of queries)
+    and bounds the others, so each log-density is within
     ``tolerance`` nats of the exact one, a bound computed per point
     (:mod:`densbench.estimators.kde_tree`); ``'auto'`` (the default) takes the tree from
     :data:`TREE_MIN_TRAIN` (50,000) training points in at most :data:`TREE_MAX_DIM` (8)

@@ -1,30 +1,42 @@
 """Gaussian KDE log-densities with a certified error bound, for training sets too large to
-sum every kernel term: exact sums over the training points near each block of queries,
-and a bound, computed per query, on all the others.
+sum every kernel term: exact sums over the training points near each query, and a bound,
+computed per query, on all the others.
 
-Why this scheme. The exact path (:func:`densbench.estimators.kde.log_kernel_sums`) forms
-every one of the ``n_query x n_train`` logits and skips only the exponentials of chunks
-below ``e^-37`` of a row's sum: its cost grows as ``n_query x n_train`` (hours for 200,000
-queries against 1.6 million 6-D training rows). Here the training points, in the same
-locality order, are grouped in leaves of :data:`LEAF` consecutive points with their
-bounding boxes (and the leaves in groups of :data:`GROUP`, so that a query block looks at
-every group but only at the leaves of the groups near it), and the queries, in their own
-locality order, in blocks of at most :data:`QUERY_BLOCK` rows with theirs. For a query
-block and a leaf the smallest distance between the boxes bounds every kernel term between
-them from above. Per block the groups, then their leaves, are taken nearest first until
-those left over can add at most a tenth of ``tolerance`` times a guess of the block's sums
-(each box's count times its kernel at the distance between the boxes' centres); the kept
-leaves
-are summed exactly (the exact path's blocked product, on the kept rows only), the others
-are bounded by ``T = sum count K(smallest box distance)``. A query's sum S then lies in
-``[S_kept, S_kept + T]``: the value returned is ``log S_kept`` and its error is at most
-``log1p(T / S_kept)`` nats, which is computed per query and returned with it (certified:
-it follows from the box distances, not from an estimate), plus the expansion's rounding
-bound (:func:`densbench.estimators.kde.expansion_error_bound`). (The midpoint
-``log(S_kept + T / 2)`` would halve the bound but not the error: T is a loose bound, the
-terms left out are usually far smaller, and the lower end is then the nearer.) The leaves
-are chosen against a guess of the sums; the rows whose bound still exceeds the tolerance
-(few) are summed by the exact path.
+Why. The exact path (:func:`densbench.estimators.kde.log_kernel_sums`) forms every one of
+the ``n_query x n_train`` logits and skips only the exponentials of chunks below ``e^-37``
+of a row's sum: its cost grows as ``n_query x n_train`` (hours for 200,000 queries
+against 1.6 million 6-D training rows). Here each query is scored in one of two ways.
+
+Balls (sparse rows). With ``S_lo``, the sum of the kernel terms of the query's
+:data:`_K_NEAR` nearest training points (a lower bound of its sum S), every point
+farther than ``r`` with ``n K(r) = tolerance S_lo`` adds less than ``K(r)``; the points
+within ``r`` are summed by explicit differences and the others bounded by ``T = n_far
+K(r)``. Nearest points and balls come from SciPy's k-d tree (``cKDTree``, built at fit).
+A query whose ball holds at most :data:`BALL_MAX` points is done this way; on data spread
+over many bandwidths (6-D tabular data, a narrow kernel) that is nearly every query and
+the balls hold a few dozen points of millions.
+
+Blocks (dense rows). Where a ball holds thousands of points, pairs one by one cost more
+than the exact path's matrix products, so these rows are scored in blocks: the training
+points, in the exact path's locality order, are grouped in leaves of :data:`LEAF`
+consecutive points with their bounding boxes (and the leaves in groups of :data:`GROUP`,
+so that a query block looks at every group but only at the leaves of the groups near it),
+and the queries, in their own locality order, in blocks of at most :data:`QUERY_BLOCK`
+rows with theirs. The smallest distance between a block's box and a leaf's bounds every
+kernel term between them from above. Per block the groups, then their leaves, are taken
+nearest first until those left over can add at most a tenth of ``tolerance`` times a
+guess of the block's sums (each box's count times its kernel at the distance between the
+boxes' centres); the kept leaves are summed exactly (the exact path's blocked product, on
+the kept rows only), the others bounded by ``T = sum count K(smallest box distance)``.
+The rows whose bound still exceeds the tolerance (the guess was too high: few) are summed
+by the exact path.
+
+Either way a query's sum S lies in ``[S_kept, S_kept + T]``: the value returned is
+``log S_kept`` and its error is at most ``log1p(T / S_kept)`` nats, computed per query
+and returned with it (certified: it follows from distances, not from an estimate), plus
+bounds on the rounding. (The midpoint ``log(S_kept + T / 2)`` would halve the bound but
+not the error: T is a loose bound, the terms left out are usually far smaller, and the
+lower end is then the nearer.)
 
 Weighed against the alternatives: a binned (grid) sum, as in KDEpy's FFT estimate, has an
 error set by the grid spacing whose certified (second-order) bound needs a spacing of
@@ -32,18 +44,16 @@ about ``1e-3 h`` for 1e-6 nats: some 1e9 cells for 2-D data 50 bandwidths across
 none at all in 6-D. A fast Gauss transform (Taylor or Hermite expansions about box
 centres) would approximate the near field too, with a bound, but at 1e-6 nats it needs
 about 100 coefficients per box in 2-D, more than the 32 points of a leaf, and grows as
-``p^d``. Dual-tree recursion (Gray and Moore) refines both trees; two fixed levels of
-training boxes and one of query blocks prune what the bound allows here, in vectorized
-NumPy per block instead of a recursion in Python.
+``p^d``. Dual-tree recursion (Gray and Moore) refines both trees; the k-d tree's balls
+and two fixed levels of training boxes prune what the bound allows here, in compiled
+SciPy and vectorized NumPy instead of a recursion in Python.
 
-What this scheme cannot do is approximate the near field: every kernel term of a training
-point within about ``sqrt(2 log(n / tolerance)) h`` of a query is summed, as in the
-exact path. Its gain is therefore large where that ball holds few of the training points
-(a narrow kernel on data spread over many bandwidths, in few dimensions) and small where
-it holds many: in 2-D, ``eight_gaussians`` at h = 0.1 (each query's cluster lies within
-that ball) it sums about 13% of the terms; in 6-D a leaf's box of 32 points spans about
-one standard deviation per axis, so at small bandwidths a query block keeps leaves far
-wider than its kernel (README, section Speed, gives the measured rates).
+What neither part does is approximate the near field: every kernel term of a training
+point within about ``sqrt(2 log(n / tolerance)) h`` of a query is summed, as in the exact
+path. The gain is therefore large where that ball holds few of the training points and
+small where it holds many: in 2-D, ``eight_gaussians`` at h = 0.1 (each query's whole
+cluster lies within it) the blocks sum about 12% of the terms (README, section Speed,
+gives the measured rates).
 
 References:
     A. G. Gray and A. W. Moore, "Nonparametric density estimation: toward computational
@@ -94,7 +104,7 @@ _K_NEAR = 8
 #: k-d tree (explicit differences per pair; denser rows go to the blocks' products).
 BALL_MAX = 2048
 #: Query rows per k-d tree call (bounds the pairs held at once to BALL_MAX times it).
-_BALL_CHUNK = 1024
+_BALL_CHUNK = 256
 #: The points outside a ball weigh at most this fraction of the tolerance (the rest is
 #: left for rounding).
 _BALL_SHARE = 0.999
@@ -291,12 +301,15 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
     ``tolerance`` nats, and per row a certified bound on its error (at most
     ``tolerance``, up to rounding bounds of order 1e-12; see the module docstring).
 
-    ``train_aug`` and ``leaves`` are :func:`~densbench.estimators.kde.augment_train` of
-    ``train`` and its :class:`Leaves`, when already built. ``threads`` worker threads
-    (default ``torch.get_num_threads()``) take query blocks in turn, each on
-    single-threaded PyTorch, as the exact path does. Memory: per thread the exact path's
-    block buffer, the kept training rows of one query block (at most ``n_train x (d + 2)``
-    values) and O(n_leaves x d) for the box distances.
+    ``train_aug``, ``leaves`` and ``kdtree`` are
+    :func:`~densbench.estimators.kde.augment_train` of ``train`` (over
+    :data:`ORDER_AXES` axes), its :class:`Leaves` and ``cKDTree(train)``, when already
+    built. ``threads`` (default ``torch.get_num_threads()``): the k-d tree's ``workers``,
+    and worker threads that take query blocks in turn, each on single-threaded PyTorch, as
+    the exact path does. Memory: the pairs of :data:`_BALL_CHUNK` balls at a time (at most
+    ``BALL_MAX x _BALL_CHUNK`` = 524,288 pairs, O(d) values each); per thread the exact
+    path's block buffer, the kept training rows of one query block (at most
+    ``n_train x (d + 2)`` values) and O(n_leaves x d) for the box distances.
 
     Example:
         >>> X = np.random.default_rng(0).normal(size=(5000, 2))
