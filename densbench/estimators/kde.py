@@ -59,7 +59,7 @@ from densbench.estimators.params import Options, ParamConstraints, Satisfies, is
 from densbench.parallel import run_workers
 
 __all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_TREE", "DROP_NATS",
-           "EXPANSION_ERROR_MAX", "TREE_MAX_DIM", "TREE_MIN_TRAIN",
+           "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN",
            "EXP_FLOOR", "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound",
            "locality_order", "log_kernel_sums"]
 
@@ -91,6 +91,13 @@ PILOT_POINTS = 64
 #: about -708 (a subnormal or zero result) takes a slow path in the CPU, and exp(-700) =
 #: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
 EXP_FLOOR = -700.0
+#: Below this many kernel terms (n_query x n_train) scoring runs on the calling thread
+#: alone unless ``threads`` is given: a call of a few milliseconds shared by two threads
+#: pays for their meeting, and on a busy machine for a core the OS gave to another job.
+#: On digits (360 x 1437 = 517,320 terms, 64-D) on a 2-core machine at load 11-12, 380
+#: calls each, alternating: one thread best 10.6 ms, median 19.4; two threads best 9.8 ms,
+#: median 23.3 (issue 18 saw one thread as fast as two there, at load 1-3).
+ONE_THREAD_TERMS = 2_000_000
 #: Query rows whose :func:`expansion_error_bound` exceeds this many nats (a bandwidth tiny
 #: against the data's scale, or a query far from every training point) are computed by
 #: explicit differences instead: every result is then within 1e-8 of the exact value.
@@ -358,9 +365,9 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     rounded up to a multiple of :data:`CHUNK`) and ``block_rows`` query rows (default: as
     many as fit in ``block_bytes``).
 
-    Threads: ``threads`` worker threads (default ``torch.get_num_threads()``) take row
-    blocks in turn, each running single-threaded PyTorch; the caller's thread count is left
-    as it was.
+    Threads: ``threads`` worker threads (default ``torch.get_num_threads()``, but one below
+    :data:`ONE_THREAD_TERMS` kernel terms) take row blocks in turn, each running
+    single-threaded PyTorch; the caller's thread count is left as it was.
 
     Memory: per working thread (the caller's included) one float64 block buffer of
     ``block_rows x block_train`` values (at most ``block_bytes``, 4 MiB by default; a
@@ -411,7 +418,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
                 zn[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
                 block_rows=block_rows, block_train=block_train, threads=threads)
         return out
-    workers = _workers_for(threads)
+    workers = 1 if threads is None and n * m < ONE_THREAD_TERMS else _workers_for(threads)
     cb = min(-(-(block_train or BLOCK_TRAIN) // CHUNK) * CHUNK, m)
     rb = block_rows or max(1, block_bytes // (8 * cb))
     if workers > 1:

@@ -418,3 +418,26 @@ def test_bad_tolerance_and_algorithm_messages():
     with pytest.raises(ValueError, match="^kde: algorithm must be one of 'auto', 'exact', "
                                          "'tree'; got 'fft'"):
         db.estimators.make("kde", algorithm="fft").fit(X)
+
+
+def test_small_sums_run_on_one_thread(monkeypatch):
+    # a few milliseconds of work is not shared out (unless threads is given), larger is
+    seen = []
+    workers = kde_module.run_workers
+
+    def recording(fn, n):
+        seen.append(n)
+        return workers(fn, n)
+
+    monkeypatch.setattr(kde_module, "run_workers", recording)
+    X = np.random.default_rng(0).normal(size=(2000, 2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        log_kernel_sums(X[:600], X, [0.5])              # 1.2e6 terms
+        log_kernel_sums(X[:600], X, [0.5], threads=2)
+        monkeypatch.setattr(kde_module, "ONE_THREAD_TERMS", 1000)
+        log_kernel_sums(X[:600], X, [0.5])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2, 2]
