@@ -44,6 +44,7 @@ blocks and run single-threaded PyTorch on them, each with its own block buffer; 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections.abc import Sequence
@@ -51,16 +52,27 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from densbench.estimators.base import DensityEstimator
 from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
-__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXPANSION_ERROR_MAX",
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_TREE", "DROP_NATS",
+           "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN",
            "EXP_FLOOR", "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound",
            "locality_order", "log_kernel_sums"]
 
 _RULES = ("scott", "silverman", "cv")
+_ALGORITHMS = ("auto", "exact", "tree")
+#: algorithm='auto' takes the tree path from this many training points ...
+TREE_MIN_TRAIN = 50_000
+#: ... in at most this many dimensions (beyond them the leaves' boxes are too wide to prune)
+TREE_MAX_DIM = 8
+#: 'cv' on the tree path scores at most this many validation rows (evenly strided) per
+#: bandwidth: the standard error of their mean is already far below the differences
+#: between the grid's bandwidths, and every bandwidth is a full pass over them.
+CV_ROWS_TREE = 20_000
 #: 'cv': the coarse grid of multiples of Scott's bandwidth ...
 _CV_GRID = np.geomspace(0.05, 5.0, 25)
 #: ... is refined with this many log-spaced points between the best point's neighbours.
@@ -79,6 +91,13 @@ PILOT_POINTS = 64
 #: about -708 (a subnormal or zero result) takes a slow path in the CPU, and exp(-700) =
 #: 1e-304 per clamped term is negligible beside the row's largest term (>= 1).
 EXP_FLOOR = -700.0
+#: Below this many kernel terms (n_query x n_train) scoring runs on the calling thread
+#: alone unless ``threads`` is given: a call of a few milliseconds shared by two threads
+#: pays for their meeting, and on a busy machine for a core the OS gave to another job.
+#: On digits (360 x 1437 = 517,320 terms, 64-D) on a 2-core machine at load 11-12, 380
+#: calls each, alternating: one thread best 10.6 ms, median 19.4; two threads best 9.8 ms,
+#: median 23.3 (issue 18 saw one thread as fast as two there, at load 1-3).
+ONE_THREAD_TERMS = 2_000_000
 #: Query rows whose :func:`expansion_error_bound` exceeds this many nats (a bandwidth tiny
 #: against the data's scale, or a query far from every training point) are computed by
 #: explicit differences instead: every result is then within 1e-8 of the exact value.
@@ -100,9 +119,9 @@ _SPARSE_MAX = 0.3
 _RAISE_ABOVE = 600.0
 
 
-def locality_order(X: np.ndarray) -> np.ndarray:
+def locality_order(X: np.ndarray, axes: int = 4) -> np.ndarray:
     """A permutation of the rows of ``X`` (n, d) that puts nearby points next to each other:
-    the Z-order (Morton) curve over the data's first ``min(d, 4)`` principal axes.
+    the Z-order (Morton) curve over the data's first ``min(d, axes)`` principal axes.
 
     Scoring visits the training points in chunks of :data:`CHUNK`; in this order a chunk's
     points lie close together, so a chunk far from a query is skipped as a whole; in the
@@ -120,9 +139,13 @@ def locality_order(X: np.ndarray) -> np.ndarray:
         return np.arange(n)
     Xc = X - X.mean(axis=0)
     # principal axes from at most 4096 evenly strided rows: cheap, and only the order
-    # (not the result) depends on them
-    _, _, vt = np.linalg.svd(Xc[::max(1, n // 4096)], full_matrices=False)
-    P = Xc @ vt[:min(d, 4)].T
+    # (not the result) depends on them. On one BLAS thread whatever the process allows:
+    # this thin SVD (4096 x 784 at 784-D) took 0.68-0.74 s on one OpenBLAS thread and
+    # 12.7-17.1 s on two on a loaded 2-core machine (each step waits for the thread the
+    # OS put aside).
+    with threadpool_limits(limits=1, user_api="blas"):
+        _, _, vt = np.linalg.svd(Xc[::max(1, n // 4096)], full_matrices=False)
+    P = Xc @ vt[:min(d, axes)].T
     bits = min(20, 60 // P.shape[1])  # cells per axis: 2^bits (exact in float64)
     lo, span = P.min(axis=0), np.ptp(P, axis=0)
     levels = np.floor((P - lo) / np.where(span > 0, span, 1.0) * 2.0 ** bits)
@@ -142,10 +165,10 @@ def locality_order(X: np.ndarray) -> np.ndarray:
 _PAD_NORM = math.inf
 
 
-def augment_train(train: np.ndarray) -> torch.Tensor:
+def augment_train(train: np.ndarray, axes: int = 4) -> torch.Tensor:
     """The training side of the distance product: float64 rows ``[x, 1, ||x||^2]`` in
-    :func:`locality_order`, then padding rows ``[0, 0, inf]`` (kernel term 0) up to a
-    multiple of :data:`CHUNK` rows.
+    :func:`locality_order` (over ``axes`` principal axes), then padding rows
+    ``[0, 0, inf]`` (kernel term 0) up to a multiple of :data:`CHUNK` rows.
 
     Example:
         >>> aug = augment_train(np.array([[1.0, 2.0]]))
@@ -154,7 +177,7 @@ def augment_train(train: np.ndarray) -> torch.Tensor:
     """
     xt = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float64))
     n, d = xt.shape
-    xt = xt[torch.from_numpy(locality_order(train))]
+    xt = xt[torch.from_numpy(locality_order(train, axes))]
     aug = torch.zeros((-(-n // CHUNK) * CHUNK, d + 2), dtype=torch.float64)
     aug[:n, :d] = xt
     aug[:n, d] = 1.0
@@ -342,9 +365,9 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     rounded up to a multiple of :data:`CHUNK`) and ``block_rows`` query rows (default: as
     many as fit in ``block_bytes``).
 
-    Threads: ``threads`` worker threads (default ``torch.get_num_threads()``) take row
-    blocks in turn, each running single-threaded PyTorch; the caller's thread count is left
-    as it was.
+    Threads: ``threads`` worker threads (default ``torch.get_num_threads()``, but one below
+    :data:`ONE_THREAD_TERMS` kernel terms) take row blocks in turn, each running
+    single-threaded PyTorch; the caller's thread count is left as it was.
 
     Memory: per working thread (the caller's included) one float64 block buffer of
     ``block_rows x block_train`` values (at most ``block_bytes``, 4 MiB by default; a
@@ -395,7 +418,7 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
                 zn[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
                 block_rows=block_rows, block_train=block_train, threads=threads)
         return out
-    workers = _workers_for(threads)
+    workers = 1 if threads is None and n * m < ONE_THREAD_TERMS else _workers_for(threads)
     cb = min(-(-(block_train or BLOCK_TRAIN) // CHUNK) * CHUNK, m)
     rb = block_rows or max(1, block_bytes // (8 * cb))
     if workers > 1:
@@ -497,7 +520,21 @@ class KDE(DensityEstimator):
       multiples (0.05x to 5x) of Scott's h plus Scott's and Silverman's h themselves, then
       11 log-spaced points between the best one's neighbours. Needs ``X_val``.
 
-    Scoring is exact to rounding (see :func:`log_kernel_sums`) and covers all query rows
+    Two ways to score, chosen by ``algorithm``: ``'exact'`` sums every kernel term
+    (:func:`log_kernel_sums`, exact to rounding); ``'tree'`` sums the terms of the training
+    points near each query (found with a k-d tree, or by boxes for dense blocks of queries)
+    and bounds the others, so each log-density is within
+    ``tolerance`` nats of the exact one, a bound computed per point
+    (:mod:`densbench.estimators.kde_tree`); ``'auto'`` (the default) takes the tree from
+    :data:`TREE_MIN_TRAIN` (50,000) training points in at most :data:`TREE_MAX_DIM` (8)
+    dimensions, where the exact sum's ``n_query x n_train`` terms take minutes to hours,
+    and the exact path below. ``algorithm_`` says which path the fit chose;
+    ``diagnostics`` gives per test point the certified error bound (``kde_error_bound``,
+    nats: its mean bounds the error of the mean test log-likelihood; on the exact path the
+    expansion's rounding bound) and the fraction of kernel terms summed
+    (``kde_terms_summed``: 1 on the exact path).
+
+    The exact path covers all query rows
     in its own blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES`
     (4 MiB; two during 'cv' selection) per PyTorch thread, plus the stored training data
     (``train_``, n x d, and n x (d + 2) float64 values for the distance product) and
@@ -506,8 +543,13 @@ class KDE(DensityEstimator):
     child process with a memory limit). Samples are a uniformly chosen training point plus
     ``N(0, h^2 I)``.
 
+    On the tree path, ``'cv'`` scores at most :data:`CV_ROWS_TREE` (20,000) evenly strided
+    validation rows per bandwidth (each within ``tolerance`` of its exact value).
+
     Parameters:
         bandwidth: a float > 0, or one of ``'scott'``, ``'silverman'``, ``'cv'``.
+        algorithm: ``'auto'``, ``'exact'`` or ``'tree'`` (see above).
+        tolerance: the tree path's largest error per log-density, in nats (> 0).
         random_state: unused (the fit is deterministic); kept for a uniform interface.
 
     Attributes:
@@ -515,6 +557,7 @@ class KDE(DensityEstimator):
             (``data_scale_`` is 1 unless the data's magnitude is extreme).
         center_: (d,) training mean; train_: (n, d) the training data minus ``center_``.
         selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h.
+        algorithm_: ``'exact'`` or ``'tree'``, the path that scores.
 
     References:
         E. Parzen, "On estimation of a probability density function and mode", Annals of
@@ -545,10 +588,16 @@ class KDE(DensityEstimator):
         "bandwidth": [Satisfies(lambda b: is_real(b) and _usable_bandwidth(b),
                                 "> 0 (at most ~1e154, at least ~1e-154)"),
                       Options(*_RULES)],
+        "algorithm": [Options(*_ALGORITHMS)],
+        "tolerance": [Satisfies(lambda t: is_real(t) and 0.0 < float(t) < math.inf,
+                                "> 0 (nats)")],
     }
 
-    def __init__(self, *, bandwidth: float | str = "scott", random_state: int = 0) -> None:
+    def __init__(self, *, bandwidth: float | str = "scott", algorithm: str = "auto",
+                 tolerance: float = 1e-6, random_state: int = 0) -> None:
         self.bandwidth = bandwidth
+        self.algorithm = algorithm
+        self.tolerance = tolerance
         self.random_state = random_state
 
     @classmethod
@@ -560,10 +609,24 @@ class KDE(DensityEstimator):
         if self.bandwidth == "cv" and X_val is None:
             raise ValueError(f"{self.name}: bandwidth='cv' needs X_val")
         self.center_ = X.mean(axis=0)
-        # [x, 1, ||x||^2] for the distance product, built once; train_ is a view of it
         self.train_ = X - self.center_
+        self.algorithm_ = self.algorithm if self.algorithm != "auto" else (
+            "tree" if n >= TREE_MIN_TRAIN and d <= TREE_MAX_DIM else "exact")
         # [x, 1, ||x||^2] rows for the distance product, in locality order, built once
-        self._train_aug = augment_train(self.train_)
+        self._leaves: Any = None
+        self._kdtree: Any = None
+        self._bounded: tuple[bytes, Any] | None = None
+        if self.algorithm_ == "tree":
+            # imported here: kde_tree builds on this module's blocked sums
+            from scipy.spatial import cKDTree
+
+            from densbench.estimators.kde_tree import ORDER_AXES, Leaves
+
+            self._train_aug = augment_train(self.train_, ORDER_AXES)
+            self._leaves = Leaves(self._train_aug, n)
+            self._kdtree = cKDTree(self.train_)
+        else:
+            self._train_aug = augment_train(self.train_)
         self.selection_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
             # a given bandwidth is a length in the units of the data given to fit
@@ -610,19 +673,58 @@ class KDE(DensityEstimator):
 
     def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
-        sums = self._log_kernel_sums(X, list(hs))
+        if self.algorithm_ == "tree":
+            X = X[::max(1, -(-len(X) // CV_ROWS_TREE))]
+            sums = np.column_stack([self._bounded_sums(X, float(h)).values for h in hs])
+        else:
+            sums = self._log_kernel_sums(X, list(hs))
         norm = math.log(n) + 0.5 * d * np.log(2.0 * math.pi * hs ** 2)
         return np.mean(sums, axis=0) - norm
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
         h = self.bandwidth_
-        sums = self._log_kernel_sums(X, [h])
-        return sums[:, 0] - math.log(n) - 0.5 * d * math.log(2.0 * math.pi * h * h)
+        if self.algorithm_ == "tree":
+            bounded = self._bounded_sums(X, h)
+            # kept for diagnostics on the same rows (the runner asks right after scoring)
+            self._bounded = (self._fingerprint(X), bounded)
+            sums = bounded.values
+        else:
+            sums = self._log_kernel_sums(X, [h])[:, 0]
+        return sums - math.log(n) - 0.5 * d * math.log(2.0 * math.pi * h * h)
 
     def _log_kernel_sums(self, X: np.ndarray, hs: list[float]) -> np.ndarray:
         return log_kernel_sums(X - self.center_, self.train_, hs, train_aug=self._train_aug,
                                block_rows=self.block_rows, block_train=self.block_train)
+
+    def _bounded_sums(self, X: np.ndarray, h: float) -> Any:
+        from densbench.estimators.kde_tree import bounded_log_kernel_sums
+
+        return bounded_log_kernel_sums(X - self.center_, self.train_, h,
+                                       float(self.tolerance), train_aug=self._train_aug,
+                                       leaves=self._leaves, kdtree=self._kdtree)
+
+    @staticmethod
+    def _fingerprint(X: np.ndarray) -> bytes:
+        return hashlib.blake2b(np.ascontiguousarray(X).tobytes(), digest_size=16,
+                               person=str(X.shape).encode()[:16]).digest()
+
+    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
+        """Per row: the certified bound on the error of its log-density (nats) and the
+        fraction of kernel terms summed (see the class docstring)."""
+        if self.algorithm_ == "tree":
+            key = self._fingerprint(X)
+            if self._bounded is None or self._bounded[0] != key:
+                self._bounded = (key, self._bounded_sums(X, self.bandwidth_))
+            bounded = self._bounded[1]
+            return {"kde_error_bound": (bounded.bounds, "nats"),
+                    "kde_terms_summed": (bounded.summed, "fraction")}
+        rounding = expansion_error_bound(X - self.center_, self.train_,
+                                         [-0.5 / self.bandwidth_ ** 2])
+        # rows past EXPANSION_ERROR_MAX go to explicit differences: within 1e-8
+        bound = np.where(rounding > EXPANSION_ERROR_MAX, 1e-8, rounding) + math.exp(-DROP_NATS)
+        return {"kde_error_bound": (bound, "nats"),
+                "kde_terms_summed": (np.ones(len(X)), "fraction")}
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         idx = rng.integers(0, self.train_.shape[0], size=n)

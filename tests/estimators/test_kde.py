@@ -15,6 +15,7 @@ from sklearn.neighbors import KernelDensity
 
 import densbench as db
 from densbench.estimators import kde as kde_module
+from densbench.estimators import kde_tree
 from densbench.estimators.kde import (
     BLOCK_BYTES,
     CHUNK,
@@ -290,3 +291,153 @@ def test_bandwidth_out_of_reach_of_the_data_is_named():
     assert b.data_scale_ > 1e150
     np.testing.assert_allclose(b.score_samples(X[:5] * 1e150) + 2 * np.log(1e150),
                                a.score_samples(X[:5]), rtol=0, atol=1e-9)
+
+
+def test_the_fit_runs_its_svd_on_one_blas_thread(monkeypatch):
+    # the locality order's SVD is the fit's one LAPACK call: on one thread whatever the
+    # process allows (on a loaded 2-core machine two threads made it 20x slower)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    svd = np.linalg.svd
+
+    def recording(*args, **kwargs):
+        seen.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return svd(*args, **kwargs)
+
+    monkeypatch.setattr(np.linalg, "svd", recording)
+    X = np.random.default_rng(0).normal(size=(300, 8))
+    with threadpool_limits(limits=2, user_api="blas"):
+        db.estimators.make("kde", bandwidth="scott").fit(X)
+    assert seen == [1]
+
+
+# -- the tree path: within its certified bound of the exact path -------------------------
+
+@pytest.mark.parametrize("ball_max", [kde_tree.BALL_MAX, 0])  # 0: blocks only
+@pytest.mark.parametrize("d, h, tolerance", [(1, 0.05, 1e-6), (2, 0.1, 1e-6), (2, 0.4, 1e-3),
+                                             (3, 0.2, 1e-6), (6, 0.5, 1e-6)])
+def test_tree_path_is_within_its_bound_of_the_exact_path(monkeypatch, d, h, tolerance,
+                                                         ball_max):
+    monkeypatch.setattr(kde_tree, "BALL_MAX", ball_max)
+    rng = np.random.default_rng(d)
+    # clusters of different widths and a few queries far out: sums from e^-100s to 1000s
+    X = rng.normal(size=(4000, d)) * rng.choice([0.3, 1.0, 2.0], size=(4000, 1))
+    Z = np.vstack([rng.normal(size=(600, d)) * 1.5, rng.normal(size=(5, d)) + 8.0])
+    exact = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
+    tree = db.estimators.make("kde", bandwidth=h, algorithm="tree",
+                              tolerance=tolerance).fit(X)
+    assert (exact.algorithm_, tree.algorithm_) == ("exact", "tree")
+    got, ref = tree.score_samples(Z), exact.score_samples(Z)
+    diag = tree.diagnostics(Z)
+    bound = diag["kde_error_bound"][0]
+    # the exact path's own error is within its bound too (rounding, ~1e-12 here)
+    assert np.all(np.abs(got - ref) <= bound + exact.diagnostics(Z)["kde_error_bound"][0])
+    assert np.all(bound <= tolerance) and np.all(bound > 0.0)
+    summed = diag["kde_terms_summed"][0]
+    assert np.all((summed > 0.0) & (summed <= 1.0))
+    if h <= 0.1:  # a narrow kernel in few dimensions: most terms bounded, not summed
+        assert np.mean(summed) < 0.5
+    if tolerance == 1e-3:  # a loose tolerance is used: the bound is not vacuous
+        assert np.max(np.abs(got - ref)) > 1e-7
+
+
+def test_a_wrong_bound_is_caught(monkeypatch):
+    # the check above can fail: with the box distances overstated, or a k-d tree that
+    # leaves out each ball's first point (bounds that no longer hold), terms that matter
+    # are left out, and the comparison with the exact path sees it
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(0)
+    X, Z = rng.normal(size=(4000, 2)), rng.normal(size=(300, 2))
+    ref = log_kernel_sums(Z, X, [0.1])[:, 0]
+
+    class Dropping(cKDTree):
+        def query_ball_point(self, x, r, **kwargs):
+            got = super().query_ball_point(x, r, **kwargs)
+            return got if kwargs.get("return_length") else [p[1:] for p in got]
+
+    got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, 0.1, 1e-6, kdtree=Dropping(X))
+    assert np.any(np.abs(got - ref) > bound)
+    distances = kde_tree._box_distances
+
+    def overstated(lo, hi, leaves):
+        near, mid = distances(lo, hi, leaves)
+        return near + 0.5, mid
+
+    monkeypatch.setattr(kde_tree, "_box_distances", overstated)
+    monkeypatch.setattr(kde_tree, "BALL_MAX", 0)
+    got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, 0.1, 1e-6)
+    assert np.any(np.abs(got - ref) > bound)
+
+
+def test_tree_path_rows_far_out_and_in_the_tails():
+    # a query 1e5 bandwidths away (expansion bound too large: explicit differences) and
+    # one between two far clusters keep their bounds
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(2000, 2)) * 0.05, rng.normal(size=(2000, 2)) * 0.05 + 40])
+    Z = np.array([[0.0, 0.0], [20.0, 20.0], [1e4, 0.0], [40.0, 40.0]])
+    got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, 0.1, 1e-6)
+    ref = log_kernel_sums(Z, X, [0.1])[:, 0]
+    assert np.all(np.abs(got - ref) <= bound) and np.all(bound <= 1e-6)
+    assert bound[2] == pytest.approx(1e-8)  # by the exact path's differences
+
+
+def test_auto_takes_the_tree_for_large_low_dimensional_sets(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    assert db.estimators.make("kde").fit(X).algorithm_ == "exact"
+    monkeypatch.setattr(kde_module, "TREE_MIN_TRAIN", 400)
+    assert db.estimators.make("kde").fit(X).algorithm_ == "tree"
+    monkeypatch.setattr(kde_module, "TREE_MAX_DIM", 2)
+    assert db.estimators.make("kde").fit(X).algorithm_ == "exact"
+    exact = db.estimators.make("kde", algorithm="exact").fit(X)
+    assert set(exact.diagnostics(X[:5])) == {"kde_error_bound", "kde_terms_summed"}
+    assert np.all(exact.diagnostics(X[:5])["kde_terms_summed"][0] == 1.0)
+
+
+def test_cv_on_the_tree_path_selects_as_the_exact_path(monkeypatch):
+    rng = np.random.default_rng(0)
+    X, X_val = rng.normal(size=(1000, 2)), rng.normal(size=(90, 2))
+    exact = db.estimators.make("kde", bandwidth="cv", algorithm="exact").fit(X, X_val)
+    tree = db.estimators.make("kde", bandwidth="cv", algorithm="tree").fit(X, X_val)
+    assert tree.bandwidth_ == exact.bandwidth_
+    np.testing.assert_allclose(np.array(tree.selection_), np.array(exact.selection_),
+                               rtol=0, atol=1e-6)
+    # at most CV_ROWS_TREE validation rows per bandwidth
+    monkeypatch.setattr(kde_module, "CV_ROWS_TREE", 30)
+    sub = db.estimators.make("kde", bandwidth="cv", algorithm="tree").fit(X, X_val)
+    picked = db.estimators.make("kde", bandwidth=sub.bandwidth_, algorithm="exact").fit(X)
+    assert dict(sub.selection_)[sub.bandwidth_] == pytest.approx(
+        picked.score(X_val[::3]), abs=1e-6)
+
+
+def test_bad_tolerance_and_algorithm_messages():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="^kde: tolerance must be > 0 [(]nats[)]; got 0"):
+        db.estimators.make("kde", tolerance=0).fit(X)
+    with pytest.raises(ValueError, match="^kde: algorithm must be one of 'auto', 'exact', "
+                                         "'tree'; got 'fft'"):
+        db.estimators.make("kde", algorithm="fft").fit(X)
+
+
+def test_small_sums_run_on_one_thread(monkeypatch):
+    # a few milliseconds of work is not shared out (unless threads is given), larger is
+    seen = []
+    workers = kde_module.run_workers
+
+    def recording(fn, n):
+        seen.append(n)
+        return workers(fn, n)
+
+    monkeypatch.setattr(kde_module, "run_workers", recording)
+    X = np.random.default_rng(0).normal(size=(2000, 2))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        log_kernel_sums(X[:600], X, [0.5])              # 1.2e6 terms
+        log_kernel_sums(X[:600], X, [0.5], threads=2)
+        monkeypatch.setattr(kde_module, "ONE_THREAD_TERMS", 1000)
+        log_kernel_sums(X[:600], X, [0.5])
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2, 2]
