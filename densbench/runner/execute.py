@@ -87,7 +87,10 @@ def _first_interrupt_stops(stop: StopFlag) -> Iterator[None]:
 
 def _todo(cells: list[Cell], store: RunStore, summary: RunSummary,
           retry_failed: bool) -> list[Cell]:
-    """The cells still to run; the others are counted as skipped (failed ones apart)."""
+    """The cells still to run, longest first (:mod:`densbench.runner.schedule`); the others
+    are counted as skipped (failed ones apart)."""
+    from densbench.runner.schedule import longest_first
+
     records, summary.moved_aside = store.scan()
     todo = []
     for cell in cells:
@@ -97,7 +100,7 @@ def _todo(cells: list[Cell], store: RunStore, summary: RunSummary,
         elif rec["status"] != "ok":
             summary.earlier_failed.append(rec)
     summary.skipped = len(cells) - len(todo)
-    return todo
+    return longest_first(todo, records.values())
 
 
 def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
