@@ -271,7 +271,7 @@ _COST = [
     MetricInfo("sample_examples_per_s", "examples/s", Group.COST, _H, "sampling",
                "Samples drawn per second.", reproducible=False),
     MetricInfo("sample_metrics_seconds", "s", Group.COST, _L, "sample metrics",
-               "Wall time of the sample metrics (the benchmark's own cost).",
+               "Wall time of the cell's sample metrics (their floors: per run).",
                reproducible=False),
     MetricInfo("peak_rss_mb", "MB", Group.COST, _L, "peak memory",
                "Peak resident memory of the cell, freed heap memory handed back first.",

@@ -3,8 +3,10 @@
 :func:`run_cell` is a pure function of a cell and the device it runs on (it writes
 nothing): prepare (data, hyperparameters, the transform to the estimator's space), fit,
 score (three splits, the 2-D density grid, the estimator's diagnostics), sample, truth
-(on synthetic data), sample metrics (beside their floor) and costs. Any exception inside a
-step is caught once, at the top, and becomes a failure record built by
+(on synthetic data), sample metrics and costs. The floor beside which sample metrics are
+read depends on the data alone: :func:`floor_metrics` computes it, and the driver does so
+once per dataset, seed and sample size for a whole run (:mod:`densbench.runner.floors`).
+Any exception inside a step is caught once, at the top, and becomes a failure record built by
 :func:`failure_record`, the one builder of failure records (the executors use it for
 cells whose process died, ran out of time or out of memory).
 """
@@ -25,8 +27,8 @@ from densbench.runner.plan import Cell
 from densbench.runner.store import encode_array
 
 __all__ = ["GRID_SIZE", "MAX_TRAIN_SCORED", "PREVIEW_ROWS", "PREVIEW_ROWS_2D",
-           "SAMPLE_REFERENCE_ROWS", "density_grid_axes", "failure_record", "now",
-           "run_cell"]
+           "SAMPLE_REFERENCE_ROWS", "density_grid_axes", "failure_record", "floor_metrics",
+           "now", "run_cell"]
 
 #: The training split's log-likelihood (an overfitting check) is taken on its first rows.
 MAX_TRAIN_SCORED = 2000
@@ -251,8 +253,8 @@ def _truth(st: _State) -> None:
 
 
 def _sample_metrics(st: _State) -> None:
-    """Samples against the TEST split, in the data's own space, beside the floor
-    (validation vs test: what a perfect sampler scores at that sample size)."""
+    """Samples against the TEST split, in the data's own space (their floor is added by the
+    driver: :mod:`densbench.runner.floors`)."""
     from densbench.metrics import Metric
     from densbench.metrics.samples import to_metrics
     from densbench.metrics.timing import Stopwatch
@@ -261,8 +263,6 @@ def _sample_metrics(st: _State) -> None:
     with Stopwatch() as sw:
         scores = _sample_scores(st.ds, st.prep.to_data_space(st.out.samples), cell.seed)
     st.diag.extend(to_metrics(scores, "samples_"))
-    st.diag.extend(_floor(cell.dataset.name, _params_json(cell), cell.seed, cell.content,
-                          len(st.out.samples)))
     st.cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
 
 
@@ -312,16 +312,18 @@ def _load_dataset(name: str, params_json: str, seed: int, content: str | None) -
     return data.load(name, seed=seed, **json.loads(params_json))
 
 
-@lru_cache(maxsize=32)
-def _floor(name: str, params_json: str, seed: int, content: str | None, n: int) -> tuple:
-    """Sample metrics of ``n`` validation rows against the test split: the floor, i.e. what
-    a perfect sampler scores at that sample size (cached per dataset, seed and size)."""
+def floor_metrics(cell: Cell) -> list:
+    """The floor of ``cell``: every sample metric of as many validation rows as the cell
+    draws samples (a subset chosen by its seed when it draws fewer) against the test split,
+    i.e. what a perfect sampler scores at that sample size, as ``floor_<m>`` metrics."""
+    from densbench.metrics.catalogue import FLOOR_PREFIX
     from densbench.metrics.samples import to_metrics
 
-    ds = _load_dataset(name, params_json, seed, content)
-    rng = np.random.default_rng([seed, 0xF100])
+    ds = _dataset(cell)
+    n = cell.n_samples or len(ds.val)
+    rng = np.random.default_rng([cell.seed, 0xF100])
     val = ds.val if n >= len(ds.val) else ds.val[rng.choice(len(ds.val), n, replace=False)]
-    return tuple(to_metrics(_sample_scores(ds, val, seed), "floor_"))
+    return to_metrics(_sample_scores(ds, val, cell.seed), FLOOR_PREFIX)
 
 
 def _sample_scores(ds: Any, samples: np.ndarray, seed: int) -> dict:

@@ -56,6 +56,8 @@ class RunSummary:
     earlier_failed: list[dict[str, Any]] = field(default_factory=list)
     moved_aside: list[tuple[Path, str]] = field(default_factory=list)
     interrupted: bool = False
+    #: seconds this run spent computing sample-metric floors (:mod:`densbench.runner.floors`)
+    floor_seconds: float = 0.0
 
     @property
     def n_failed(self) -> int:
@@ -85,7 +87,10 @@ def _first_interrupt_stops(stop: StopFlag) -> Iterator[None]:
 
 def _todo(cells: list[Cell], store: RunStore, summary: RunSummary,
           retry_failed: bool) -> list[Cell]:
-    """The cells still to run; the others are counted as skipped (failed ones apart)."""
+    """The cells still to run, longest first (:mod:`densbench.runner.schedule`); the others
+    are counted as skipped (failed ones apart)."""
+    from densbench.runner.schedule import longest_first
+
     records, summary.moved_aside = store.scan()
     todo = []
     for cell in cells:
@@ -95,7 +100,7 @@ def _todo(cells: list[Cell], store: RunStore, summary: RunSummary,
         elif rec["status"] != "ok":
             summary.earlier_failed.append(rec)
     summary.skipped = len(cells) - len(todo)
-    return todo
+    return longest_first(todo, records.values())
 
 
 def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
@@ -121,13 +126,19 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
 def _run_locked(cells: list[Cell], store: RunStore, options: ExecOptions, executor: str,
                 retry_failed: bool,
                 on_progress: Callable[[Progress], None] | None) -> RunSummary:
+    from densbench.runner.floors import Floors
+
     runner = make_executor(executor, cells, options)
     summary, stop = RunSummary(total=len(cells)), StopFlag()
     todo = _todo(cells, store, summary, retry_failed)
     done = summary.skipped
+    # the driver's share of the cores: as much as one worker's
+    floors = Floors(store, threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)))
 
     def finish(cell: Cell, record: dict[str, Any]) -> None:
         nonlocal done
+        floors.attach(cell, record)
+        summary.floor_seconds = floors.seconds
         store.write(record)
         done += 1
         if record["status"] == "ok":
@@ -214,6 +225,7 @@ def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 
         summary = _run_locked(suite.cells(), store, options, executor, retry_failed,
                               on_progress)
         invocation.update(finished=now(), ok=summary.ok, failed=summary.n_failed,
-                          skipped=summary.skipped, interrupted=summary.interrupted)
+                          skipped=summary.skipped, interrupted=summary.interrupted,
+                          floor_seconds=summary.floor_seconds)
         store.write_manifest(manifest)
     return summary

@@ -55,14 +55,15 @@ if TYPE_CHECKING:  # imported where used, as the registries are: importing the p
     from densbench.estimators.selection import SearchSpace
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
-           "load_suite"]
+           "canonical", "load_suite"]
 
 
 class SuiteError(ValueError):
     """A malformed or inconsistent suite."""
 
 
-def _canonical(obj: Any) -> str:
+def canonical(obj: Any) -> str:
+    """The JSON text that cell ids and floor keys hash (sorted keys, no spaces)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
@@ -121,7 +122,7 @@ class Cell:
             key["dataset_sha256"] = self.content
         if self.n_samples is not None:
             key["n_samples"] = self.n_samples
-        return hashlib.sha256(_canonical(key).encode()).hexdigest()[:16]
+        return hashlib.sha256(canonical(key).encode()).hexdigest()[:16]
 
     @property
     def content(self) -> str | None:
@@ -234,7 +235,7 @@ def _check_unique(specs: tuple[Spec, ...], key: str, where: str) -> None:
     a common dataset (an entry restricted to other datasets is a distinct set of cells)."""
     seen: dict[tuple[str, str], list[tuple[int, Spec]]] = {}
     for i, spec in enumerate(specs):
-        ident = (spec.name, _canonical(spec.to_dict()))
+        ident = (spec.name, canonical(spec.to_dict()))
         for j, other in seen.get(ident, []):
             if (spec.only is None or other.only is None
                     or set(spec.only) & set(other.only)):
@@ -300,7 +301,7 @@ def _check_dataset(spec: Spec, at: str) -> Any:
     :class:`~densbench.data.base.DatasetInfo`."""
     from densbench import data
 
-    key = _canonical(spec.to_dict())
+    key = canonical(spec.to_dict())
     if key in _DATASET_INFO:
         return _DATASET_INFO[key]
     try:

@@ -4,6 +4,8 @@ Layout of a run folder::
 
     <run>/manifest.json        suite, command lines, versions, git commit, machine, times
     <run>/cells/<id>.json      one record per finished cell (ok or failed)
+    <run>/floors/<key>.json    the sample metrics' floor of a dataset, seed and sample size,
+                               with the seconds it took (:mod:`densbench.runner.floors`)
 
 Every write is atomic (a temporary file in the same folder, fsync, then ``os.replace``),
 so a run killed at any instant leaves only whole records; re-running resumes. A
@@ -34,6 +36,7 @@ __all__ = ["RunLocked", "RunStore", "StoreError", "decode_array", "encode_array"
 
 MANIFEST = "manifest.json"
 CELLS = "cells"
+FLOORS = "floors"
 LOCK = ".lock"
 CORRUPT = "corrupt"
 SCHEMA = 1
@@ -141,7 +144,7 @@ class RunStore:
 
     def _clean_temporaries(self) -> None:
         """Remove temporaries left by writers that died (never a live writer's)."""
-        for folder in (self.root, self.cells_dir):
+        for folder in (self.root, self.cells_dir, self.root / FLOORS):
             for tmp in folder.glob(".*.tmp"):
                 if _writer_gone(tmp):
                     tmp.unlink(missing_ok=True)
@@ -243,6 +246,27 @@ class RunStore:
         target = folder / f"{path.stem}.{stamp}.json"
         os.replace(path, target)
         return target
+
+    def _floor_path(self, key: str) -> Path:
+        return self.root / FLOORS / f"{key}.json"
+
+    def write_floor(self, floor: dict[str, Any]) -> Path:
+        """Write one floor (``floor["key"]`` names it) atomically."""
+        path = self._floor_path(floor["key"])
+        path.parent.mkdir(exist_ok=True)
+        _atomic_write_json(path, _json_safe(floor))
+        return path
+
+    def read_floor(self, key: str) -> dict[str, Any] | None:
+        """The stored floor ``key``, or None when there is none or it cannot be read (it
+        is then computed again and replaced)."""
+        try:
+            floor = json.loads(self._floor_path(key).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        ok = isinstance(floor, dict) and floor.get("key") == key and isinstance(
+            floor.get("metrics"), list)
+        return floor if ok else None
 
     def read_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST

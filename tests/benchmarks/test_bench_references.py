@@ -10,6 +10,10 @@ pytest-benchmark shows the ratio (``--benchmark-group-by=group``, the default).
   scikit-learn ``GaussianMixture`` with the same settings (densbench uses it as its EM
   engine, so the ratio measures densbench's overhead), at the same held-out
   log-likelihood (both recorded, and checked equal).
+- c2st-2d: the classifier two-sample test of a run's cell (1,000 samples against 1,000
+  test rows of a 2-D two-component mixture, shifted by 0.3 sd): densbench ``c2st`` (five
+  fold networks trained at once) vs the scikit-learn ``MLPClassifier`` it replaced, fold by
+  fold on the same folds; both accuracies recorded (``accuracy``).
 
 Every entry records ``queries_per_s`` (or the fit time) in ``extra_info``. The densbench
 KDE entries also record the floor that the arithmetic sets on this machine: ``2 n m d``
@@ -169,3 +173,24 @@ def test_gmm_fit_10d(benchmark, impl, data_10d):
     benchmark.extra_info["heldout_loglik"] = heldout
     if len(_GMM_HELDOUT) == 2:
         assert _GMM_HELDOUT["densbench"] == pytest.approx(_GMM_HELDOUT["sklearn"], abs=1e-6)
+
+
+@pytest.mark.parametrize("impl", ["densbench", "sklearn"])
+def test_c2st_2d(benchmark, impl):
+    from densbench.data.synthetic import GaussianMixtureTruth
+    from densbench.metrics.samples import c2st
+
+    from ..metrics.test_samples import _sklearn_mlp_c2st
+
+    mixture = GaussianMixtureTruth([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]],
+                                   [np.eye(2), np.eye(2)])
+    rng = np.random.default_rng(0)
+    X, Y = mixture.sample(1000, rng) + [0.0, 0.3], mixture.sample(1000, rng)
+    benchmark.group = "c2st-2d"
+    if impl == "densbench":
+        def run():
+            return c2st(X, Y, seed=0).value
+    else:
+        def run():
+            return _sklearn_mlp_c2st(X, Y, seed=0)
+    benchmark.extra_info["accuracy"] = benchmark.pedantic(run, rounds=3, iterations=1)

@@ -5,6 +5,8 @@ import pytest
 
 import densbench as db
 from densbench.estimators.base import DensityEstimator
+from densbench.metrics.catalogue import SAMPLE_METRICS
+from densbench.runner.cell import floor_metrics
 from densbench.runner.execute import run_cell, run_cells
 from densbench.runner.executors import ExecOptions
 from densbench.runner.executors.pool import PoolExecutor
@@ -149,6 +151,35 @@ def test_resume_skips_finished_cells(tmp_path):
     second = run_cells(cells, store)
     assert (second.skipped, second.ok) == (1, 1)
     assert store.path(cells[0].id).read_bytes() == before
+
+
+def test_a_floor_is_computed_once_per_dataset_and_seed_and_counted(tmp_path):
+    # two estimators on one dataset and seed share one floor, stored with its cost; a
+    # resumed run that adds a third reads it back instead of computing it again
+    cells = [Cell(Spec(name), Spec("banana", SMALL), 0)
+             for name in ("gaussian", "diag_gaussian", "ppca")]
+    store = RunStore(tmp_path / "r", create=True)
+    first = run_cells(cells[:2], store)
+    floors = list((tmp_path / "r" / "floors").glob("*.json"))
+    assert len(floors) == 1 and first.floor_seconds > 0
+    expected = {m.metric: (m.value, m.se) for m in floor_metrics(cells[0])}
+    assert set(expected) == {f"floor_{n}" for n in SAMPLE_METRICS}
+    second = run_cells(cells, store)
+    assert (second.skipped, second.ok, second.floor_seconds) == (2, 1, 0.0)
+    for c in cells:
+        rec = store.read(c.id)
+        got = {m["metric"]: (m["value"], m["se"]) for m in rec["metrics"]
+               if m["metric"].startswith("floor_")}
+        assert set(got) == set(expected)
+        for key, (value, se) in got.items():  # up to rounding: the thread counts differ
+            assert value == pytest.approx(expected[key][0], rel=1e-9, abs=1e-12), key
+            want = expected[key][1]
+            assert se == (None if want is None else pytest.approx(want, rel=1e-9)), key
+        assert rec["floor"] == {"key": floors[0].stem, "seconds": first.floor_seconds}
+    # a cell without sample metrics gets no floor
+    quiet = Cell(Spec("gaussian"), Spec("banana", SMALL), 1, sample_metrics=False)
+    run_cells([quiet], store)
+    assert "floor" not in store.read(quiet.id) and len(list(floors[0].parent.iterdir())) == 1
 
 
 def test_process_pool_gives_the_same_numbers(tmp_path):
