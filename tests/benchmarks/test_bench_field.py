@@ -65,7 +65,7 @@ class Format:
 FORMATS = {
     "mnist": Format("mnist", "mnist", (60_000, 10_000, 10_000), (64, 16, 16), 1_000),
     "power": Format("power", "uci_power", (1_659_917, 184_435, 204_928), (256, 64, 64),
-                    20_000),
+                    5_000),
 }
 
 
