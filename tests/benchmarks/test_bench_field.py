@@ -36,8 +36,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 import densbench as db
 from densbench.data.base import Dataset
@@ -47,6 +45,11 @@ from densbench.metrics.timing import PeakMemory, release_free_memory
 from .conftest import BENCH_THREADS
 
 FULL = os.environ.get("DENSBENCH_BENCH_FULL") == "1"
+#: threads (tests/benchmarks/conftest.py): the benchmarks' at full size; one at CI's small
+#: size, where the arrays are too small to share and, on a busy machine, a BLAS call on two
+#: threads waits for a core (a 784-D factor analysis of 200 rows took minutes on 2 threads
+#: under load, seconds on one)
+THREADS = BENCH_THREADS if FULL else 1
 #: seconds of training a neural fit runs at full size before its epoch is cut short
 EPOCH_BUDGET_S = float(os.environ.get("DENSBENCH_BENCH_EPOCH_S", "60"))
 
@@ -115,23 +118,6 @@ def params(name: str, fmt: Format, ds: Dataset) -> dict:
         if neural:
             given.update(max_epochs=1, time_budget_s=EPOCH_BUDGET_S)
     return {**cls.run_params(ds, seed=0, device="cpu"), **given}
-
-
-@pytest.fixture(autouse=True)
-def bench_threads(request):
-    """At full size the benchmarks' threads (``tests/benchmarks/conftest.py``); at CI's
-    small size one thread: its arrays are too small to share, and on a busy machine a BLAS
-    call on two threads waits for a core (a 784-D factor analysis of 200 rows took minutes
-    on 2 threads under load, seconds on one)."""
-    threads = BENCH_THREADS if FULL else 1
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    request.getfixturevalue("benchmark").extra_info["threads"] = threads
-    try:
-        with threadpool_limits(limits=threads, user_api="blas"):
-            yield threads
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
