@@ -4,6 +4,7 @@ machine's arithmetic rates (matrix product, exp) that throughput figures are com
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import math
@@ -12,12 +13,14 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 __all__ = ["PeakMemory", "Stopwatch", "ThreadAudit", "blas_thread_count", "cuda_devices_in_use",
            "cuda_in_use", "cuda_synchronize", "current_rss_bytes", "exp_rate", "gemm_rate",
-           "limit_threads", "release_free_memory", "steady_allocator", "thread_count"]
+           "limit_threads", "release_free_memory", "steady_allocator", "thread_count",
+           "thread_limit"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -177,6 +180,32 @@ def limit_threads(n: int) -> None:
         os.environ[var] = str(n)
     torch.set_num_threads(n)
     threadpool_limits(n)
+
+
+@contextlib.contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """:func:`limit_threads` for the block only: PyTorch's count, every pool's and the
+    environment variables are put back after it (for a process that runs cells itself and
+    lives on: the in-process executor; a worker process keeps its limit)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    env = {var: os.environ.get(var) for var in _THREAD_VARS}
+    torch_before = torch.get_num_threads()
+    import numpy  # noqa: F401  (loaded before the pools are read, as in limit_threads)
+    import scipy.linalg  # noqa: F401
+
+    with threadpool_limits(n):  # puts back what it changed
+        try:
+            limit_threads(n)
+            yield
+        finally:
+            torch.set_num_threads(torch_before)
+            for var, value in env.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
 
 
 class ThreadAudit:

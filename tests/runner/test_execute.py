@@ -2,9 +2,11 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 import densbench as db
 from densbench.estimators.base import DensityEstimator
+from densbench.metrics.timing import blas_thread_count
 from densbench.runner.execute import run_cell, run_cells
 from densbench.runner.executors import ExecOptions
 from densbench.runner.executors.pool import PoolExecutor
@@ -156,14 +158,19 @@ def test_process_pool_gives_the_same_numbers(tmp_path):
     a = RunStore(tmp_path / "a", create=True)
     b = RunStore(tmp_path / "b", create=True)
     run_cells(cells, a)
+    # the in-process run put the session's one thread back (tests/conftest.py)
+    assert torch.get_num_threads() == 1 and blas_thread_count() == 1
     summary = run_cells(cells, b, workers=2)
     assert summary.ok == 2
     for c in cells:
         ra, rb = a.read(c.id), b.read(c.id)
         assert ra["per_example"] == rb["per_example"]
-        assert metrics_of(ra)["threads"]["value"] >= metrics_of(rb)["threads"]["value"]
-        # thread discipline: 2 workers x (cores / 2) threads, torch's and BLAS's alike
-        per_worker = max(1, (os.cpu_count() or 1) // 2)
+        # thread discipline: one worker (in this process) on every core, 2 workers x
+        # (cores / 2) threads, torch's and BLAS's alike, whatever the caller had set
+        cores = os.cpu_count() or 1
+        assert metrics_of(ra)["threads"]["value"] == cores
+        assert metrics_of(ra)["blas_threads"]["value"] == cores
+        per_worker = max(1, cores // 2)
         assert metrics_of(rb)["threads"]["value"] == per_worker
         assert metrics_of(rb)["blas_threads"]["value"] == per_worker
 
