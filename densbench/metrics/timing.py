@@ -19,8 +19,8 @@ from typing import Any
 
 __all__ = ["PeakMemory", "Stopwatch", "ThreadAudit", "blas_thread_count", "cuda_devices_in_use",
            "cuda_in_use", "cuda_synchronize", "current_rss_bytes", "exp_rate", "gemm_rate",
-           "limit_threads", "release_free_memory", "steady_allocator", "thread_count",
-           "thread_limit"]
+           "limit_threads", "process_thread_limit", "release_free_memory",
+           "steady_allocator", "thread_count", "thread_limit"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -176,10 +176,23 @@ def limit_threads(n: int) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    global _PROCESS_LIMIT
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
     torch.set_num_threads(n)
     threadpool_limits(n)
+    _PROCESS_LIMIT = n
+
+
+#: the count :func:`limit_threads` last set for this process (None: never called)
+_PROCESS_LIMIT: int | None = None
+
+
+def process_thread_limit() -> int | None:
+    """The thread limit set on this process by :func:`limit_threads` (a worker's cores /
+    N, the test session's 1), or None where none was set: a ceiling that cells run in
+    this process keep to."""
+    return _PROCESS_LIMIT
 
 
 @contextlib.contextmanager
@@ -195,11 +208,14 @@ def thread_limit(n: int) -> Iterator[None]:
     import numpy  # noqa: F401  (loaded before the pools are read, as in limit_threads)
     import scipy.linalg  # noqa: F401
 
+    global _PROCESS_LIMIT
+    limit_before = _PROCESS_LIMIT
     with threadpool_limits(n):  # puts back what it changed
         try:
             limit_threads(n)
             yield
         finally:
+            _PROCESS_LIMIT = limit_before
             torch.set_num_threads(torch_before)
             for var, value in env.items():
                 if value is None:
