@@ -4,19 +4,23 @@ machine's arithmetic rates (matrix product, exp) that throughput figures are com
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import itertools
 import math
 import os
 import resource
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-__all__ = ["PeakMemory", "Stopwatch", "blas_thread_count", "cuda_devices_in_use",
+__all__ = ["PeakMemory", "Stopwatch", "ThreadAudit", "blas_thread_count", "cuda_devices_in_use",
            "cuda_in_use", "cuda_synchronize", "current_rss_bytes", "exp_rate", "gemm_rate",
-           "limit_threads", "release_free_memory", "steady_allocator", "thread_count"]
+           "limit_threads", "process_thread_limit", "release_free_memory",
+           "steady_allocator", "thread_count", "thread_limit"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -172,10 +176,154 @@ def limit_threads(n: int) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    global _PROCESS_LIMIT
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
     torch.set_num_threads(n)
     threadpool_limits(n)
+    _PROCESS_LIMIT = n
+
+
+#: the count :func:`limit_threads` last set for this process (None: never called)
+_PROCESS_LIMIT: int | None = None
+
+
+def process_thread_limit() -> int | None:
+    """The thread limit set on this process by :func:`limit_threads` (a worker's cores /
+    N, the test session's 1), or None where none was set: a ceiling that cells run in
+    this process keep to."""
+    return _PROCESS_LIMIT
+
+
+@contextlib.contextmanager
+def thread_limit(n: int) -> Iterator[None]:
+    """:func:`limit_threads` for the block only: PyTorch's count, every pool's and the
+    environment variables are put back after it (for a process that runs cells itself and
+    lives on: the in-process executor; a worker process keeps its limit)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    env = {var: os.environ.get(var) for var in _THREAD_VARS}
+    torch_before = torch.get_num_threads()
+    import numpy  # noqa: F401  (loaded before the pools are read, as in limit_threads)
+    import scipy.linalg  # noqa: F401
+
+    global _PROCESS_LIMIT
+    limit_before = _PROCESS_LIMIT
+    with threadpool_limits(n):  # puts back what it changed
+        try:
+            limit_threads(n)
+            yield
+        finally:
+            _PROCESS_LIMIT = limit_before
+            torch.set_num_threads(torch_before)
+            for var, value in env.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+
+
+class ThreadAudit:
+    """The most threads each thread pool was set to use while the block ran, seen from
+    inside it: ``with ThreadAudit() as audit: est.fit(X)``, then ``audit.most`` maps each
+    pool (``"torch"``, and threadpoolctl's ``internal_api:file`` for every BLAS and OpenMP
+    library loaded) to the largest count observed, and ``audit.where`` to the calls (the
+    innermost last) running when that count was first observed.
+
+    Why from inside: a limit set on a process (:func:`limit_threads`) holds only until a
+    library sets a pool again (``torch.set_num_threads``, threadpoolctl's
+    ``threadpool_limits`` inside scikit-learn or densbench, an OpenBLAS or OpenMP library
+    loaded after the limit was set), and counts read before and after a call miss a pool
+    raised and restored within it. The audit runs a profiler hook (``sys.setprofile``, and
+    ``threading.setprofile`` for threads started during the block) that reads every pool
+    at entry, after every call that can set one (``*set_num_threads`` functions, anything in
+    threadpoolctl), whenever a module was imported since the last reading, and at the
+    first call in each new thread (OpenMP counts are per thread; they are read in the
+    thread concerned). Counts set by a library's own C code without any of these would
+    go unseen. The hook roughly doubles the time of Python-heavy code: for tests, never
+    in timed code.
+
+    Example:
+        >>> import torch
+        >>> with ThreadAudit() as audit:
+        ...     torch.set_num_threads(torch.get_num_threads())
+        >>> audit.most["torch"] == torch.get_num_threads()
+        True
+    """
+
+    def __enter__(self) -> ThreadAudit:
+        import torch
+
+        self.most: dict[str, int] = {}
+        self.where: dict[str, list[str]] = {}
+        self._torch_threads = torch.get_num_threads
+        self._libs: list[tuple[str, Any]] = []
+        self._n_modules = -1
+        self._dirty = False
+        self._lock = threading.Lock()
+        self._observe(sys._getframe())
+        sys.setprofile(self._hook)
+        threading.setprofile(self._first_in_thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.setprofile(None)
+        threading.setprofile(None)  # type: ignore[arg-type]
+        self._observe(sys._getframe())
+
+    def _observe(self, frame: Any) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        with self._lock:
+            self._dirty = False
+            if len(sys.modules) != self._n_modules:
+                # only an extension module brings a shared library (and the search for
+                # them is slow): most imports are of Python files
+                new = itertools.islice(sys.modules.values(), max(0, self._n_modules), None)
+                if self._n_modules < 0 or any(
+                        str(getattr(m, "__file__", "")).endswith((".so", ".pyd"))
+                        for m in new):
+                    self._libs = [(f"{lib.internal_api}:{os.path.basename(lib.filepath)}",
+                                   lib) for lib in ThreadpoolController().lib_controllers]
+                self._n_modules = len(sys.modules)
+            counts = [("torch", int(self._torch_threads()))]
+            counts += [(key, int(lib.num_threads)) for key, lib in self._libs]
+            for key, n in counts:
+                if n > self.most.get(key, 0):
+                    self.most[key] = n
+                    self.where[key] = _calls(frame)
+
+    def _hook(self, frame: Any, event: str, arg: Any) -> None:
+        in_ctl = frame.f_globals.get("__name__", "").startswith("threadpoolctl")
+        if not in_ctl and (self._dirty or len(sys.modules) != self._n_modules):
+            self._observe(frame)
+        if in_ctl or (event in ("c_call", "c_return")
+                      and _is_thread_setter(getattr(arg, "__name__", ""))):
+            self._dirty = True
+
+    def _first_in_thread(self, frame: Any, event: str, arg: Any) -> None:
+        self._observe(frame)
+        sys.setprofile(self._hook)
+        self._hook(frame, event, arg)
+
+    def over(self, limit: int) -> dict[str, tuple[int, list[str]]]:
+        """The pools seen above ``limit`` threads: key -> (most threads, where)."""
+        return {k: (n, self.where[k]) for k, n in self.most.items() if n > limit}
+
+
+def _is_thread_setter(name: str) -> bool:
+    """``set_num_threads``, ``_set_num_threads``, ``omp_set_num_threads``..."""
+    return "set_num_threads" in name
+
+
+def _calls(frame: Any, depth: int = 6) -> list[str]:
+    """``module.function`` of ``frame`` and its callers, outermost first."""
+    out = []
+    while frame is not None and len(out) < depth:
+        out.append(f"{frame.f_globals.get('__name__')}.{frame.f_code.co_qualname}")
+        frame = frame.f_back
+    return out[::-1]
 
 
 #: glibc's mallopt parameter numbers (malloc.h)

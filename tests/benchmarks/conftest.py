@@ -2,8 +2,8 @@
 count of the benchmarks.
 
 The test session runs PyTorch on one thread (``tests/conftest.py``); a benchmark runs on
-``DENSBENCH_BENCH_THREADS`` threads (default: every core), PyTorch's and BLAS's alike, the
-count it records in ``extra_info['threads']``.
+``DENSBENCH_BENCH_THREADS`` threads (default: every core; a module may set its own
+``THREADS``), PyTorch's and BLAS's alike, the count it records in ``extra_info['threads']``.
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ def steady_memory():
 
 @pytest.fixture(autouse=True)
 def bench_threads(request):
-    """Every benchmark on ``BENCH_THREADS`` threads; the session's count restored after."""
+    """Every benchmark on ``BENCH_THREADS`` threads, or on its module's ``THREADS`` where
+    the module sets one; the session's count restored after."""
+    threads = int(getattr(request.module, "THREADS", BENCH_THREADS))
     before = torch.get_num_threads()
-    torch.set_num_threads(BENCH_THREADS)
+    torch.set_num_threads(threads)
     if "benchmark" in request.fixturenames:
-        request.getfixturevalue("benchmark").extra_info["threads"] = BENCH_THREADS
+        request.getfixturevalue("benchmark").extra_info["threads"] = threads
     try:
-        with threadpool_limits(limits=BENCH_THREADS, user_api="blas"):
-            yield BENCH_THREADS
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield threads
     finally:
         torch.set_num_threads(before)
 

@@ -72,13 +72,9 @@ def per_example_loop(est, X: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("impl", ["batched", "loop"])
 def test_iwae_k5000(benchmark, impl, vae_digits):
-    """Measured on the 2-core development machine, quiet: the decoder at 94-97% of the
-    float32 GEMM rate (1.1e11 flop/s on 1 thread, 2.2e11 on 2) with 1,024-row chunks,
-    38-44% with 65,536-row chunks. Batched vs loop: 111 vs 116-121 ms on 1 thread, 59-62
-    vs 61-63 ms on 2 (the batched call also computes the diagnostics from its draws, and
-    its memory is bounded for any K). Before the benchmarks kept freed memory for reuse
-    (``steady_allocator``) the loop took 144-252 ms or 62-116 ms, depending on what had
-    run before it. A warm-up round each: the first call of either pays for its fresh
+    """The batched evaluation beside the per-example loop, and the decoder's fraction of
+    the matrix-product rate measured in this process (figures: the README's Speed
+    section). A warm-up round each: the first call of either pays for its fresh
     activation buffers."""
     est, X = vae_digits
     benchmark.group = "iwae-k5000"

@@ -240,3 +240,41 @@ def test_a_low_ess_notes_the_test_figures_only(ess, noted):
     if noted:
         assert rows["test_loglik"]["note"] == ("low ESS (median 3.0 < 5): Monte-Carlo SE "
                                                "not trusted")
+
+
+def _svd_on(threads):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return np.linalg.svd(np.eye(4))
+
+
+def test_thread_audit_sees_a_pool_raised_and_restored_inside_a_call():
+    # the session runs on one thread (tests/conftest.py): before and after, every pool
+    # reads 1; only a look from inside sees the SVD's 2 BLAS threads
+    import threading
+
+    import torch
+
+    from densbench.metrics.timing import ThreadAudit, blas_thread_count
+
+    def torch_on_three():
+        before = torch.get_num_threads()
+        torch.set_num_threads(3)
+        torch.ones(2).sum()
+        torch.set_num_threads(before)
+
+    with ThreadAudit() as quiet:
+        np.linalg.svd(np.eye(4))
+    assert quiet.over(1) == {}
+    with ThreadAudit() as audit:
+        _svd_on(2)
+        thread = threading.Thread(target=torch_on_three)  # and in another thread
+        thread.start()
+        thread.join()
+    assert blas_thread_count() == 1 and torch.get_num_threads() == 1
+    over = audit.over(1)
+    blas = [k for k in over if k.startswith("openblas")]
+    assert blas and all(over[k][0] == 2 for k in blas)
+    assert any("_svd_on" in call for call in over[blas[0]][1])
+    assert over["torch"][0] == 3 and any("torch_on_three" in c for c in over["torch"][1])

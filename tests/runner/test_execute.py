@@ -2,10 +2,12 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 import densbench as db
 from densbench.estimators.base import DensityEstimator
 from densbench.metrics.catalogue import SAMPLE_METRICS
+from densbench.metrics.timing import blas_thread_count
 from densbench.runner.cell import floor_metrics
 from densbench.runner.execute import run_cell, run_cells
 from densbench.runner.executors import ExecOptions
@@ -197,6 +199,23 @@ def test_process_pool_gives_the_same_numbers(tmp_path):
         per_worker = max(1, (os.cpu_count() or 1) // 2)
         assert metrics_of(rb)["threads"]["value"] == per_worker
         assert metrics_of(rb)["blas_threads"]["value"] == per_worker
+
+
+def test_in_process_cells_run_on_every_core_within_the_process_limit(tmp_path, monkeypatch):
+    # the session's limit (tests/conftest.py: 1) holds; with none set, one worker takes
+    # every core, torch's and BLAS's alike, and the caller's counts come back after
+    from densbench.metrics import timing
+
+    cell = Cell(Spec("gaussian"), Spec("banana", SMALL), 0)
+    run_cells([cell], RunStore(tmp_path / "limited", create=True))
+    limited = metrics_of(RunStore(tmp_path / "limited").read(cell.id))
+    assert limited["threads"]["value"] == limited["blas_threads"]["value"] == 1
+    monkeypatch.setattr(timing, "_PROCESS_LIMIT", None)
+    run_cells([cell], RunStore(tmp_path / "free", create=True))
+    free = metrics_of(RunStore(tmp_path / "free").read(cell.id))
+    cores = os.cpu_count() or 1
+    assert free["threads"]["value"] == free["blas_threads"]["value"] == cores
+    assert torch.get_num_threads() == 1 and blas_thread_count() == 1
 
 
 def test_dask_local_cluster_gives_the_same_records(tmp_path):

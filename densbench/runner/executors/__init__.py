@@ -10,6 +10,7 @@ supervisor (one worker, no time or memory limit), else in supervised worker proc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,6 +36,13 @@ class ExecOptions:
     workers: int = 1
     device: str = "cpu"
     scheduler: str | None = None
+
+    @property
+    def threads_per_worker(self) -> int:
+        """PyTorch and BLAS threads of each of the local workers: cores / workers, at
+        least 1, so that N workers never oversubscribe the cores (and one worker, the
+        in-process executor, uses them all, whatever each library's own default)."""
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
 
 class Executor(Protocol):

@@ -11,7 +11,6 @@ by Dask.
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any
 
@@ -66,7 +65,7 @@ class DaskExecutor:
             n = max(1, self.options.workers)
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
-            return Client(cluster), cluster, max(1, (os.cpu_count() or 1) // n)
+            return Client(cluster), cluster, self.options.threads_per_worker
         try:
             return Client(self.options.scheduler, timeout=5), None, 0
         except OSError as exc:

@@ -8,7 +8,6 @@ and, for a CUDA run, their own device in turn.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from multiprocessing.connection import wait
 
@@ -27,10 +26,9 @@ class PoolExecutor:
         self.options = options
 
     def _workers(self) -> list[SupervisedWorker]:
-        n = self.options.workers
-        threads = max(1, (os.cpu_count() or 1) // n)
+        threads = self.options.threads_per_worker
         return [SupervisedWorker(device=d, threads=threads)
-                for d in local_devices(self.options.device, n)]
+                for d in local_devices(self.options.device, self.options.workers)]
 
     def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
         """Hand out cells while any are left and no stop was requested; pass each
