@@ -126,8 +126,10 @@ _MIN_BLOCK = 8
 #: A query block is split while its diagonal exceeds this many bandwidths.
 _BLOCK_SPAN = 4.0
 #: The bound given to rows that the exact path computes by explicit differences (their
-#: expansion's rounding bound is too large): its stated accuracy.
+#: expansion's rounding bound is too large): its stated accuracy, to which
+#: :func:`_magnitude_rounding` adds what grows with the size of the logits.
 DIRECT_ROW_BOUND = 1e-8
+_EPS = float(np.finfo(np.float64).eps)
 #: The terms the exact path's chunk skipping leaves out: below ``e^-DROP_NATS`` of a sum.
 _SKIP_BOUND = math.exp(-DROP_NATS)
 
@@ -195,6 +197,20 @@ def _box_distances(lo: np.ndarray, hi: np.ndarray, boxes: _Boxes
     return np.einsum("ij,ij->i", gap, gap), np.einsum("ij,ij->i", mid, mid)
 
 
+def _magnitude_rounding(values: np.ndarray, d: int, n_train: int,
+                        direct: np.ndarray) -> np.ndarray:
+    """The rounding that no tolerance can absorb, as it grows with the log sums' size:
+    every row's result is a float64 within ``eps |value|`` of its computed value (twice
+    that, with the last addition of ``s ||z||^2``), and a row summed by explicit
+    differences has each logit ``s ||z - x||^2`` to ``(d + 2) eps`` of its size; the
+    logits that matter lie within ``log n + DROP_NATS`` of the largest, itself within
+    ``log n`` of the value. Far from all the data (a logit of -5e9 is 1e5 bandwidths
+    away) these reach 1e-6 nats, where a fixed bound would not hold."""
+    size = np.abs(values)
+    logits = (d + 3) * 4.0 * _EPS * (size + 2.0 * math.log(n_train) + DROP_NATS)
+    return 2.0 * _EPS * size + np.where(direct, logits, 0.0)
+
+
 def _logsumexp(x: np.ndarray) -> float:
     top = float(np.max(x))
     return top + math.log(float(np.sum(np.exp(x - top)))) if top > -math.inf else top
@@ -258,7 +274,6 @@ def _ball_sums(Z: np.ndarray, train: np.ndarray, kdtree: cKDTree, scale: float,
     out = BoundedSums(np.empty(q), np.empty(q), np.empty(q))
     ok = np.zeros(q, dtype=bool)
     k = min(_K_NEAR, n)
-    eps = float(np.finfo(np.float64).eps)
     for c0 in range(0, q, _BALL_CHUNK):
         zc = Z[c0:c0 + _BALL_CHUNK]
         dist, _ = kdtree.query(zc, k=k, workers=workers)
@@ -289,7 +304,7 @@ def _ball_sums(Z: np.ndarray, train: np.ndarray, kdtree: cKDTree, scale: float,
         # the points outside, then rounding: each squared difference to (d + 2) eps
         # relative, each exp and the sum to a few eps per term
         out.bounds[idx] = (np.logaddexp(0.0, log_far - log_near)
-                           + 4.0 * eps * ((Z.shape[1] + 2) * -scale * r_sq[take] + lengths))
+                           + 4.0 * _EPS * ((Z.shape[1] + 2) * -scale * r_sq[take] + lengths))
         out.summed[idx] = lengths / n
         ok[idx] = True
     return out, ok
@@ -301,7 +316,9 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
                             threads: int | None = None) -> BoundedSums:
     """``log sum_i exp(-||z - x_i||^2 / (2 h^2))`` per row z of ``Z`` to within
     ``tolerance`` nats, and per row a certified bound on its error (at most
-    ``tolerance``, up to rounding bounds of order 1e-12; see the module docstring).
+    ``tolerance``, up to rounding bounds of order 1e-12 near the data, and of order
+``1e-15 |value|`` far from it, where no float64 result is closer; see the module
+docstring).
 
     ``train_aug``, ``leaves`` and ``kdtree`` are
     :func:`~densbench.estimators.kde.augment_train` of ``train`` (over
@@ -394,4 +411,5 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
         bounds[missed] = np.where(direct[missed], DIRECT_ROW_BOUND,
                                   rounding[missed] + _SKIP_BOUND)
         summed[missed] = 1.0
+    bounds += _magnitude_rounding(values, d, n_train, direct)
     return BoundedSums(values, bounds, summed)
