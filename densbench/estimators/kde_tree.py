@@ -88,6 +88,7 @@ from densbench.estimators.kde import (
     augment_train,
     locality_order,
     log_kernel_sums,
+    magnitude_rounding,
 )
 from densbench.parallel import run_workers
 
@@ -127,7 +128,8 @@ _MIN_BLOCK = 8
 _BLOCK_SPAN = 4.0
 #: The bound given to rows that the exact path computes by explicit differences (their
 #: expansion's rounding bound is too large): its stated accuracy, to which
-#: :func:`_magnitude_rounding` adds what grows with the size of the logits.
+#: :func:`~densbench.estimators.kde.magnitude_rounding` adds what grows with the size of
+#: the logits.
 DIRECT_ROW_BOUND = 1e-8
 _EPS = float(np.finfo(np.float64).eps)
 #: The terms the exact path's chunk skipping leaves out: below ``e^-DROP_NATS`` of a sum.
@@ -195,20 +197,6 @@ def _box_distances(lo: np.ndarray, hi: np.ndarray, boxes: _Boxes
     gap = np.maximum(np.maximum(boxes.lo - hi, lo - boxes.hi), 0.0)
     mid = 0.5 * (boxes.lo + boxes.hi - lo - hi)
     return np.einsum("ij,ij->i", gap, gap), np.einsum("ij,ij->i", mid, mid)
-
-
-def _magnitude_rounding(values: np.ndarray, d: int, n_train: int,
-                        direct: np.ndarray) -> np.ndarray:
-    """The rounding that no tolerance can absorb, as it grows with the log sums' size:
-    every row's result is a float64 within ``eps |value|`` of its computed value (twice
-    that, with the last addition of ``s ||z||^2``), and a row summed by explicit
-    differences has each logit ``s ||z - x||^2`` to ``(d + 2) eps`` of its size; the
-    logits that matter lie within ``log n + DROP_NATS`` of the largest, itself within
-    ``log n`` of the value. Far from all the data (a logit of -5e9 is 1e5 bandwidths
-    away) these reach 1e-6 nats, where a fixed bound would not hold."""
-    size = np.abs(values)
-    logits = (d + 3) * 4.0 * _EPS * (size + 2.0 * math.log(n_train) + DROP_NATS)
-    return 2.0 * _EPS * size + np.where(direct, logits, 0.0)
 
 
 def _logsumexp(x: np.ndarray) -> float:
@@ -411,5 +399,5 @@ docstring).
         bounds[missed] = np.where(direct[missed], DIRECT_ROW_BOUND,
                                   rounding[missed] + _SKIP_BOUND)
         summed[missed] = 1.0
-    bounds += _magnitude_rounding(values, d, n_train, direct)
+    bounds += magnitude_rounding(np.abs(values), d, n_train, direct)
     return BoundedSums(values, bounds, summed)

@@ -396,6 +396,19 @@ def test_tree_path_rows_far_out_and_in_the_tails(h):
     assert np.all(bound[[0, 1, 3]] <= 1e-6)
 
 
+def test_the_exact_paths_error_bound_holds_far_out_and_at_a_wide_bandwidth():
+    # the reported per-row bound on the log density's error, against extended precision
+    # (the tree path's log sums: test_tree_path_rows_far_out_and_in_the_tails)
+    X = np.random.default_rng(2).normal(size=(400, 2))
+    Z = np.array([[0.0, 0.0], [1e4, 0.0], [3e3, 1.0]])
+    for h in (0.1, 1e3):
+        est = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
+        ref = (_long_double_log_sums(Z, X, h) - math.log(len(X))
+               - math.log(2.0 * math.pi * h * h))
+        bound = est.diagnostics(Z)["kde_error_bound"][0]
+        assert np.all(np.abs(est.score_samples(Z) - ref) <= bound), (h, bound)
+
+
 def test_auto_takes_the_tree_for_large_low_dimensional_sets(monkeypatch):
     X = np.random.default_rng(0).normal(size=(400, 3))
     assert db.estimators.make("kde").fit(X).algorithm_ == "exact"
