@@ -324,7 +324,7 @@ def _error_bound(z_sq: np.ndarray, radius_sq: float, d: int, scales: Sequence[fl
     return 3.0 * (d + 4) * np.finfo(np.float64).eps * s_max * reach
 
 
-def magnitude_rounding(size: np.ndarray, d: int, n_train: int, direct: np.ndarray
+def magnitude_rounding(size: np.ndarray, d: int, n_train: int, direct: np.ndarray | bool
                        ) -> np.ndarray:
     """The rounding that no tolerance can absorb, as it grows with the log sums' size
     (``size``: each row's ``|log sum|`` or a bound on it): every row's result is a float64

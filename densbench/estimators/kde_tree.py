@@ -389,15 +389,16 @@ docstring).
 
     if len(rows):
         run_workers(work, _workers_for(threads))
-    # the kept sums' own rounding and the exact path's skipped chunks
+    # every row's rounding that grows with its size; the kept sums' own rounding and the
+    # exact path's skipped chunks
+    bounds += magnitude_rounding(np.abs(values), d, n_train, direct)
     bounds[rows] += rounding[rows] + _SKIP_BOUND
-    missed = np.zeros(n, dtype=bool)
+    missed = np.zeros(n, dtype=bool)  # (never a direct row)
     missed[rows] = bounds[rows] > tolerance  # the leaves left out weigh more than guessed
     if missed.any():
         values[missed] = log_kernel_sums(Z[missed], train, [bandwidth], train_aug=xa,
                                          threads=threads)[:, 0]
-        bounds[missed] = np.where(direct[missed], DIRECT_ROW_BOUND,
-                                  rounding[missed] + _SKIP_BOUND)
+        bounds[missed] = (rounding[missed] + _SKIP_BOUND
+                          + magnitude_rounding(np.abs(values[missed]), d, n_train, False))
         summed[missed] = 1.0
-    bounds += magnitude_rounding(np.abs(values), d, n_train, direct)
     return BoundedSums(values, bounds, summed)
