@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 from densbench.estimators.base import DensityEstimator, engine_errors
 from densbench.estimators.gaussian import covariance_cholesky, gaussian_logpdf
 from densbench.estimators.params import Interval, Options, ParamConstraints, is_int
-from densbench.estimators.selection import SIZES, select_size
+from densbench.estimators.selection import SIZES, select_size, start_seeds
 
 __all__ = ["GMM"]
 
@@ -156,8 +156,8 @@ class GMM(DensityEstimator):
         criterion = "train_loglik" if X_val is None else "val_loglik"
         best: tuple[float, tuple[Any, ...]] | None = None
         scores: list[float] = []
-        for i in range(int(self.n_init)):
-            self._set_state((*self._em_once(X, k, self._seed() + i), criterion, []))
+        for seed in start_seeds(self, int(self.n_init)):
+            self._set_state((*self._em_once(X, k, seed), criterion, []))
             score = float(np.mean(self._score_samples(data)))
             scores.append(score)
             if best is None or score > best[0]:

@@ -36,7 +36,7 @@ from densbench.estimators.params import (
     ParamConstraints,
     is_int,
 )
-from densbench.estimators.selection import SIZES, select_size
+from densbench.estimators.selection import SIZES, select_size, start_seeds
 
 __all__ = ["HMM", "hmm_backward"]
 
@@ -278,8 +278,7 @@ class HMM(DensityEstimator):
         criterion = "train_loglik" if X_val is None else "val_loglik"
         best: tuple[float, Any] | None = None
         scores: list[float] = []
-        for i in range(int(self.n_init)):
-            seed = self._seed() + i
+        for seed in start_seeds(self, int(self.n_init)):
             model = _BatchedGaussianHMM(n_components=k, covariance_type=self.covariance_type,
                                         n_iter=int(self.n_iter),
                                         tol=float(self.tol) * len(lengths), random_state=seed,

@@ -61,7 +61,7 @@ from densbench.parallel import run_workers
 __all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_TREE", "DROP_NATS",
            "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN",
            "EXP_FLOOR", "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound",
-           "locality_order", "log_kernel_sums"]
+           "locality_order", "log_kernel_sums", "magnitude_rounding"]
 
 _RULES = ("scott", "silverman", "cv")
 _ALGORITHMS = ("auto", "exact", "tree")
@@ -322,6 +322,21 @@ def _error_bound(z_sq: np.ndarray, radius_sq: float, d: int, scales: Sequence[fl
     s_max = max(abs(float(s)) for s in scales)
     reach = (np.sqrt(z_sq) + math.sqrt(radius_sq)) ** 2
     return 3.0 * (d + 4) * np.finfo(np.float64).eps * s_max * reach
+
+
+def magnitude_rounding(size: np.ndarray, d: int, n_train: int, direct: np.ndarray | bool
+                       ) -> np.ndarray:
+    """The rounding that no tolerance can absorb, as it grows with the log sums' size
+    (``size``: each row's ``|log sum|`` or a bound on it): every row's result is a float64
+    within ``eps |value|`` of its computed value (twice that, with the last addition of
+    ``s ||z||^2``), and a row summed by explicit
+    differences has each logit ``s ||z - x||^2`` to ``(d + 2) eps`` of its size; the
+    logits that matter lie within ``log n + DROP_NATS`` of the largest, itself within
+    ``log n`` of the value. Far from all the data (a logit of -5e9 is 1e5 bandwidths
+    away) these reach 1e-6 nats, where a fixed bound would not hold."""
+    eps = float(np.finfo(np.float64).eps)
+    logits = (d + 3) * 4.0 * eps * (size + 2.0 * math.log(n_train) + DROP_NATS)
+    return 2.0 * eps * size + np.where(direct, logits, 0.0)
 
 
 def _workers_for(threads: int | None) -> int:
@@ -717,14 +732,30 @@ class KDE(DensityEstimator):
             if self._bounded is None or self._bounded[0] != key:
                 self._bounded = (key, self._bounded_sums(X, self.bandwidth_))
             bounded = self._bounded[1]
-            return {"kde_error_bound": (bounded.bounds, "nats"),
+            size = np.abs(bounded.values)
+            return {"kde_error_bound": (bounded.bounds + self._density_rounding(size), "nats"),
                     "kde_terms_summed": (bounded.summed, "fraction")}
-        rounding = expansion_error_bound(X - self.center_, self.train_,
-                                         [-0.5 / self.bandwidth_ ** 2])
-        # rows past EXPANSION_ERROR_MAX go to explicit differences: within 1e-8
-        bound = np.where(rounding > EXPANSION_ERROR_MAX, 1e-8, rounding) + math.exp(-DROP_NATS)
-        return {"kde_error_bound": (bound, "nats"),
+        n, d = self.train_.shape
+        Z = X - self.center_
+        scale = -0.5 / self.bandwidth_ ** 2
+        rounding = expansion_error_bound(Z, self.train_, [scale])
+        # rows past EXPANSION_ERROR_MAX go to explicit differences: within 1e-8 and what
+        # grows with the logits' size, |log sum| <= max(log n, |s| (||z|| + R)^2)
+        direct = rounding > EXPANSION_ERROR_MAX
+        reach = (np.linalg.norm(Z, axis=1)
+                 + np.sqrt(np.max(np.einsum("ij,ij->i", self.train_, self.train_)))) ** 2
+        size = np.maximum(math.log(n), -scale * reach)
+        bound = (np.where(direct, 1e-8, rounding) + math.exp(-DROP_NATS)
+                 + magnitude_rounding(size, d, n, direct))
+        return {"kde_error_bound": (bound + self._density_rounding(size), "nats"),
                 "kde_terms_summed": (np.ones(len(X)), "fraction")}
+
+    def _density_rounding(self, size: np.ndarray) -> np.ndarray:
+        """Rounding of the log density ``log sum - log n - d/2 log(2 pi h^2)`` beyond that
+        of the log sum (``size``: its size): the two subtractions, each to eps."""
+        n, d = self.train_.shape
+        c = abs(math.log(n) + 0.5 * d * math.log(2.0 * math.pi * self.bandwidth_ ** 2))
+        return 2.0 * float(np.finfo(np.float64).eps) * (size + 2.0 * c)
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         idx = rng.integers(0, self.train_.shape[0], size=n)

@@ -88,6 +88,7 @@ from densbench.estimators.kde import (
     augment_train,
     locality_order,
     log_kernel_sums,
+    magnitude_rounding,
 )
 from densbench.parallel import run_workers
 
@@ -126,8 +127,11 @@ _MIN_BLOCK = 8
 #: A query block is split while its diagonal exceeds this many bandwidths.
 _BLOCK_SPAN = 4.0
 #: The bound given to rows that the exact path computes by explicit differences (their
-#: expansion's rounding bound is too large): its stated accuracy.
+#: expansion's rounding bound is too large): its stated accuracy, to which
+#: :func:`~densbench.estimators.kde.magnitude_rounding` adds what grows with the size of
+#: the logits.
 DIRECT_ROW_BOUND = 1e-8
+_EPS = float(np.finfo(np.float64).eps)
 #: The terms the exact path's chunk skipping leaves out: below ``e^-DROP_NATS`` of a sum.
 _SKIP_BOUND = math.exp(-DROP_NATS)
 
@@ -258,7 +262,6 @@ def _ball_sums(Z: np.ndarray, train: np.ndarray, kdtree: cKDTree, scale: float,
     out = BoundedSums(np.empty(q), np.empty(q), np.empty(q))
     ok = np.zeros(q, dtype=bool)
     k = min(_K_NEAR, n)
-    eps = float(np.finfo(np.float64).eps)
     for c0 in range(0, q, _BALL_CHUNK):
         zc = Z[c0:c0 + _BALL_CHUNK]
         dist, _ = kdtree.query(zc, k=k, workers=workers)
@@ -289,7 +292,7 @@ def _ball_sums(Z: np.ndarray, train: np.ndarray, kdtree: cKDTree, scale: float,
         # the points outside, then rounding: each squared difference to (d + 2) eps
         # relative, each exp and the sum to a few eps per term
         out.bounds[idx] = (np.logaddexp(0.0, log_far - log_near)
-                           + 4.0 * eps * ((Z.shape[1] + 2) * -scale * r_sq[take] + lengths))
+                           + 4.0 * _EPS * ((Z.shape[1] + 2) * -scale * r_sq[take] + lengths))
         out.summed[idx] = lengths / n
         ok[idx] = True
     return out, ok
@@ -301,7 +304,9 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
                             threads: int | None = None) -> BoundedSums:
     """``log sum_i exp(-||z - x_i||^2 / (2 h^2))`` per row z of ``Z`` to within
     ``tolerance`` nats, and per row a certified bound on its error (at most
-    ``tolerance``, up to rounding bounds of order 1e-12; see the module docstring).
+    ``tolerance``, up to rounding bounds of order 1e-12 near the data, and of order
+``1e-15 |value|`` far from it, where no float64 result is closer; see the module
+docstring).
 
     ``train_aug``, ``leaves`` and ``kdtree`` are
     :func:`~densbench.estimators.kde.augment_train` of ``train`` (over
@@ -384,14 +389,16 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
 
     if len(rows):
         run_workers(work, _workers_for(threads))
-    # the kept sums' own rounding and the exact path's skipped chunks
+    # every row's rounding that grows with its size; the kept sums' own rounding and the
+    # exact path's skipped chunks
+    bounds += magnitude_rounding(np.abs(values), d, n_train, direct)
     bounds[rows] += rounding[rows] + _SKIP_BOUND
-    missed = np.zeros(n, dtype=bool)
+    missed = np.zeros(n, dtype=bool)  # (never a direct row)
     missed[rows] = bounds[rows] > tolerance  # the leaves left out weigh more than guessed
     if missed.any():
         values[missed] = log_kernel_sums(Z[missed], train, [bandwidth], train_aug=xa,
                                          threads=threads)[:, 0]
-        bounds[missed] = np.where(direct[missed], DIRECT_ROW_BOUND,
-                                  rounding[missed] + _SKIP_BOUND)
+        bounds[missed] = (rounding[missed] + _SKIP_BOUND
+                          + magnitude_rounding(np.abs(values[missed]), d, n_train, False))
         summed[missed] = 1.0
     return BoundedSums(values, bounds, summed)

@@ -31,7 +31,8 @@ import numpy as np
 from densbench.estimators.base import DensityEstimator
 from densbench.estimators.params import Constraint, Interval, ListOf
 
-__all__ = ["DISTRIBUTIONS", "SIZES", "SearchSpace", "Selection", "search", "select_size"]
+__all__ = ["DISTRIBUTIONS", "SIZES", "SearchSpace", "Selection", "search", "select_size",
+           "start_seeds"]
 
 T = TypeVar("T")
 
@@ -68,6 +69,29 @@ def search(candidates: Sequence[T], evaluate: Callable[[T], tuple[float, Any]],
             if patience is not None and since_best >= patience:
                 break
     return (None, None, gains) if best is None else (best[1], best[2], gains)
+
+
+#: The largest seed scikit-learn (and so hmmlearn's k-means) accepts.
+_MAX_SEED = 2**32 - 1
+
+
+def start_seeds(est: DensityEstimator, n_init: int) -> list[int]:
+    """Seeds of an estimator's ``n_init`` starts: ``random_state``, ``random_state + 1``,
+    ... (the first start is then the library's default fit with that seed). Raises
+    ``ValueError`` naming both settings where the last would pass scikit-learn's largest
+    seed, before any fit (scikit-learn's own message would blame the data or the engine).
+
+    Example:
+        >>> from densbench.estimators.gmm import GMM
+        >>> start_seeds(GMM(random_state=7), 3)
+        [7, 8, 9]
+    """
+    first = est._seed()
+    if first + n_init - 1 > _MAX_SEED:
+        raise ValueError(f"{est.name}: random_state {first} with n_init {n_init} needs seeds "
+                         f"up to {first + n_init - 1}, past scikit-learn's largest "
+                         f"({_MAX_SEED}); use random_state <= {_MAX_SEED - n_init + 1}")
+    return [first + i for i in range(n_init)]
 
 
 def select_size(est: DensityEstimator, candidates: list[int], fit: Callable[[int], Any],

@@ -145,3 +145,12 @@ def test_engine_failure_names_the_estimator_and_its_parameter():
     with pytest.raises(ValueError, match=r"^gmm: scikit-learn's EM failed on this data: "
                                          r".*increase reg_covar"):
         db.estimators.make("gmm", n_components=2, reg_covar=0.0).fit(X)
+
+
+@pytest.mark.parametrize("name, size", [("gmm", {"n_components": 2}), ("hmm", {"n_states": 2})])
+def test_start_seeds_past_sklearns_largest_are_named(name, size, data):
+    # random_state + i seeds start i: the last of 3 starts from 2**32 - 2 is past 2**32 - 1
+    est = db.estimators.make(name, random_state=2**32 - 2, n_init=3, **size)
+    with pytest.raises(ValueError, match=r"random_state 4294967294 with n_init 3.*"
+                                         r"random_state <= 4294967293"):
+        est.fit(data[0])

@@ -371,16 +371,42 @@ def test_a_wrong_bound_is_caught(monkeypatch):
     assert np.any(np.abs(got - ref) > bound)
 
 
-def test_tree_path_rows_far_out_and_in_the_tails():
-    # a query 1e5 bandwidths away (expansion bound too large: explicit differences) and
-    # one between two far clusters keep their bounds
+def _long_double_log_sums(Z: np.ndarray, X: np.ndarray, h: float) -> np.ndarray:
+    """Reference log kernel sums in extended precision (an independent computation: the
+    exact path shares float64's rounding with the tree path's rows by differences)."""
+    Xl = X.astype(np.longdouble)
+    out = []
+    for z in Z.astype(np.longdouble):
+        logits = -((z - Xl) ** 2).sum(1) / (2 * np.longdouble(h) ** 2)
+        top = logits.max()
+        out.append(float(top + np.log(np.exp(logits - top).sum())))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("h", [0.1, 1e3])
+def test_tree_path_rows_far_out_and_in_the_tails(h):
+    # a query 1e5 bandwidths away (expansion bound too large: explicit differences, whose
+    # logit -5e9 is itself only good to 1e-6), one between two far clusters, and a
+    # bandwidth far above the data's spread keep their bounds against extended precision
     rng = np.random.default_rng(1)
     X = np.vstack([rng.normal(size=(2000, 2)) * 0.05, rng.normal(size=(2000, 2)) * 0.05 + 40])
-    Z = np.array([[0.0, 0.0], [20.0, 20.0], [1e4, 0.0], [40.0, 40.0]])
-    got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, 0.1, 1e-6)
-    ref = log_kernel_sums(Z, X, [0.1])[:, 0]
-    assert np.all(np.abs(got - ref) <= bound) and np.all(bound <= 1e-6)
-    assert bound[2] == pytest.approx(1e-8)  # by the exact path's differences
+    Z = np.array([[0.0, 0.0], [20.0, 20.0], [1e4, 0.0], [40.0, 40.0], [3e3, 1.0]])
+    got, bound, _ = kde_tree.bounded_log_kernel_sums(Z, X, h, 1e-6)
+    assert np.all(np.abs(got - _long_double_log_sums(Z, X, h)) <= bound)
+    assert np.all(bound[[0, 1, 3]] <= 1e-6)
+
+
+def test_the_exact_paths_error_bound_holds_far_out_and_at_a_wide_bandwidth():
+    # the reported per-row bound on the log density's error, against extended precision
+    # (the tree path's log sums: test_tree_path_rows_far_out_and_in_the_tails)
+    X = np.random.default_rng(2).normal(size=(400, 2))
+    Z = np.array([[0.0, 0.0], [1e4, 0.0], [3e3, 1.0]])
+    for h in (0.1, 1e3):
+        est = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
+        ref = (_long_double_log_sums(Z, X, h) - math.log(len(X))
+               - math.log(2.0 * math.pi * h * h))
+        bound = est.diagnostics(Z)["kde_error_bound"][0]
+        assert np.all(np.abs(est.score_samples(Z) - ref) <= bound), (h, bound)
 
 
 def test_auto_takes_the_tree_for_large_low_dimensional_sets(monkeypatch):
