@@ -16,6 +16,7 @@ import pytest
 from densbench.cli import main
 from densbench.runner.execute import COST_METRICS
 from densbench.runner.store import load
+from tests import gated
 
 COST = set(COST_METRICS)
 
@@ -79,24 +80,62 @@ def _science(run: Path) -> pd.DataFrame:
     return df.drop(columns=["error"]).reset_index(drop=True)
 
 
+#: Cells of a few hundred rows (the point is the runner, not the quick suite's sizes), the
+#: discrete digits among them; the gated estimator (tests/gated.py) holds the run at a known
+#: point: in plan order (datasets, then estimators) 3 cells done, the 4th in flight, 3 to come.
+RESUME_SUITE = """
+name = "resume"
+[samples]
+n = 100
+[[datasets]]
+name = "banana"
+[datasets.params]
+n_train = 300
+n_val = 100
+n_test = 300
+[[datasets]]
+name = "digits"
+[[estimators]]
+name = "gaussian"
+[[estimators]]
+name = "kde"
+[estimators.params]
+bandwidth = "cv"
+[[estimators]]
+name = "gmm"
+[estimators.params]
+n_components = [1, 2]
+[[estimators]]
+name = "{gated}"
+datasets = ["banana"]
+[estimators.params]
+gate = "{gate}"
+"""
+
+
 @pytest.mark.slow
-def test_killed_quick_run_resumes_without_loss_or_rework(tmp_path):
+def test_killed_run_resumes_without_loss_or_rework(tmp_path):
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    suite = tmp_path / "resume.toml"
+    suite.write_text(RESUME_SUITE.format(gated=gated.SPEC, gate=gate))
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "densbench", "run", "--quick", "--out",
-                             str(out), "--no-progress"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "densbench", "run", "--suite", str(suite),
+                             "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     cells = out / "cells"
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(cells.glob("*.json"))) < 3:
+    while time.time() < deadline and not gated.started(gate) and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {p.name: p.read_bytes() for p in cells.glob("*.json")}
-    assert 3 <= len(before), "the run should have finished some cells before the kill"
+    assert len(before) == 3, "the run should have finished the 3 cells before the gated one"
 
-    res = run_cli("run", "--quick", "--out", str(out), "--no-progress")
+    gated.open_gate(gate)
+    res = run_cli("run", "--suite", str(suite), "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
-    assert f"{len(before)} already done" in res.stdout
+    assert "7 cells: 4 ran (4 ok, 0 failed), 3 already done" in res.stdout
     after = {p.name: p.read_bytes() for p in cells.glob("*.json")}
     for name, content in before.items():  # nothing finished is lost or computed again
         assert after[name] == content
@@ -104,9 +143,9 @@ def test_killed_quick_run_resumes_without_loss_or_rework(tmp_path):
     assert len(manifest["invocations"]) == 2
 
     fresh = tmp_path / "fresh"
-    res = run_cli("run", "--quick", "--out", str(fresh), "--no-progress")
+    res = run_cli("run", "--suite", str(suite), "--out", str(fresh), "--no-progress")
     assert res.returncode == 0, res.stderr
-    assert len(after) == len(list((fresh / "cells").glob("*.json")))
+    assert len(after) == len(list((fresh / "cells").glob("*.json"))) == 7
     pd.testing.assert_frame_equal(_science(out), _science(fresh), check_exact=False,
                                   rtol=1e-12, atol=1e-12)
 

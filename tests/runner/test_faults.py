@@ -22,6 +22,7 @@ import densbench
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore
+from tests import gated
 
 ROOT = Path(densbench.__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -37,22 +38,24 @@ metrics = false
 [[datasets]]
 name = "banana"
 [datasets.params]
-n_train = {n_train}
+n_train = 300
 n_val = 300
 n_test = 300
 [[estimators]]
-name = "kde"
+name = "{estimator}"
 [estimators.params]
-bandwidth = {bandwidth}
+{params}
 """
 
 
-def _suite(tmp_path: Path, *, seeds: int, slow: bool) -> Path:
-    """KDE on banana: with ``slow`` its bandwidth is cross-validated on 2,000 rows (some
-    seconds a cell), else fixed on 300 rows."""
+def _suite(tmp_path: Path, *, seeds: int, gate: Path | None = None) -> Path:
+    """One estimator on 300 rows of banana, one cell per seed: KDE with a fixed bandwidth,
+    or with ``gate`` the gated estimator of ``tests/gated.py``, whose cells wait until the
+    test opens their gate (a cell in flight at a known point, costing no CPU)."""
     path = tmp_path / "suite.toml"
-    path.write_text(SUITE.format(seeds=seeds, n_train=2000 if slow else 300,
-                                 bandwidth='"cv"' if slow else 0.3))
+    estimator, params = (("kde", "bandwidth = 0.3") if gate is None
+                         else (gated.SPEC, f'gate = "{gate}"'))
+    path.write_text(SUITE.format(seeds=seeds, estimator=estimator, params=params))
     return path
 
 
@@ -122,20 +125,25 @@ def _records(out: Path) -> dict[str, dict]:
 class _Run:
     out: Path
     suite: Path
+    gate: Path
     driver: subprocess.Popen
     workers: list[int]
 
 
 @contextlib.contextmanager
 def _two_workers_busy(tmp_path: Path, seeds: int = 40) -> Iterator[_Run]:
-    """A run of slow cells on two workers (by default far more cells than an interrupted
-    run gets through), once both are started; whatever it started is ended afterwards."""
-    out, suite = tmp_path / "run", _suite(tmp_path, seeds=seeds, slow=True)
-    run = _Run(out, suite, _start("--suite", str(suite), "--workers", "2", "--out", str(out)),
-               [])
+    """A run of gated cells (seed s waits until the test opens gate s) on two workers, once
+    both workers are in their first cell (seeds 0 and 1); whatever it started is ended
+    afterwards. By default far more cells than an interrupted run gets through."""
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    gate.mkdir()
+    suite = _suite(tmp_path, seeds=seeds, gate=gate)
+    run = _Run(out, suite, gate,
+               _start("--suite", str(suite), "--workers", "2", "--out", str(out)), [])
     try:
         run.workers = _wait_for(lambda: len(_workers(run.driver.pid)) == 2
                                 and _workers(run.driver.pid), "two workers")
+        _wait_for(lambda: gated.started(gate) == {0, 1}, "both workers in a cell")
         yield run
     finally:
         _end([run.driver], run.workers)
@@ -149,9 +157,11 @@ def test_first_ctrl_c_finishes_running_cells_and_a_second_run_is_refused(tmp_pat
         assert second.returncode == 2
         assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
         assert f"being written by another run (pid {run.driver.pid} on " in second.stderr
+        gated.open_gate(run.gate, 0)
         seen = _wait_for(lambda: len(_records(run.out)), "a first record")
         os.killpg(run.driver.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         at_signal = len(_records(run.out))  # at least as many as when the signal came
+        gated.open_gate(run.gate)  # every cell may finish now: only those running do
         _, err = run.driver.communicate(timeout=PATIENCE_S)
         assert run.driver.returncode == 130, err
         assert "interrupted" in err and "Traceback" not in err
@@ -169,8 +179,9 @@ def test_first_ctrl_c_finishes_running_cells_and_a_second_run_is_refused(tmp_pat
 @pytest.mark.slow
 def test_second_ctrl_c_stops_running_cells_and_loses_nothing_finished(tmp_path):
     with _two_workers_busy(tmp_path) as run:
+        gated.open_gate(run.gate, 0)
         _wait_for(lambda: len(_records(run.out)), "a first record")
-        os.killpg(run.driver.pid, signal.SIGINT)
+        os.killpg(run.driver.pid, signal.SIGINT)  # the running cells stay gated
         time.sleep(0.3)
         os.killpg(run.driver.pid, signal.SIGINT)
         _, err = run.driver.communicate(timeout=60)
@@ -184,8 +195,10 @@ def test_second_ctrl_c_stops_running_cells_and_loses_nothing_finished(tmp_path):
 @pytest.mark.slow
 def test_a_dead_worker_fails_only_its_cell_and_a_killed_driver_ends_its_workers(tmp_path):
     with _two_workers_busy(tmp_path, seeds=6) as run:
+        gated.open_gate(run.gate, 0)
         _wait_for(lambda: len(_records(run.out)), "a first record")
-        time.sleep(0.5)  # both workers have a cell again (6 cells, 2 workers)
+        # both workers are in a cell again (seeds 1 and 2), held at their gates
+        _wait_for(lambda: gated.started(run.gate) == {0, 1, 2}, "a third cell")
         victim = run.workers[0]
         os.kill(victim, signal.SIGKILL)  # as the kernel's OOM killer would
         failed = _wait_for(lambda: [r for r in _records(run.out).values()
@@ -195,6 +208,8 @@ def test_a_dead_worker_fails_only_its_cell_and_a_killed_driver_ends_its_workers(
             ("worker process killed by SIGKILL (out of memory?)", victim)]
         # the run goes on with a fresh worker
         n = len(_records(run.out))
+        _wait_for(lambda: 3 in gated.started(run.gate), "the next cell")
+        gated.open_gate(run.gate, 3)
         _wait_for(lambda: len(_records(run.out)) > n, "a record after the death")
         run.workers += _workers(run.driver.pid)
         os.kill(run.driver.pid, signal.SIGKILL)  # the driver alone: its workers must notice
@@ -202,6 +217,7 @@ def test_a_dead_worker_fails_only_its_cell_and_a_killed_driver_ends_its_workers(
         _wait_for(lambda: not any(map(_alive, run.workers)), "the orphaned workers to exit",
                   30)
         # a re-run counts the failed cell already there: exit 1, and says how to retry
+        gated.open_gate(run.gate)
         res = _run("--suite", str(run.suite), "--workers", "2", "--out", str(run.out))
         assert res.returncode == 1, res.stderr
         assert "(1 of them failed); 1 failed in all" in res.stdout
@@ -211,7 +227,7 @@ def test_a_dead_worker_fails_only_its_cell_and_a_killed_driver_ends_its_workers(
 
 @pytest.mark.slow
 def test_memory_limit_rerun_summary_retry_and_corrupt_records(tmp_path):
-    out, suite = tmp_path / "run", _suite(tmp_path, seeds=2, slow=False)
+    out, suite = tmp_path / "run", _suite(tmp_path, seeds=2)
     # a worker process needs far more than 64 MB: every cell is stopped as out of memory
     res = _run("--suite", str(suite), "--cell-memory-mb", "64", "--out", str(out))
     assert res.returncode == 1, res.stderr
