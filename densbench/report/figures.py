@@ -10,7 +10,7 @@ import numpy as np
 from densbench.metrics import catalogue as C
 from densbench.report.datasets import dataset_info, load_if_unchanged
 
-__all__ = ["image_grid", "render_sample_figures", "scatter_beside_data"]
+__all__ = ["image_grid", "render_sample_figures", "scatter_beside_data", "tile"]
 
 
 def _pyplot():
@@ -22,21 +22,37 @@ def _pyplot():
     return plt
 
 
+def tile(images: np.ndarray, image_shape: tuple[int, ...], ncols: int) -> np.ndarray:
+    """Images (rows) laid out as one array, ``ncols`` per row, a blank pixel between them.
+
+    One array drawn once: a grid of one axes per image cost matplotlib a second per
+    gallery (axes, ticks and layout per image), which every report paid per cell.
+    """
+    h, w = image_shape[:2]
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    out = np.zeros((nrows * (h + 1) - 1, ncols * (w + 1) - 1, *image_shape[2:]))
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        out[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = \
+            images[i].reshape(image_shape)
+    return out
+
+
 def image_grid(images: np.ndarray, image_shape: tuple[int, int], *, levels: int | None,
                title: str, path: Path, ncols: int = 8) -> Path:
     """Save up to ``ncols^2`` images (rows of ``images``) as one grid PNG."""
     plt = _pyplot()
     n = min(len(images), ncols * ncols)
     nrows = max(1, int(np.ceil(n / ncols)))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.8, nrows * 0.8 + 0.4))
+    fig, ax = plt.subplots(figsize=(ncols * 0.8, nrows * 0.8 + 0.4))
+    ax.axis("off")
     vmax = (levels - 1) if levels else float(np.max(images[:n])) if n else 1.0
-    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis("off")
-        if i < n:
-            img = images[i].reshape(image_shape)
-            if img.ndim == 3:  # colour (height, width, RGB): imshow takes values in [0, 1]
-                img = np.clip(img / vmax, 0.0, 1.0)
-            ax.imshow(img, cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
+    if n:
+        img = tile(np.asarray(images[:n], dtype=float), tuple(image_shape), ncols)
+        if img.ndim == 3:  # colour (height, width, RGB): imshow takes values in [0, 1]
+            img = np.clip(img / vmax, 0.0, 1.0)
+        ax.imshow(img, cmap="gray_r", vmin=0, vmax=vmax, interpolation="nearest")
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -266,17 +282,24 @@ def sample_metrics_vs_floor(agg: Any, dataset: str, path: Path) -> Path | None:
     plt = _pyplot()
     ncols = min(5, len(names))
     nrows = int(np.ceil(len(names) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 0.28 * g["label"].nunique()
-                                                    * nrows + 1.6 * nrows), squeeze=False)
+    # every panel on one y axis of all labels (a label's row is the same in every panel,
+    # whichever metrics it has), written once per row of panels: labels on every panel
+    # were most of the figure's drawing time
+    labels = sorted(g.loc[g["metric"].isin([C.samples(n) for n in names]), "label"].unique())
+    row = {label: i for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 0.28 * len(labels)
+                                                    * nrows + 1.6 * nrows), squeeze=False,
+                             sharey=True)
+    axes[0, 0].set_yticks(np.arange(len(labels)))
+    axes[0, 0].set_yticklabels(labels, fontsize=7)
+    axes[0, 0].set_ylim(len(labels) - 0.5, -0.5)
     for ax, n in zip(axes.ravel(), names, strict=False):
-        vals = g[g["metric"] == C.samples(n)].sort_values("label")
-        y = np.arange(len(vals))
+        vals = g[g["metric"] == C.samples(n)]
+        y = vals["label"].map(row).to_numpy()
         ax.errorbar(vals["mean"], y, xerr=vals["se"].fillna(0), fmt="o", ms=3, color="k")
         floor = g[g["metric"] == C.floor(n)]
         if len(floor):
             ax.axvline(floor["mean"].iloc[0], color="tab:red", lw=1)
-        ax.set_yticks(y)
-        ax.set_yticklabels(vals["label"], fontsize=7)
         ax.set_title(n, fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
     for ax in axes.ravel()[len(names):]:
