@@ -107,10 +107,13 @@ name = "gmm"
 n_components = [1, 2]
 [[estimators]]
 name = "{gated}"
-datasets = ["banana"]
+datasets = ["digits"]
 [estimators.params]
 gate = "{gate}"
 """
+# Cells are handed out longest first (runner/schedule.py: ties keep the suite's order); on
+# a fresh run the prior ranks the 64-D digits cells above the 2-D banana ones, so the gated
+# cell is the fourth: exactly three cells (gaussian, kde and gmm on digits) finish first.
 
 
 @pytest.mark.slow

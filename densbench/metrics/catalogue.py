@@ -350,7 +350,7 @@ def metric(name: str, value: float, se: float | None) -> Metric:
 
     Example:
         >>> metric(KL_TO_TRUTH, 0.25, 0.01)
-        Metric(metric='kl_to_truth', value=0.25, se=0.01, unit='nats')
+        Metric(metric='kl_to_truth', value=0.25, se=0.01, unit='nats', note=None)
     """
     return Metric(name, value, se, get(name).unit)
 

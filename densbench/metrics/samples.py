@@ -893,8 +893,9 @@ def to_metrics(scores: Mapping[str, SampleScore],
     catalogue's units.
 
     Example:
-        >>> to_metrics({"mmd2": SampleScore(0.01, 0.002)})
-        [Metric(metric='samples_mmd2', value=0.01, se=0.002, unit='squared RKHS distance')]
+        >>> to_metrics({"mmd2": SampleScore(0.01, 0.002)})  # doctest: +NORMALIZE_WHITESPACE
+        [Metric(metric='samples_mmd2', value=0.01, se=0.002, unit='squared RKHS distance',
+                note=None)]
     """
     return [catalogue.metric(prefix + key, float(s.value), None if s.se is None else float(s.se))
             for key, s in scores.items()]
