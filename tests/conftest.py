@@ -9,3 +9,11 @@ compare with tolerances or with themselves at the same setting).
 from densbench.metrics.timing import limit_threads
 
 limit_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first (a stable sort: otherwise collection order). Under
+    pytest-xdist's work stealing (`-n 2 --dist worksteal`, the README's command) a worker
+    that runs out takes tests from the other's tail, so long tests started first balance
+    and do not leave one worker finishing them alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

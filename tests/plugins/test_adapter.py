@@ -63,6 +63,7 @@ def test_bad_params_refused_before_anything_runs():
         db.estimators.make(KD, nope=1)
 
 
+@pytest.mark.slow
 def test_adapted_classes_pass_the_public_checks():
     from densbench.testing import CHECKS, check_estimator
 

@@ -103,6 +103,7 @@ def test_non_finite_likelihood_fails_the_cell(monkeypatch):
     assert "not finite" in rec["error"]
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_cell_in_compiled_code_and_the_run_goes_on(tmp_path):
     # KDE's bandwidth search spends its time in PyTorch kernels and a worker thread, which
     # a signal in the cell's own thread could not interrupt: the supervisor kills the
@@ -121,6 +122,7 @@ def test_time_budget_stops_the_cell_in_compiled_code_and_the_run_goes_on(tmp_pat
     assert (summary.ok, len(summary.failed)) == (1, 1)
 
 
+@pytest.mark.slow
 def test_a_timeout_inside_a_lazy_import_leaves_no_broken_worker(tmp_path):
     # the first maf cell's limit lands while zuko (and sympy) are being imported; the
     # same worker process would keep a half-imported module, a fresh one does not
@@ -155,6 +157,7 @@ def test_resume_skips_finished_cells(tmp_path):
     assert store.path(cells[0].id).read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_floor_is_computed_once_per_dataset_and_seed_and_counted(tmp_path):
     # two estimators on one dataset and seed share one floor, stored with its cost; a
     # resumed run that adds a third reads it back instead of computing it again
@@ -184,6 +187,7 @@ def test_a_floor_is_computed_once_per_dataset_and_seed_and_counted(tmp_path):
     assert "floor" not in store.read(quiet.id) and len(list(floors[0].parent.iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_numbers(tmp_path):
     cells = [Cell(Spec("gaussian"), Spec("banana", SMALL), s) for s in (0, 1)]
     a = RunStore(tmp_path / "a", create=True)
@@ -218,6 +222,7 @@ def test_in_process_cells_run_on_every_core_within_the_process_limit(tmp_path, m
     assert torch.get_num_threads() == 1 and blas_thread_count() == 1
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_records(tmp_path):
     pytest.importorskip("distributed")
     cells = [Cell(Spec("gaussian"), Spec("banana", SMALL), s) for s in (0, 1)]

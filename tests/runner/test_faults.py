@@ -252,6 +252,7 @@ def test_memory_limit_rerun_summary_retry_and_corrupt_records(tmp_path):
     assert json.loads(other.read_text())["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_dask_enforces_the_time_limit_in_a_supervised_child(tmp_path):
     distributed = pytest.importorskip("distributed")
     slow = Cell(Spec("kde", {"bandwidth": "cv"}),
