@@ -313,6 +313,11 @@ class _Autoregressive(TorchDensityEstimator):
         params = self.module_(self.head_.encode(batch))
         return self.head_.log_prob(params, batch).sum(dim=1)
 
+    def _eval_row_bytes(self) -> int:
+        # float32 network outputs (d x the head's size a row), their log-softmax and one
+        # temporary of the same size
+        return 3 * 4 * self.n_features_in_ * self.head_.size
+
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         self._check_levels(X, "X")
         return super()._score_samples(X)

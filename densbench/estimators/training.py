@@ -289,7 +289,11 @@ class TorchDensityEstimator(DensityEstimator):
     discrete models that see raw levels return False).
     """
 
+    #: Rows per evaluation batch (validation after each epoch, scoring), at most: fewer
+    #: where a row's activations are large (:meth:`_eval_rows`).
     eval_batch_size: ClassVar[int] = 4096
+    #: Bytes of activations an evaluation batch may hold (see :meth:`_eval_row_bytes`).
+    eval_batch_bytes: ClassVar[int] = 1 << 28
     score_batch_rows: ClassVar[int | None] = 1 << 16
     #: The shared training hyperparameters and their defaults.
     training_defaults: ClassVar[dict[str, Any]] = {
@@ -365,12 +369,29 @@ class TorchDensityEstimator(DensityEstimator):
         return torch.as_tensor(Z, dtype=torch.float32, device=self.device_)
 
     # -- scoring and sampling --------------------------------------------------------
+    def _eval_rows(self) -> int:
+        """Rows per evaluation batch: ``eval_batch_size``, fewer where that many rows'
+        activations (:meth:`_eval_row_bytes`) would pass ``eval_batch_bytes``. (A 256-way
+        conditional per pixel of a 784-pixel image takes about 2.4 MB a row: 4,096 rows
+        would hold ~10 GB.) The rows of a batch are scored independently, so the batch
+        size changes memory, not the figures."""
+        per_row = self._eval_row_bytes()
+        if per_row <= 0:
+            return int(self.eval_batch_size)
+        return max(1, min(int(self.eval_batch_size), int(self.eval_batch_bytes) // per_row))
+
+    def _eval_row_bytes(self) -> int:
+        """Bytes of activations one row takes in an evaluation pass (0: small; the batch
+        is ``eval_batch_size``). Set after ``_build``."""
+        return 0
+
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         Xt = self._to_tensor(X)
         out = np.empty(X.shape[0], dtype=np.float64)
+        rows = self._eval_rows()
         with torch.no_grad():
-            for i in range(0, X.shape[0], self.eval_batch_size):
-                lp = self._log_prob(Xt[i:i + self.eval_batch_size])
+            for i in range(0, X.shape[0], rows):
+                lp = self._log_prob(Xt[i:i + rows])
                 out[i:i + lp.shape[0]] = lp.double().cpu().numpy()
         return out + self.log_jacobian_
 
@@ -395,7 +416,7 @@ class TorchDensityEstimator(DensityEstimator):
         """How the module is trained (default: maximum likelihood, see
         :class:`TrainingHooks`)."""
         return TrainingHooks(self.module_, self._loss, self._val_loglik, X_val,
-                             lr=float(self.lr), eval_batch_size=self.eval_batch_size)
+                             lr=float(self.lr), eval_batch_size=self._eval_rows())
 
     def _build(self, X: torch.Tensor) -> nn.Module:
         raise NotImplementedError

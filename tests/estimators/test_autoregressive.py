@@ -12,6 +12,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 import densbench as db
+from densbench.estimators.autoregressive import _Head
 
 NAMES = ["made", "rnn_ar"]
 FAST = {"hidden": 32, "max_epochs": 15, "batch_size": 128}
@@ -314,3 +315,30 @@ def test_made_counts_only_unmasked_weights():
     X = _correlated_levels(50, 3, 2)
     est = db.estimators.make("made", levels=2, hidden=4, n_layers=1, max_epochs=1).fit(X)
     assert est.n_parameters() == 6 + 6 + 4 + 3
+
+
+# -- evaluation memory --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_evaluation_batches_shrink_for_large_rows_and_leave_the_figures_alone(name,
+                                                                             monkeypatch):
+    # 256 levels on 784 pixels: 4,096 rows of logits would hold ~10 GB; the batch is cut to
+    # what fits eval_batch_bytes (a row: 3 float32 copies of 784 x 256)
+    cls = db.estimators.get(name)
+    big = db.estimators.make(name, levels=256)
+    big.n_features_in_ = 784
+    big.head_ = _Head("categorical", 256, 10)
+    assert big._eval_rows() == cls.eval_batch_bytes // (3 * 4 * 784 * 256) < 200
+    # on small data the batch stays whole, and cutting it changes no figure: rows are
+    # scored independently (validation after each epoch and scoring alike)
+    X = _correlated_levels(600, 6, 5)
+    params = dict(FAST, levels=5, max_epochs=3)
+    whole = db.estimators.make(name, **params).fit(X[:400], X[400:500])
+    assert whole._eval_rows() == cls.eval_batch_size
+    monkeypatch.setattr(cls, "eval_batch_bytes", 7 * 3 * 4 * 6 * 5)  # 7 rows a batch
+    cut = db.estimators.make(name, **params).fit(X[:400], X[400:500])
+    assert cut._eval_rows() == 7
+    assert [h["val_loglik"] for h in cut.training_.history] == pytest.approx(
+        [h["val_loglik"] for h in whole.training_.history], rel=1e-6)
+    np.testing.assert_allclose(cut.score_samples(X[500:]), whole.score_samples(X[500:]),
+                               rtol=1e-6)
