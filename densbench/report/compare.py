@@ -11,6 +11,10 @@ A cell whose settings changed between the runs (new defaults, say from a tuning 
 has a new id; it is paired with the old one when the estimator, the dataset (and its
 parameters) and the seed identify one cell in each run, so that the same test points are
 compared; such rows say ``settings_changed``.
+
+A change within floating-point rounding (at most :data:`ROUNDING` times the larger of 1 and
+the figures' size) is never significant: another order of floating-point sums (another
+thread count, another BLAS) moves a figure by ~1e-14, with a paired SE smaller still.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from densbench.metrics import catalogue as C
 from densbench.metrics.paired import paired_difference
 from densbench.runner.store import RunStore, decode_array, load
 
-__all__ = ["HEADLINE", "compare_runs", "likelihood_got_worse"]
+__all__ = ["HEADLINE", "ROUNDING", "compare_runs", "likelihood_got_worse"]
+
+#: Relative size of a change that is rounding, not a change (see the module docstring).
+ROUNDING = 1e-9
 
 #: The metrics ``densbench compare`` shows unless asked for all.
 HEADLINE = (C.TEST_LOGLIK, C.TEST_BITS_PER_DIM, C.KL_TO_TRUTH)
@@ -103,6 +110,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> p
             se = math.hypot(r.se_a, r.se_b)
             z = float(stats.norm.ppf(0.5 + level / 2))
             sig = bool(se > 0 and abs(change) > z * se)
+        if abs(change) <= ROUNDING * max(1.0, abs(r.value_a), abs(r.value_b)):
+            sig = False  # rounding (see the module docstring)
         info = C.lookup(r.metric)
         worse = bool(sig and info is not None and info.worse(r.value_a, r.value_b))
         better = bool(sig and info is not None and info.worse(r.value_b, r.value_a))

@@ -20,14 +20,16 @@ def base(tmp_path_factory):
     return root
 
 
-def _shifted_copy(base, dst, shift, noise=0.0):
-    """A copy of the run whose test log-likelihoods moved by ``shift`` nats per example."""
+def _shifted_copy(base, dst, shift, noise=0.0, relative=0.0):
+    """A copy of the run whose test log-likelihoods moved by ``shift`` nats per example
+    (plus ``noise`` x N(0, 1), plus ``relative`` x U(0, 1) of their size)."""
     shutil.copytree(base, dst)
     rng = np.random.default_rng(0)
     store = RunStore(dst)
     for rec in store.records():
         ll = decode_array(rec["per_example"]["test_loglik"])
         ll = ll + shift + noise * rng.standard_normal(ll.size)
+        ll = ll * (1.0 + relative * rng.random(ll.size))
         rec["per_example"]["test_loglik"] = encode_array(ll)
         for m in rec["metrics"]:
             if m["metric"] == "test_loglik":
@@ -43,6 +45,15 @@ def test_identical_runs_show_no_change(base, capsys):
     assert not table["significant"].any()
     assert main(["compare", str(base), str(base)]) == 0
     assert "0 significantly worse" in capsys.readouterr().out
+
+
+def test_a_change_within_rounding_is_not_significant(base, tmp_path):
+    # a relative 1e-13 per example (another order of sums) has a paired SE smaller still:
+    # without the rounding floor every such cell was "significantly" better or worse
+    table = compare_runs(base, _shifted_copy(base, tmp_path / "r", shift=0.0, relative=1e-13))
+    ll = table[table.metric == "test_loglik"]
+    assert (ll["change"] != 0).all() and (ll["se"] < ll["change"].abs()).all()
+    assert not table["significant"].any()
 
 
 def test_a_small_paired_regression_is_caught_and_exits_1(base, tmp_path, capsys):
