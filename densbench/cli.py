@@ -88,7 +88,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from densbench.metrics.catalogue import TEST_LOGLIK
-    from densbench.report.compare import HEADLINE, compare_runs, likelihood_got_worse
+    from densbench.report.compare import (
+        HEADLINE,
+        by_estimator_dataset,
+        compare_runs,
+        likelihood_got_worse,
+    )
     from densbench.runner.store import RunStore
 
     ids_a = RunStore(args.run_a).finished_ids()
@@ -114,6 +119,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     n_worse, n_better = int(sel["worse"].sum()), int(sel["better"].sum())
     print(f"test log-likelihood (paired over test examples, 95%): {n_better} significantly "
           f"better, {n_worse} significantly worse, {len(sel) - n_better - n_worse} unchanged.")
+    summary = by_estimator_dataset(table)
+    moved = summary[summary["change"] != 0]
+    if not moved.empty:
+        print("by estimator and dataset (mean change over seeds, nats/example, 95%):")
+        view = moved.assign(mark=np.where(moved["worse"], "worse",
+                                          np.where(moved["better"], "better", "")))
+        with pd.option_context("display.width", 200, "display.max_rows", 500,
+                               "display.float_format", "{:.4g}".format):
+            print(view[["estimator", "dataset", "seeds", "change", "se", "z", "mark"]]
+                  .to_string(index=False))
+    print(f"estimator x dataset: {int(summary['better'].sum())} significantly better, "
+          f"{int(summary['worse'].sum())} significantly worse, "
+          f"{len(summary) - int(summary['better'].sum()) - int(summary['worse'].sum())} "
+          "unchanged.")
     return 1 if likelihood_got_worse(table) else 0
 
 

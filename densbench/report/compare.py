@@ -33,7 +33,8 @@ from densbench.metrics import catalogue as C
 from densbench.metrics.paired import paired_difference
 from densbench.runner.store import RunStore, decode_array, load
 
-__all__ = ["HEADLINE", "ROUNDING", "compare_runs", "likelihood_got_worse"]
+__all__ = ["HEADLINE", "ROUNDING", "by_estimator_dataset", "compare_runs",
+           "likelihood_got_worse"]
 
 #: Relative size of a change that is rounding, not a change (see the module docstring).
 ROUNDING = 1e-9
@@ -130,3 +131,40 @@ def likelihood_got_worse(table: pd.DataFrame) -> bool:
     """True when any cell's test log-likelihood got significantly worse."""
     sel = table[table["metric"] == C.TEST_LOGLIK]
     return bool(sel["worse"].any())
+
+
+def by_estimator_dataset(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The paired test log-likelihood changes of :func:`compare_runs` summed up per
+    estimator and dataset: the mean change over the seeds in both runs (nats/example) and
+    its SE, sqrt(sum of the cells' SE^2) / seeds (seeds are independent fits on independent
+    splits), ``z``, and ``worse``/``better`` when significant at ``level``; the question "is
+    each family at least as good as before on each dataset?" in one row each. Changes
+    within rounding (:data:`ROUNDING`) count as none.
+
+    Example:
+        >>> t = pd.DataFrame({"estimator": ["gmm"] * 2, "dataset": ["banana"] * 2,
+        ...                   "metric": ["test_loglik"] * 2, "paired": [True] * 2,
+        ...                   "a": [-2.0, -2.1], "b": [-2.03, -2.11],
+        ...                   "change": [-0.03, -0.01], "se": [0.006, 0.008]})
+        >>> row = by_estimator_dataset(t).iloc[0]
+        >>> round(float(row["change"]), 3), round(float(row["se"]), 3), bool(row["worse"])
+        (-0.02, 0.005, True)
+    """
+    sel = table[(table["metric"] == C.TEST_LOGLIK) & table["paired"]]
+    z_crit = float(stats.norm.ppf(0.5 + level / 2))
+    rows = []
+    for (est, ds), g in sel.groupby(["estimator", "dataset"], sort=True):
+        n = len(g)
+        change = float(g["change"].mean())
+        se = math.sqrt(float((g["se"] ** 2).sum())) / n
+        size = max(1.0, float(g["a"].abs().max()), float(g["b"].abs().max()))
+        sig = abs(change) > ROUNDING * size and abs(change) > z_crit * se
+        if se > 0:
+            z = change / se
+        else:  # identical per-example values: no spread, any change is exact
+            z = math.copysign(math.inf, change) if change else 0.0
+        rows.append({"estimator": est, "dataset": ds, "seeds": n, "change": change,
+                     "se": se, "z": z, "worse": bool(sig and change < 0),
+                     "better": bool(sig and change > 0)})
+    return pd.DataFrame(rows, columns=["estimator", "dataset", "seeds", "change", "se", "z",
+                                       "worse", "better"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from densbench.cli import main
-from densbench.report.compare import compare_runs
+from densbench.report.compare import by_estimator_dataset, compare_runs
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore, decode_array, encode_array
@@ -68,6 +68,25 @@ def test_a_small_paired_regression_is_caught_and_exits_1(base, tmp_path, capsys)
     assert kl["worse"].all() and np.allclose(kl["change"], 0.01)
     assert main(["compare", str(base), str(worse)]) == 1
     assert "2 significantly worse" in capsys.readouterr().out
+
+
+def test_per_estimator_and_dataset_the_seeds_are_pooled(base, tmp_path, capsys):
+    # 0.002 nats per example worse in each of 2 seeds: one family x dataset row, worse,
+    # its SE the cells' SEs pooled over the seeds
+    worse = _shifted_copy(base, tmp_path / "w", shift=-0.002, noise=0.001)
+    cells = compare_runs(base, worse)
+    summary = by_estimator_dataset(cells)
+    assert len(summary) == 1
+    row = summary.iloc[0]
+    ll = cells[cells.metric == "test_loglik"]
+    assert (row["estimator"], row["dataset"], row["seeds"]) == ("gaussian", "banana", 2)
+    assert row["change"] == pytest.approx(ll["change"].mean())
+    assert row["se"] == pytest.approx(np.sqrt((ll["se"] ** 2).sum()) / 2)
+    assert row["worse"] and not row["better"] and row["z"] < -1.96
+    assert not by_estimator_dataset(compare_runs(base, base))[["worse", "better"]].any().any()
+    assert main(["compare", str(base), str(worse)]) == 1
+    out = capsys.readouterr().out
+    assert "estimator x dataset: 0 significantly better, 1 significantly worse" in out
 
 
 def test_an_improvement_exits_0(base, tmp_path):
