@@ -382,7 +382,8 @@ class TorchDensityEstimator(DensityEstimator):
 
     def _eval_row_bytes(self) -> int:
         """Bytes of activations one row takes in an evaluation pass (0: small; the batch
-        is ``eval_batch_size``). Set after ``_build``."""
+        is ``eval_batch_size``). Called during and after ``fit``, once the subclass knows
+        its data's shape."""
         return 0
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
