@@ -127,8 +127,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                           np.where(moved["better"], "better", "")))
         with pd.option_context("display.width", 200, "display.max_rows", 500,
                                "display.float_format", "{:.4g}".format):
-            print(view[["estimator", "dataset", "seeds", "change", "se", "z", "mark"]]
-                  .to_string(index=False))
+            # the settings only where one estimator has several entries on a dataset
+            twice = moved.duplicated(["estimator", "dataset"], keep=False).any()
+            cols = ["estimator", *(["params"] if twice else []), "dataset", "seeds",
+                    "change", "se", "z", "mark"]
+            print(view[cols].to_string(index=False))
     print(f"estimator x dataset: {int(summary['better'].sum())} significantly better, "
           f"{int(summary['worse'].sum())} significantly worse, "
           f"{len(summary) - int(summary['better'].sum()) - int(summary['worse'].sum())} "

@@ -134,15 +134,17 @@ def likelihood_got_worse(table: pd.DataFrame) -> bool:
 
 
 def by_estimator_dataset(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """The paired test log-likelihood changes of :func:`compare_runs` summed up per
-    estimator and dataset: the mean change over the seeds in both runs (nats/example) and
-    its SE, sqrt(sum of the cells' SE^2) / seeds (seeds are independent fits on independent
-    splits), ``z``, and ``worse``/``better`` when significant at ``level``; the question "is
-    each family at least as good as before on each dataset?" in one row each. Changes
-    within rounding (:data:`ROUNDING`) count as none.
+    """The paired test log-likelihood changes of :func:`compare_runs` pooled per
+    estimator entry (its name and run a's settings) and dataset: the mean change over the
+    seeds in both runs (nats/example) and its SE, sqrt(sum of the cells' SE^2) / seeds
+    (seeds are independent fits on independent splits), ``z``, and ``worse``/``better``
+    when significant at ``level``; the question "is each family at least as good as before
+    on each dataset?" in one row each. Changes within rounding (:data:`ROUNDING`) count as
+    none.
 
     Example:
-        >>> t = pd.DataFrame({"estimator": ["gmm"] * 2, "dataset": ["banana"] * 2,
+        >>> t = pd.DataFrame({"estimator": ["gmm"] * 2, "params": ["{}"] * 2,
+        ...                   "dataset": ["banana"] * 2,
         ...                   "metric": ["test_loglik"] * 2, "paired": [True] * 2,
         ...                   "a": [-2.0, -2.1], "b": [-2.03, -2.11],
         ...                   "change": [-0.03, -0.01], "se": [0.006, 0.008]})
@@ -153,7 +155,7 @@ def by_estimator_dataset(table: pd.DataFrame, level: float = 0.95) -> pd.DataFra
     sel = table[(table["metric"] == C.TEST_LOGLIK) & table["paired"]]
     z_crit = float(stats.norm.ppf(0.5 + level / 2))
     rows = []
-    for (est, ds), g in sel.groupby(["estimator", "dataset"], sort=True):
+    for (est, params, ds), g in sel.groupby(["estimator", "params", "dataset"], sort=True):
         n = len(g)
         change = float(g["change"].mean())
         se = math.sqrt(float((g["se"] ** 2).sum())) / n
@@ -163,8 +165,9 @@ def by_estimator_dataset(table: pd.DataFrame, level: float = 0.95) -> pd.DataFra
             z = change / se
         else:  # identical per-example values: no spread, any change is exact
             z = math.copysign(math.inf, change) if change else 0.0
-        rows.append({"estimator": est, "dataset": ds, "seeds": n, "change": change,
+        rows.append({"estimator": est, "params": params, "dataset": ds, "seeds": n,
+                     "change": change,
                      "se": se, "z": z, "worse": bool(sig and change < 0),
                      "better": bool(sig and change > 0)})
-    return pd.DataFrame(rows, columns=["estimator", "dataset", "seeds", "change", "se", "z",
-                                       "worse", "better"])
+    return pd.DataFrame(rows, columns=["estimator", "params", "dataset", "seeds", "change",
+                                       "se", "z", "worse", "better"])

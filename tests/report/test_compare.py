@@ -89,6 +89,17 @@ def test_per_estimator_and_dataset_the_seeds_are_pooled(base, tmp_path, capsys):
     assert "estimator x dataset: 0 significantly better, 1 significantly worse" in out
 
 
+def test_two_entries_of_one_estimator_on_a_dataset_are_not_pooled():
+    import pandas as pd
+
+    rows = [{"estimator": "gmm", "params": p, "dataset": "banana", "metric": "test_loglik",
+             "paired": True, "a": -2.0, "b": -2.0 + c, "change": c, "se": 0.001}
+            for p, c in (('{"n_init": 1}', -0.01), ('{"n_init": 3}', 0.01)) for _ in (0, 1)]
+    summary = by_estimator_dataset(pd.DataFrame(rows))
+    assert list(summary["seeds"]) == [2, 2]
+    assert list(summary["worse"]) == [True, False] and list(summary["better"]) == [False, True]
+
+
 def test_an_improvement_exits_0(base, tmp_path):
     better = _shifted_copy(base, tmp_path / "better", shift=+0.05, noise=0.001)
     table = compare_runs(base, better)
