@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -83,10 +84,29 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
+def _marked(frame: Any) -> Any:
+    """``frame`` with a ``mark`` column: worse / better (significant) or blank."""
     import numpy as np
+
+    return frame.assign(mark=np.where(frame["worse"], "worse",
+                                      np.where(frame["better"], "better", "")))
+
+
+def _print_table(frame: Any) -> None:
     import pandas as pd
 
+    with pd.option_context("display.width", 200, "display.max_rows", 500,
+                           "display.float_format", "{:.4g}".format):
+        print(frame.to_string(index=False))
+
+
+def _counts(frame: Any) -> str:
+    better, worse = int(frame["better"].sum()), int(frame["worse"].sum())
+    return (f"{better} significantly better, {worse} significantly worse, "
+            f"{len(frame) - better - worse} unchanged.")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
     from densbench.metrics.catalogue import TEST_LOGLIK
     from densbench.report.compare import (
         HEADLINE,
@@ -106,36 +126,22 @@ def _cmd_compare(args: argparse.Namespace) -> int:
           + (f"; {changed} of them paired across changed settings (same estimator, "
              "dataset and seed)." if changed else "."))
     if not shown.empty:
-        view = shown.assign(
-            mark=np.char.add(
-                np.where(shown["worse"], "worse", np.where(shown["better"], "better", "")),
-                np.where(shown["settings_changed"], " (settings changed)", "")))
-        view = view[["dataset", "estimator", "seed", "metric", "unit", "a", "b", "change",
-                     "se", "mark"]]
-        with pd.option_context("display.width", 200, "display.max_rows", 500,
-                               "display.float_format", "{:.4g}".format):
-            print(view.to_string(index=False))
-    sel = table[table["metric"] == TEST_LOGLIK]
-    n_worse, n_better = int(sel["worse"].sum()), int(sel["better"].sum())
-    print(f"test log-likelihood (paired over test examples, 95%): {n_better} significantly "
-          f"better, {n_worse} significantly worse, {len(sel) - n_better - n_worse} unchanged.")
+        view = _marked(shown)
+        view["mark"] += shown["settings_changed"].map({True: " (settings changed)",
+                                                       False: ""})
+        _print_table(view[["dataset", "estimator", "seed", "metric", "unit", "a", "b",
+                           "change", "se", "mark"]])
+    print("test log-likelihood (paired over test examples, 95%): "
+          + _counts(table[table["metric"] == TEST_LOGLIK]))
     summary = by_estimator_dataset(table)
     moved = summary[summary["change"] != 0]
     if not moved.empty:
         print("by estimator and dataset (mean change over seeds, nats/example, 95%):")
-        view = moved.assign(mark=np.where(moved["worse"], "worse",
-                                          np.where(moved["better"], "better", "")))
-        with pd.option_context("display.width", 200, "display.max_rows", 500,
-                               "display.float_format", "{:.4g}".format):
-            # the settings only where one estimator has several entries on a dataset
-            twice = moved.duplicated(["estimator", "dataset"], keep=False).any()
-            cols = ["estimator", *(["params"] if twice else []), "dataset", "seeds",
-                    "change", "se", "z", "mark"]
-            print(view[cols].to_string(index=False))
-    print(f"estimator x dataset: {int(summary['better'].sum())} significantly better, "
-          f"{int(summary['worse'].sum())} significantly worse, "
-          f"{len(summary) - int(summary['better'].sum()) - int(summary['worse'].sum())} "
-          "unchanged.")
+        # the settings only where one estimator has several entries on a dataset
+        twice = moved.duplicated(["estimator", "dataset"], keep=False).any()
+        _print_table(_marked(moved)[["estimator", *(["params"] if twice else []), "dataset",
+                                     "seeds", "change", "se", "z", "mark"]])
+    print("estimator x dataset: " + _counts(summary))
     return 1 if likelihood_got_worse(table) else 0
 
 
