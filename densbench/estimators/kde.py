@@ -55,6 +55,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from densbench.estimators.base import DensityEstimator
+from densbench.estimators.kde_grid import GRID_MAX_DIM
 from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
@@ -64,10 +65,12 @@ __all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_TREE", "DROP_NATS",
            "locality_order", "log_kernel_sums", "magnitude_rounding"]
 
 _RULES = ("scott", "silverman", "cv")
-_ALGORITHMS = ("auto", "exact", "tree")
-#: algorithm='auto' takes the tree path from this many training points ...
+_ALGORITHMS = ("auto", "exact", "tree", "grid")
+#: algorithm='auto' takes the lattice (1-D and 2-D, where it fits) or the tree path from
+#: this many training points ...
 TREE_MIN_TRAIN = 50_000
-#: ... in at most this many dimensions (beyond them the leaves' boxes are too wide to prune)
+#: ... the tree in at most this many dimensions (beyond them the leaves' boxes are too
+#: wide to prune)
 TREE_MAX_DIM = 8
 #: 'cv' on the tree path scores at most this many validation rows (evenly strided) per
 #: bandwidth: the standard error of their mean is already far below the differences
@@ -535,19 +538,25 @@ class KDE(DensityEstimator):
       multiples (0.05x to 5x) of Scott's h plus Scott's and Silverman's h themselves, then
       11 log-spaced points between the best one's neighbours. Needs ``X_val``.
 
-    Two ways to score, chosen by ``algorithm``: ``'exact'`` sums every kernel term
+    Three ways to score, chosen by ``algorithm``: ``'exact'`` sums every kernel term
     (:func:`log_kernel_sums`, exact to rounding); ``'tree'`` sums the terms of the training
     points near each query (found with a k-d tree, or by boxes for dense blocks of queries)
     and bounds the others, so each log-density is within
     ``tolerance`` nats of the exact one, a bound computed per point
-    (:mod:`densbench.estimators.kde_tree`); ``'auto'`` (the default) takes the tree from
-    :data:`TREE_MIN_TRAIN` (50,000) training points in at most :data:`TREE_MAX_DIM` (8)
-    dimensions, where the exact sum's ``n_query x n_train`` terms take minutes to hours,
-    and the exact path below. ``algorithm_`` says which path the fit chose;
+    (:mod:`densbench.estimators.kde_tree`); ``'grid'`` (1-D and 2-D data) interpolates
+    the kernel sum from a lattice a tenth of a bandwidth fine, with a certified bound per
+    point too (:mod:`densbench.estimators.kde_grid`; rows it cannot certify within
+    ``tolerance``, far from the data, go to the tree path, and where the lattice would
+    be too large, data spread over thousands of bandwidths, every row does:
+    ``algorithm_`` then says ``'tree'``). ``'auto'`` (the default) takes the lattice
+    from :data:`TREE_MIN_TRAIN` (50,000) training points in 1-D and 2-D, the tree from
+    that many in at most :data:`TREE_MAX_DIM` (8) dimensions (where the exact sum's
+    ``n_query x n_train`` terms take minutes to hours), and the exact path below.
+    ``algorithm_`` says which path the fit chose;
     ``diagnostics`` gives per test point the certified error bound (``kde_error_bound``,
     nats: its mean bounds the error of the mean test log-likelihood; on the exact path the
-    expansion's rounding bound) and the fraction of kernel terms summed
-    (``kde_terms_summed``: 1 on the exact path).
+    expansion's rounding bound) and the fraction of kernel terms summed one by one
+    (``kde_terms_summed``: 1 on the exact path, 0 for rows from the lattice).
 
     The exact path covers all query rows
     in its own blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES`
@@ -558,13 +567,15 @@ class KDE(DensityEstimator):
     child process with a memory limit). Samples are a uniformly chosen training point plus
     ``N(0, h^2 I)``.
 
-    On the tree path, ``'cv'`` scores at most :data:`CV_ROWS_TREE` (20,000) evenly strided
-    validation rows per bandwidth (each within ``tolerance`` of its exact value).
+    On the tree and lattice paths, ``'cv'`` scores at most :data:`CV_ROWS_TREE` (20,000)
+    evenly strided validation rows per bandwidth (each within ``tolerance`` of its exact
+    value; a lattice per bandwidth).
 
     Parameters:
         bandwidth: a float > 0, or one of ``'scott'``, ``'silverman'``, ``'cv'``.
-        algorithm: ``'auto'``, ``'exact'`` or ``'tree'`` (see above).
-        tolerance: the tree path's largest error per log-density, in nats (> 0).
+        algorithm: ``'auto'``, ``'exact'``, ``'tree'`` or ``'grid'`` (see above).
+        tolerance: the tree and lattice paths' largest error per log-density, in nats
+            (> 0).
         random_state: unused (the fit is deterministic); kept for a uniform interface.
 
     Attributes:
@@ -572,7 +583,7 @@ class KDE(DensityEstimator):
             (``data_scale_`` is 1 unless the data's magnitude is extreme).
         center_: (d,) training mean; train_: (n, d) the training data minus ``center_``.
         selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h.
-        algorithm_: ``'exact'`` or ``'tree'``, the path that scores.
+        algorithm_: ``'exact'``, ``'tree'`` or ``'grid'``, the path that scores.
 
     References:
         E. Parzen, "On estimation of a probability density function and mode", Annals of
@@ -625,23 +636,22 @@ class KDE(DensityEstimator):
             raise ValueError(f"{self.name}: bandwidth='cv' needs X_val")
         self.center_ = X.mean(axis=0)
         self.train_ = X - self.center_
-        self.algorithm_ = self.algorithm if self.algorithm != "auto" else (
+        if self.algorithm == "grid" and d > GRID_MAX_DIM:
+            raise ValueError(f"{self.name}: algorithm='grid' works in at most {GRID_MAX_DIM} "
+                             f"dimensions; the data have {d}: use 'tree' or 'auto'")
+        path = self.algorithm if self.algorithm != "auto" else (
+            "grid" if n >= TREE_MIN_TRAIN and d <= GRID_MAX_DIM else
             "tree" if n >= TREE_MIN_TRAIN and d <= TREE_MAX_DIM else "exact")
-        # [x, 1, ||x||^2] rows for the distance product, in locality order, built once
-        self._leaves: Any = None
-        self._kdtree: Any = None
         self._bounded: tuple[bytes, Any] | None = None
-        if self.algorithm_ == "tree":
-            # imported here: kde_tree builds on this module's blocked sums
-            from scipy.spatial import cKDTree
-
-            from densbench.estimators.kde_tree import ORDER_AXES, Leaves
-
-            self._train_aug = augment_train(self.train_, ORDER_AXES)
-            self._leaves = Leaves(self._train_aug, n)
-            self._kdtree = cKDTree(self.train_)
-        else:
+        # the lattices of the bandwidths tried (one, unless 'cv'), and the tree's parts,
+        # built when first needed
+        self._grids: dict[float, Any] = {}
+        self._tree_parts: tuple[Any, Any, Any] | None = None
+        self._train_aug: torch.Tensor | None = None
+        if path == "exact":
+            # [x, 1, ||x||^2] rows for the distance product, in locality order, built once
             self._train_aug = augment_train(self.train_)
+        self.algorithm_ = path
         self.selection_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
             # a given bandwidth is a length in the units of the data given to fit
@@ -651,6 +661,7 @@ class KDE(DensityEstimator):
                                  f"for data of magnitude ~{self.data_scale_:.3g}: the kernel "
                                  f"would be 0 or flat everywhere; give a bandwidth nearer "
                                  f"the data's spread, or 'scott'")
+            self._settle_path()
             return
         sigma = math.sqrt(float(np.mean(np.var(X, axis=0, ddof=1))))
         if not sigma > 0.0:
@@ -665,6 +676,38 @@ class KDE(DensityEstimator):
         else:
             assert X_val is not None
             self.bandwidth_ = self._select(X_val, scott, silverman)
+        self._settle_path()
+
+    def _settle_path(self) -> None:
+        """On the lattice path, build the chosen bandwidth's lattice; where it does not
+        fit (data spread over too many bandwidths) every row goes to the tree path."""
+        if self.algorithm_ == "grid":
+            grid = self._grid(self.bandwidth_)
+            self._grids = {self.bandwidth_: grid} if grid is not None else {}
+            if grid is None:
+                self.algorithm_ = "tree"
+        if self.algorithm_ == "tree":
+            self._tree()  # built at fit, as a fit's cost
+
+    def _grid(self, h: float) -> Any:
+        """The lattice of bandwidth h (None where it would be too large), kept."""
+        if h not in self._grids:
+            from densbench.estimators.kde_grid import grid_for
+
+            self._grids[h] = grid_for(self.train_, h)
+        return self._grids[h]
+
+    def _tree(self) -> tuple[Any, Any, Any]:
+        """The tree path's augmented training rows, leaves and k-d tree, built once."""
+        if self._tree_parts is None:
+            # imported here: kde_tree builds on this module's blocked sums
+            from scipy.spatial import cKDTree
+
+            from densbench.estimators.kde_tree import ORDER_AXES, Leaves
+
+            aug = augment_train(self.train_, ORDER_AXES)
+            self._tree_parts = (aug, Leaves(aug, len(self.train_)), cKDTree(self.train_))
+        return self._tree_parts
 
     def _select(self, X_val: np.ndarray, scott: float, silverman: float) -> float:
         """'cv': coarse grid (with Scott and Silverman), then a finer grid around the best."""
@@ -688,7 +731,7 @@ class KDE(DensityEstimator):
 
     def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
-        if self.algorithm_ == "tree":
+        if self.algorithm_ in ("tree", "grid"):
             X = X[::max(1, -(-len(X) // CV_ROWS_TREE))]
             sums = np.column_stack([self._bounded_sums(X, float(h)).values for h in hs])
         else:
@@ -699,7 +742,7 @@ class KDE(DensityEstimator):
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
         h = self.bandwidth_
-        if self.algorithm_ == "tree":
+        if self.algorithm_ in ("tree", "grid"):
             bounded = self._bounded_sums(X, h)
             # kept for diagnostics on the same rows (the runner asks right after scoring)
             self._bounded = (self._fingerprint(X), bounded)
@@ -713,11 +756,28 @@ class KDE(DensityEstimator):
                                block_rows=self.block_rows, block_train=self.block_train)
 
     def _bounded_sums(self, X: np.ndarray, h: float) -> Any:
-        from densbench.estimators.kde_tree import bounded_log_kernel_sums
+        """Log kernel sums within ``tolerance``, each with its certified bound: from the
+        lattice where it reaches (``algorithm_ == 'grid'``), by the tree path elsewhere."""
+        from densbench.estimators.kde_tree import BoundedSums, bounded_log_kernel_sums
 
-        return bounded_log_kernel_sums(X - self.center_, self.train_, h,
-                                       float(self.tolerance), train_aug=self._train_aug,
-                                       leaves=self._leaves, kdtree=self._kdtree)
+        Z = X - self.center_
+        tol = float(self.tolerance)
+        grid = self._grid(h) if self.algorithm_ == "grid" else None
+        if grid is not None:
+            values, bounds, ok = grid.log_sums(Z)
+            # with the rounding the log adds; rows whose bound exceeds the tolerance: the tree
+            bounds += magnitude_rounding(np.abs(values), Z.shape[1], len(self.train_), False)
+            ok &= bounds <= tol
+            summed = np.zeros(len(Z))  # no kernel term summed one by one
+        else:
+            values, bounds, summed = np.empty(len(Z)), np.empty(len(Z)), np.empty(len(Z))
+            ok = np.zeros(len(Z), dtype=bool)
+        if not ok.all():
+            aug, leaves, kdtree = self._tree()
+            rest = bounded_log_kernel_sums(Z[~ok], self.train_, h, tol, train_aug=aug,
+                                           leaves=leaves, kdtree=kdtree)
+            values[~ok], bounds[~ok], summed[~ok] = rest
+        return BoundedSums(values, bounds, summed)
 
     @staticmethod
     def _fingerprint(X: np.ndarray) -> bytes:
@@ -727,7 +787,7 @@ class KDE(DensityEstimator):
     def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         """Per row: the certified bound on the error of its log-density (nats) and the
         fraction of kernel terms summed (see the class docstring)."""
-        if self.algorithm_ == "tree":
+        if self.algorithm_ in ("tree", "grid"):
             key = self._fingerprint(X)
             if self._bounded is None or self._bounded[0] != key:
                 self._bounded = (key, self._bounded_sums(X, self.bandwidth_))

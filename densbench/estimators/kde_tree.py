@@ -38,15 +38,15 @@ bounds on the rounding. (The midpoint ``log(S_kept + T / 2)`` would halve the bo
 not the error: T is a loose bound, the terms left out are usually far smaller, and the
 lower end is then the nearer.)
 
-Weighed against the alternatives: a binned (grid) sum, as in KDEpy's FFT estimate, has an
-error set by the grid spacing whose certified (second-order) bound needs a spacing of
-about ``1e-3 h`` for 1e-6 nats: some 1e9 cells for 2-D data 50 bandwidths across, and
-none at all in 6-D. A fast Gauss transform (Taylor or Hermite expansions about box
-centres) would approximate the near field too, with a bound, but at 1e-6 nats it needs
-about 100 coefficients per box in 2-D, more than the 32 points of a leaf, and grows as
-``p^d``. Dual-tree recursion (Gray and Moore) refines both trees; the k-d tree's balls
-and two fixed levels of training boxes prune what the bound allows here, in compiled
-SciPy and vectorized NumPy instead of a recursion in Python.
+Weighed against the alternatives: in one and two dimensions a lattice carries the sum
+more cheaply, with its own certified bound (:mod:`densbench.estimators.kde_grid`, which
+the estimator prefers there); in more, its nodes grow as ``(span / (0.1 h))^d``. A fast
+Gauss transform (Taylor or Hermite expansions about box centres) would approximate the
+near field too, with a bound, but at 1e-6 nats it needs about 100 coefficients per box
+in 2-D, more than the 32 points of a leaf, and grows as ``p^d``. Dual-tree recursion
+(Gray and Moore) refines both trees; the k-d tree's balls and two fixed levels of
+training boxes prune what the bound allows here, in compiled SciPy and vectorized NumPy
+instead of a recursion in Python.
 
 What neither part does is approximate the near field: every kernel term of a training
 point within about ``sqrt(2 log(n / tolerance)) h`` of a query is summed, as in the exact

@@ -1,11 +1,15 @@
-"""The KDE tree path beside KDEpy's FFT estimate and densbench's exact path (group
-``kde-tree-2d``), and the tree path at the size of the POWER data set (``kde-tree-power``).
+"""The KDE lattice and tree paths beside KDEpy's FFT estimate and densbench's exact path
+(group ``kde-tree-2d``), and the tree path at the size of the POWER data set
+(``kde-tree-power``).
 
 - kde-tree-2d: ``eight_gaussians``, bandwidth 0.1, N training x N query rows with
   N = 100,000 under ``DENSBENCH_BENCH_FULL=1`` (set by ``tox -e bench``) and 5,000 in the
   CI's one-round pass. Each entry records its rate and its error against the exact sum on
-  500 evenly spaced query rows (``max_abs_diff_direct``, nats); the tree entry also its
-  largest certified bound and the fraction of kernel terms it summed. KDEpy's
+  500 evenly spaced query rows (``max_abs_diff_direct``, nats); the lattice and tree
+  entries also their largest certified bound and the fraction of kernel terms summed one
+  by one. The lattice entry (``grid``) times fit and scoring together, as KDEpy's entries
+  time binning, transform and interpolation (``score_s``: scoring alone, the lattice
+  built); the others time scoring (their fit stores or orders the data). KDEpy's
   ``FFTKDE`` bins the data on a 1024 x 1024 grid (``kdepy_fft``; 4096 x 4096:
   ``kdepy_fft_4096``, for its error at 16 times the cells) and its values are
   interpolated (linearly) at the queries: an estimate without a bound, whose error the
@@ -61,7 +65,7 @@ def kdepy_fft(train: np.ndarray, h: float, grid: int):
     return score
 
 
-@pytest.mark.parametrize("impl", ["tree", "kdepy_fft", "kdepy_fft_4096", "exact"])
+@pytest.mark.parametrize("impl", ["grid", "tree", "kdepy_fft", "kdepy_fft_4096", "exact"])
 def test_kde_tree_2d(benchmark, impl, data_2d_large):
     if impl == "kdepy_fft_4096" and not FULL:
         pytest.skip("a 4096 x 4096 grid takes seconds whatever N: DENSBENCH_BENCH_FULL=1 only")
@@ -69,19 +73,36 @@ def test_kde_tree_2d(benchmark, impl, data_2d_large):
     benchmark.group = "kde-tree-2d"
     if impl.startswith("kdepy_fft"):
         fn = kdepy_fft(train, H_2D, 4096 if impl.endswith("4096") else 1024)
+    elif impl == "grid":
+        def fn(Z: np.ndarray) -> np.ndarray:  # the lattice is built by fit: timed with it
+            return make_grid().score_samples(Z)
+
+        def make_grid():  # type: ignore[no-untyped-def]
+            return db.estimators.make("kde", bandwidth=H_2D, algorithm="grid",
+                                      tolerance=TOLERANCE).fit(train)
     else:
         est = db.estimators.make("kde", bandwidth=H_2D, algorithm=impl,
                                  tolerance=TOLERANCE).fit(train)
         fn = est.score_samples
-    rounds = 3 if FULL and impl != "exact" else 1  # CI's pass: one round each
-    got = benchmark.pedantic(fn, args=(test,), rounds=rounds, iterations=1)
+    # CI's pass: one round each; at full size 10 rounds (after one unmeasured) for the
+    # entries that take a fraction of a second
+    fast = FULL and impl in ("grid", "kdepy_fft")
+    rounds = 10 if fast else 3 if FULL and impl != "exact" else 1
+    got = benchmark.pedantic(fn, args=(test,), rounds=rounds, iterations=1,
+                             warmup_rounds=1 if fast else 0)
     record_speed(benchmark, len(test))
     rows = np.linspace(0, len(test) - 1, 500).astype(int)
     diff = np.abs(got[rows] - direct_kde(test[rows], train, H_2D))
     benchmark.extra_info.update({"n_train": len(train), "n_query": len(test),
                                  "max_abs_diff_direct": float(np.max(diff)),
                                  "median_abs_diff_direct": float(np.median(diff))})
-    if impl == "tree":
+    if impl == "grid":
+        est = make_grid()
+        assert est.algorithm_ == "grid"
+        t0 = time.perf_counter()
+        est.score_samples(test)
+        benchmark.extra_info["score_s"] = time.perf_counter() - t0
+    if impl in ("grid", "tree"):
         diag = est.diagnostics(test)
         bound = diag["kde_error_bound"][0]
         benchmark.extra_info.update({

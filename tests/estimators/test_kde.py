@@ -442,7 +442,7 @@ def test_bad_tolerance_and_algorithm_messages():
     with pytest.raises(ValueError, match="^kde: tolerance must be > 0 [(]nats[)]; got 0"):
         db.estimators.make("kde", tolerance=0).fit(X)
     with pytest.raises(ValueError, match="^kde: algorithm must be one of 'auto', 'exact', "
-                                         "'tree'; got 'fft'"):
+                                         "'tree', 'grid'; got 'fft'"):
         db.estimators.make("kde", algorithm="fft").fit(X)
 
 
