@@ -255,10 +255,11 @@ _DIAGNOSTICS = [
                "Diffusion: sum of the bound's KL terms of steps t = 2..T."),
     MetricInfo("test_kde_error_bound", "nats", Group.DIAGNOSTICS, _L, "KDE error bound",
                "KDE: certified bound on each test log-density's error (its mean bounds "
-               "test_loglik's); the tree path's tolerance or the exact path's rounding."),
+               "test_loglik's); the lattice or tree path's tolerance or the exact path's "
+               "rounding."),
     MetricInfo("test_kde_terms_summed", "fraction", Group.DIAGNOSTICS, _N, "KDE terms summed",
-               "KDE: fraction of the kernel terms summed (the tree path bounds the others); "
-               "1 on the exact path."),
+               "KDE: fraction of the kernel terms summed one by one (the tree path bounds "
+               "the others); 1 on the exact path, 0 for rows from the lattice."),
 ]
 
 _COST = [
