@@ -643,8 +643,7 @@ class KDE(DensityEstimator):
             "grid" if n >= TREE_MIN_TRAIN and d <= GRID_MAX_DIM else
             "tree" if n >= TREE_MIN_TRAIN and d <= TREE_MAX_DIM else "exact")
         self._bounded: tuple[bytes, Any] | None = None
-        # the lattices of the bandwidths tried (one, unless 'cv'), and the tree's parts,
-        # built when first needed
+        # the lattice of the chosen bandwidth and the tree's parts, built when first needed
         self._grids: dict[float, Any] = {}
         self._tree_parts: tuple[Any, Any, Any] | None = None
         self._train_aug: torch.Tensor | None = None
@@ -683,19 +682,23 @@ class KDE(DensityEstimator):
         fit (data spread over too many bandwidths) every row goes to the tree path."""
         if self.algorithm_ == "grid":
             grid = self._grid(self.bandwidth_)
-            self._grids = {self.bandwidth_: grid} if grid is not None else {}
             if grid is None:
                 self.algorithm_ = "tree"
         if self.algorithm_ == "tree":
             self._tree()  # built at fit, as a fit's cost
 
-    def _grid(self, h: float) -> Any:
-        """The lattice of bandwidth h (None where it would be too large), kept."""
-        if h not in self._grids:
-            from densbench.estimators.kde_grid import grid_for
+    def _grid(self, h: float, keep: bool = True) -> Any:
+        """The lattice of bandwidth h (None where it would be too large), kept for the
+        next call unless ``keep`` is false ('cv' builds one per bandwidth tried: keeping
+        them all would hold dozens of lattices)."""
+        if h in self._grids:
+            return self._grids[h]
+        from densbench.estimators.kde_grid import grid_for
 
-            self._grids[h] = grid_for(self.train_, h)
-        return self._grids[h]
+        grid = grid_for(self.train_, h)
+        if keep:
+            self._grids = {h: grid}
+        return grid
 
     def _tree(self) -> tuple[Any, Any, Any]:
         """The tree path's augmented training rows, leaves and k-d tree, built once."""
@@ -733,7 +736,8 @@ class KDE(DensityEstimator):
         n, d = self.train_.shape
         if self.algorithm_ in ("tree", "grid"):
             X = X[::max(1, -(-len(X) // CV_ROWS_TREE))]
-            sums = np.column_stack([self._bounded_sums(X, float(h)).values for h in hs])
+            sums = np.column_stack([self._bounded_sums(X, float(h), keep=False).values
+                                    for h in hs])
         else:
             sums = self._log_kernel_sums(X, list(hs))
         norm = math.log(n) + 0.5 * d * np.log(2.0 * math.pi * hs ** 2)
@@ -755,14 +759,14 @@ class KDE(DensityEstimator):
         return log_kernel_sums(X - self.center_, self.train_, hs, train_aug=self._train_aug,
                                block_rows=self.block_rows, block_train=self.block_train)
 
-    def _bounded_sums(self, X: np.ndarray, h: float) -> Any:
+    def _bounded_sums(self, X: np.ndarray, h: float, keep: bool = True) -> Any:
         """Log kernel sums within ``tolerance``, each with its certified bound: from the
         lattice where it reaches (``algorithm_ == 'grid'``), by the tree path elsewhere."""
         from densbench.estimators.kde_tree import BoundedSums, bounded_log_kernel_sums
 
         Z = X - self.center_
         tol = float(self.tolerance)
-        grid = self._grid(h) if self.algorithm_ == "grid" else None
+        grid = self._grid(h, keep) if self.algorithm_ == "grid" else None
         if grid is not None:
             values, bounds, ok = grid.log_sums(Z)
             # with the rounding the log adds; rows whose bound exceeds the tolerance: the tree

@@ -45,9 +45,10 @@ them on the tree path. Rounding is bounded term by term (Higham 2002: a sum of N
 within ``gamma_N`` of the sum of their magnitudes; every magnitude here is bounded by
 ``Lambda^(2d)`` times the envelope) and added to C.
 
-Limits: the lattice holds at most :data:`GRID_MAX_NODES` nodes (at most
-:data:`GRID_MAX_AXIS` per axis); data wider than that many tenths of a bandwidth, or in more
-than :data:`GRID_MAX_DIM` dimensions, go to the tree path (``grid_for`` returns None).
+Limits: the lattice holds at most :data:`GRID_MAX_NODES` nodes; data wider than that
+many tenths of a bandwidth, or in more than :data:`GRID_MAX_DIM` dimensions, go to the tree
+path (``grid_for`` returns None), and so do data whose magnitude is so large against the
+bandwidth that the lattice's origin and spacing cannot place them (``ulp(x)`` near h).
 
 References:
     H. Cramer, "Mathematical Methods of Statistics", Princeton University Press 1946 (the
@@ -77,10 +78,11 @@ import threading
 
 import numpy as np
 import torch
+from scipy.ndimage import correlate1d
 
 from densbench.parallel import run_workers
 
-__all__ = ["GRID_MAX_AXIS", "GRID_MAX_DIM", "GRID_MAX_NODES", "GRID_ORDER", "GRID_SPACING",
+__all__ = ["GRID_MAX_DIM", "GRID_MAX_NODES", "GRID_ORDER", "GRID_SPACING",
            "QUERY_MARGIN", "KernelGrid", "grid_for", "interpolation_constants"]
 
 #: Nodes per axis of each interpolation (even): the error falls as spacing^GRID_ORDER.
@@ -91,10 +93,11 @@ GRID_SPACING = 0.1
 #: The lattice extends this many bandwidths beyond the training points' bounding box, so
 #: that queries that far out are interpolated too (farther ones go to the tree path).
 QUERY_MARGIN = 4.0
-#: Most lattice nodes in all (8 float64 values each, a few arrays of them) ...
+#: Most lattice nodes in all (8 float64 values each, a few arrays of them).
 GRID_MAX_NODES = 1 << 22
-#: ... and per axis (the convolution's banded matrix is GRID_MAX_AXIS^2 values).
-GRID_MAX_AXIS = 4096
+#: Axes up to this many nodes are convolved by a banded matrix product (its size^2 values
+#: held at once, on PyTorch's threads); longer ones by a direct 1-D correlation.
+_DENSE_AXIS = 4096
 #: Most dimensions: each point touches GRID_ORDER^d nodes, and in 3-D a lattice a tenth
 #: of a bandwidth fine exceeds GRID_MAX_NODES unless the data span under ~16 bandwidths.
 GRID_MAX_DIM = 2
@@ -219,7 +222,7 @@ class KernelGrid:
         n, d = train.shape
         m = GRID_ORDER
         h = float(bandwidth)
-        self.d, self.n, self.h = d, n, h
+        self.d = d
         self.threads = threads
         self.delta = GRID_SPACING * h
         self.lo = lo
@@ -240,9 +243,10 @@ class KernelGrid:
         # interpolation (m^d terms); every magnitude within Lambda^(2d) V
         ops = n + (2 * m + 2) * d + d * (max(shape) + 4) + m ** d + 4
         rounding = lam ** (2 * d) * _gamma(ops)
-        # positions: (x - g0) / delta carries ~2 eps of the lattice's width in bandwidths;
-        # a kernel moved by D bandwidths changes by at most 0.86 D exp(-t^2 / 4) per axis
-        width = max(shape) * GRID_SPACING + 2.0 * QUERY_MARGIN
+        # positions: (x - g0) / delta moves a point by at most 2 eps of the lattice's width
+        # (bounded by 4 eps here); a kernel moved by D bandwidths changes by at most
+        # 0.86 D exp(-t^2 / 4) per axis; queries and training points both
+        width = max(shape) * GRID_SPACING
         position = 2.0 * d * 0.86 * lam ** (2 * d) * 4.0 * _EPS * (width + 1.0)
         #: C of the module docstring: the bound is constant * V(y) + truncation
         self.constant = interp + rounding + position
@@ -250,7 +254,9 @@ class KernelGrid:
         size = int(np.prod(shape))
 
         def spread(rows: slice, acc: list[np.ndarray]) -> None:
-            idx, axes, _ = self._stencil(train[rows])
+            idx, axes, inside = self._stencil(train[rows])
+            if not inside.all():  # (grid_for checks this before building)
+                raise ValueError("kde_grid: a training point's interpolation is off the lattice")
             add = np.bincount(idx.ravel(), weights=_outer(axes).ravel(), minlength=size)
             if acc:
                 acc[0] += add
@@ -277,7 +283,6 @@ class KernelGrid:
         # all terms positive: the products' rounding; then whatever lies past the lags
         self.envelope *= 1.0 + _gamma(2 * d * max(self.cshape) + 8)
         self.envelope += n * math.exp(-max((len(lags) - 1) * c - 2.0 * reach, 0.0) ** 2 / 4.0)
-        self.lam = lam
 
     def _workers(self) -> int:
         return torch.get_num_threads() if self.threads is None else max(1, int(self.threads))
@@ -306,21 +311,23 @@ class KernelGrid:
     def _convolve(self, grid: np.ndarray, taps: np.ndarray) -> np.ndarray:
         """Separable convolution of ``grid`` with ``taps`` along every axis (zero
         outside), one banded matrix product per axis, on the process's PyTorch threads."""
-        out = torch.from_numpy(grid)
-        with _torch_threads(self._workers()):
-            for axis in range(grid.ndim):
-                mat = _toeplitz(out.shape[axis], taps)
-                out = torch.movedim(torch.tensordot(mat, out, dims=([1], [axis])), 0, axis)
-        return np.ascontiguousarray(out.numpy())
+        out = grid
+        for axis in range(grid.ndim):
+            if out.shape[axis] <= _DENSE_AXIS:
+                with _torch_threads(self._workers()):
+                    mat = _toeplitz(out.shape[axis], taps)
+                    out = torch.movedim(torch.tensordot(mat, torch.from_numpy(out),
+                                                        dims=([1], [axis])), 0, axis).numpy()
+            else:  # a direct sum over the taps (2 len(taps) - 1 terms each, as bounded)
+                both = np.concatenate([taps[:0:-1], taps])
+                out = correlate1d(out, both, axis=axis, mode="constant", cval=0.0)
+        return np.ascontiguousarray(out)
 
-    def _cells(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's cell (the lattice index at or below it) and its position in it."""
-        u = (X - self.lo) / self.delta
-        k = np.floor(u)
-        return k.astype(np.int64), u - k
+    def _cells(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _positions(X, self.lo, self.delta, self.shape)
 
     def _coarse_index(self, X: np.ndarray) -> np.ndarray:
-        k, _ = self._cells(X)
+        k, _, _ = self._cells(X)
         q = np.clip(k // self.coarse, 0, np.array(self.cshape) - 1)
         return _flat(q, _strides(self.cshape))
 
@@ -330,10 +337,8 @@ class KernelGrid:
         the row has weight ``prod_l weights[l][a_l]``), and whether its stencil lies inside
         the lattice (rows outside get index 0 and weights 0)."""
         m = GRID_ORDER
-        k, theta = self._cells(X)
-        first = k - (m // 2 - 1)
-        inside = np.all((first >= 0) & (first + m <= np.array(self.shape)), axis=1)
-        base = np.where(inside, _flat(first, self.strides), 0)
+        k, theta, inside = self._cells(X)
+        base = np.where(inside, _flat(k - (m // 2 - 1), self.strides), 0)
         idx = base[:, None] + self._stencil_offsets[None, :]
         weights = [_lagrange(theta[:, axis], m) for axis in range(self.d)]
         weights[0][~inside] = 0.0
@@ -342,8 +347,9 @@ class KernelGrid:
     def log_sums(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row of ``Z``: ``log sum_i exp(-||z - x_i||^2 / (2 h^2))`` (approximate), a
         certified bound on its error (nats; the rounding of the log itself excluded), and
-        whether the row is within reach (inside the lattice and the bound below the
-        value: rows where it is not have value and bound nan)."""
+        whether the row is within reach (its interpolation inside the lattice and the
+        error bound E below the interpolated sum, so that ``-log1p(-E / sum)`` is finite:
+        rows where it is not have value and bound nan)."""
         Z = np.ascontiguousarray(Z, dtype=np.float64)
         n = len(Z)
         values = np.full(n, np.nan)
@@ -364,6 +370,21 @@ class KernelGrid:
         if n:
             self._chunked(n, score)
         return values, bounds, ok
+
+
+def _positions(X: np.ndarray, lo: np.ndarray, delta: float, shape: tuple[int, ...]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's cell on the lattice ``lo + k delta`` (the index at or below it), its
+    position in that cell, and whether all its interpolation's nodes lie on the lattice of
+    ``shape`` nodes, decided on the float position before any cast (NaN, inf and positions
+    past int64 are outside; their cell is 0)."""
+    m = GRID_ORDER
+    with np.errstate(invalid="ignore", over="ignore"):
+        u = (X - lo) / delta
+        inside = np.all((u >= m // 2 - 1) & (u < np.array(shape) - m // 2), axis=1)
+    u[~inside] = 0.0
+    k = np.floor(u)
+    return k.astype(np.int64), u - k, inside
 
 
 def _strides(shape: tuple[int, ...]) -> np.ndarray:
@@ -399,8 +420,9 @@ def _torch_threads(threads: int):  # type: ignore[no-untyped-def]
 def grid_for(train: np.ndarray, bandwidth: float, *, threads: int | None = None
              ) -> KernelGrid | None:
     """The lattice for ``train`` (n, d) at ``bandwidth``, or None where it would exceed
-    :data:`GRID_MAX_NODES` nodes (:data:`GRID_MAX_AXIS` per axis) or d exceeds
-    :data:`GRID_MAX_DIM`: data spread over too many bandwidths for a lattice."""
+    :data:`GRID_MAX_NODES` nodes or d exceeds :data:`GRID_MAX_DIM` (data spread over too
+    many bandwidths for a lattice), or where rounding of the lattice's origin would leave a
+    training point's interpolation off it (data of magnitude ~1e15 bandwidths)."""
     train = np.ascontiguousarray(train, dtype=np.float64)
     n, d = train.shape
     if d > GRID_MAX_DIM or n == 0:
@@ -411,7 +433,9 @@ def grid_for(train: np.ndarray, bandwidth: float, *, threads: int | None = None
     with np.errstate(over="ignore", invalid="ignore"):
         lo = train.min(axis=0) - pad
         cells = np.ceil((train.max(axis=0) + pad - lo) / delta) + 1
-    if not np.all(np.isfinite(cells)) or np.any(cells > GRID_MAX_AXIS) or float(
-            np.prod(cells)) > GRID_MAX_NODES:
+    if not np.all(np.isfinite(cells)) or float(np.prod(cells)) > GRID_MAX_NODES:
         return None
-    return KernelGrid(train, h, lo, tuple(int(c) for c in cells), threads)
+    shape = tuple(int(c) for c in cells)
+    if not np.all(_positions(train, lo, delta, shape)[2]):
+        return None
+    return KernelGrid(train, h, lo, shape, threads)

@@ -155,3 +155,46 @@ def test_cv_on_the_grid_path_selects_as_the_exact_path():
     assert grid.bandwidth_ == exact.bandwidth_ and grid.algorithm_ == "grid"
     np.testing.assert_allclose(np.array(grid.selection_), np.array(exact.selection_),
                                rtol=0, atol=1e-6)
+
+
+def test_queries_far_out_or_not_finite_are_never_taken_from_the_lattice():
+    # positions past int64 once wrapped to a node inside the lattice (a made-up value
+    # with a small bound) or past its end (an IndexError): now out of reach, and the
+    # estimator scores them on the tree path, as the exact path does
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    grid = kde_grid.grid_for(X, 0.5)
+    Z = np.array([[1e19, 0.0], [1e300, 1.0], [np.nan, 0.0], [-np.inf, 0.0], [0.1, 0.2]])
+    values, bound, ok = grid.log_sums(Z)
+    assert ok.tolist() == [False, False, False, False, True]
+    assert np.all(np.isnan(values[:4]))
+    est = db.estimators.make("kde", bandwidth=0.5, algorithm="grid").fit(X)
+    exact = db.estimators.make("kde", bandwidth=0.5, algorithm="exact").fit(X)
+    both = Z[[0, 4]]
+    assert np.all(np.abs(est.score_samples(both) - exact.score_samples(both))
+                  <= est.diagnostics(both)["kde_error_bound"][0]
+                  + exact.diagnostics(both)["kde_error_bound"][0])
+    # data at a tiny scale: an ordinary query is ~1e18 bandwidths away
+    small = np.random.default_rng(1).normal(size=(200, 2)) * 1e-6
+    est = db.estimators.make("kde", algorithm="grid").fit(small)
+    exact = db.estimators.make("kde", algorithm="exact").fit(small)
+    q = np.array([[1e12, 0.0]])
+    assert est.score_samples(q)[0] == pytest.approx(exact.score_samples(q)[0], rel=1e-12)
+
+
+def test_data_the_lattice_cannot_place_go_elsewhere():
+    # at 2^53 the padding rounds away and the edge point's interpolation would fall off
+    # the lattice (its weight dropped, the sum off by log 2): no lattice is built
+    b = 2.0 ** 53
+    assert kde_grid.grid_for(np.array([[b - 2.0], [b]]), 0.15) is None
+
+
+def test_a_long_axis_is_convolved_directly():
+    # 1-D data 900 bandwidths across: 9,000+ nodes, past the banded product's limit
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=20_000)[:, None]
+    grid = kde_grid.grid_for(X, 0.01)
+    assert grid is not None and grid.shape[0] > kde_grid._DENSE_AXIS
+    Z = rng.normal(size=300)[:, None]
+    got, bound, ok = grid.log_sums(Z)
+    ref = log_kernel_sums(Z, X, [0.01])[:, 0]
+    assert ok.mean() > 0.95 and np.all(np.abs(got - ref)[ok] <= bound[ok] + 1e-12)
