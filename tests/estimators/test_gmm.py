@@ -107,8 +107,23 @@ def test_starts_at_least_as_strong_as_sklearn_default(name, k, random_state):
     diff = ours.fit(p.train, p.val).score_samples(p.test) - sk.score_samples(p.test)
     se = diff.std(ddof=1) / np.sqrt(diff.size)               # paired, over test rows
     assert diff.mean() >= -2.0 * se - 1e-9, (diff.mean(), se)  # (the same fit: rounding)
-    assert ours.init_criterion_ == "val_loglik" and len(ours.init_scores_) == 3
-    assert max(ours.init_scores_) == pytest.approx(ours.score(p.val), abs=1e-9)
+    # the incumbent (one k-means++ draw) and the three k-means starts
+    assert ours.init_criterion_ == "val_loglik" and len(ours.init_scores_) == 4
+    assert ours.init_scores_[ours.init_kept_] == pytest.approx(ours.score(p.val), abs=1e-9)
+    if name != "digits":  # the incumbent was far worse here: replaced
+        assert ours.init_kept_ > 0
+
+
+def test_a_start_replaces_the_incumbent_only_when_clearly_better():
+    from densbench.estimators.gmm import START_Z, _clearly_better
+
+    rng = np.random.default_rng(0)
+    kept = rng.normal(size=1000)
+    noise = rng.normal(size=1000)  # paired SE of the differences: ~1/sqrt(1000)
+    se = noise.std(ddof=1) / np.sqrt(1000)
+    assert not _clearly_better(kept + noise - noise.mean() + 1.5 * se, kept)
+    assert _clearly_better(kept + noise - noise.mean() + (START_Z + 0.5) * se, kept)
+    assert not _clearly_better(kept, kept)  # a tie keeps the incumbent
 
 
 def test_start_kept_on_training_likelihood_without_validation(data):
