@@ -59,10 +59,10 @@ from densbench.estimators.kde_grid import GRID_MAX_DIM
 from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
-__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_TREE", "DROP_NATS",
-           "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN",
-           "EXP_FLOOR", "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound",
-           "locality_order", "log_kernel_sums", "magnitude_rounding"]
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_COARSE", "CV_ROWS_TREE", "DROP_NATS",
+           "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN", "EXP_FLOOR",
+           "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound", "locality_order",
+           "log_kernel_sums", "magnitude_rounding"]
 
 _RULES = ("scott", "silverman", "cv")
 _ALGORITHMS = ("auto", "exact", "tree", "grid")
@@ -72,10 +72,15 @@ TREE_MIN_TRAIN = 50_000
 #: ... the tree in at most this many dimensions (beyond them the leaves' boxes are too
 #: wide to prune)
 TREE_MAX_DIM = 8
-#: 'cv' on the tree path scores at most this many validation rows (evenly strided) per
-#: bandwidth: the standard error of their mean is already far below the differences
-#: between the grid's bandwidths, and every bandwidth is a full pass over them.
+#: 'cv' on the tree and lattice paths scores at most this many validation rows (evenly
+#: strided) per bandwidth of the fine grid: the standard error of their mean is already far
+#: below the differences between the grid's bandwidths, and every bandwidth is a full pass
+#: over them ...
 CV_ROWS_TREE = 20_000
+#: ... and at most this many (strided from those) per bandwidth of the coarse grid, which
+#: only locates the fine grid (its widest bandwidths make every tree ball dense: at the
+#: size of POWER, 1.6M training rows, 25 of them on 20,000 rows each ran past 36 minutes).
+CV_ROWS_COARSE = 2_000
 #: 'cv': the coarse grid of multiples of Scott's bandwidth ...
 _CV_GRID = np.geomspace(0.05, 5.0, 25)
 #: ... is refined with this many log-spaced points between the best point's neighbours.
@@ -567,9 +572,11 @@ class KDE(DensityEstimator):
     child process with a memory limit). Samples are a uniformly chosen training point plus
     ``N(0, h^2 I)``.
 
-    On the tree and lattice paths, ``'cv'`` scores at most :data:`CV_ROWS_TREE` (20,000)
-    evenly strided validation rows per bandwidth (each within ``tolerance`` of its exact
-    value; a lattice per bandwidth).
+    On the tree and lattice paths, ``'cv'`` scores the coarse grid on at most
+    :data:`CV_ROWS_COARSE` (2,000) evenly strided validation rows and the fine grid (with
+    the coarse best and its neighbours) on at most :data:`CV_ROWS_TREE` (20,000), and
+    chooses among the latter (each within ``tolerance`` of its exact value; a lattice per
+    bandwidth); ``cv_coarse_`` keeps the coarse scores.
 
     Parameters:
         bandwidth: a float > 0, or one of ``'scott'``, ``'silverman'``, ``'cv'``.
@@ -582,7 +589,10 @@ class KDE(DensityEstimator):
         bandwidth_: the bandwidth h used (float), in the units of ``X / data_scale_``
             (``data_scale_`` is 1 unless the data's magnitude is extreme).
         center_: (d,) training mean; train_: (n, d) the training data minus ``center_``.
-        selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h.
+        selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h
+            (on the tree and lattice paths with more than :data:`CV_ROWS_COARSE`
+            validation rows: the fine stage's; ``cv_coarse_`` the coarse stage's, else
+            empty).
         algorithm_: ``'exact'``, ``'tree'`` or ``'grid'``, the path that scores.
 
     References:
@@ -652,6 +662,7 @@ class KDE(DensityEstimator):
             self._train_aug = augment_train(self.train_)
         self.algorithm_ = path
         self.selection_: list[tuple[float, float]] = []
+        self.cv_coarse_: list[tuple[float, float]] = []
         if not isinstance(self.bandwidth, str):
             # a given bandwidth is a length in the units of the data given to fit
             self.bandwidth_ = float(self.bandwidth) / self.data_scale_
@@ -713,29 +724,41 @@ class KDE(DensityEstimator):
         return self._tree_parts
 
     def _select(self, X_val: np.ndarray, scott: float, silverman: float) -> float:
-        """'cv': coarse grid (with Scott and Silverman), then a finer grid around the best."""
-        tried: dict[float, float] = {}
+        """'cv': coarse grid (with Scott and Silverman), then a finer grid around the best.
+        On the tree and lattice paths the coarse grid is scored on at most
+        :data:`CV_ROWS_COARSE` validation rows and the best point, its neighbours and the
+        fine grid on at most :data:`CV_ROWS_TREE`; the choice is made among the latter."""
+        rows = X_val
+        coarse_rows = X_val
+        if self.algorithm_ in ("tree", "grid"):
+            rows = X_val[::max(1, -(-len(X_val) // CV_ROWS_TREE))]
+            coarse_rows = rows[::max(1, -(-len(rows) // CV_ROWS_COARSE))]
+        two_stage = len(coarse_rows) < len(rows)
 
-        def evaluate(hs: np.ndarray) -> None:
+        def evaluate(tried: dict[float, float], X: np.ndarray, hs: Sequence[float]) -> None:
             hs = np.array([h for h in hs if float(h) not in tried])
             if hs.size:
-                for h, s in zip(hs, self._mean_loglik(X_val, hs), strict=True):
+                for h, s in zip(hs, self._mean_loglik(X, hs), strict=True):
                     tried[float(h)] = float(s)
 
-        evaluate(np.concatenate([scott * _CV_GRID, [scott, silverman]]))
-        hs = sorted(tried)
-        i = max(range(len(hs)), key=lambda j: (tried[hs[j]], -j))
+        coarse: dict[float, float] = {}
+        evaluate(coarse, coarse_rows, np.concatenate([scott * _CV_GRID, [scott, silverman]]))
+        hs = sorted(coarse)
+        i = max(range(len(hs)), key=lambda j: (coarse[hs[j]], -j))
         lo, hi = hs[max(i - 1, 0)], hs[min(i + 1, len(hs) - 1)]
+        final = {} if two_stage else coarse
+        if two_stage:
+            evaluate(final, rows, [lo, hs[i], hi])
         if hi > lo:
-            evaluate(np.geomspace(lo, hi, _CV_FINE))
-        self.selection_ = sorted(tried.items())
+            evaluate(final, rows, np.geomspace(lo, hi, _CV_FINE))
+        self.selection_ = sorted(final.items())
+        self.cv_coarse_ = sorted(coarse.items()) if two_stage else []
         # the best score; the smallest such h on ties
         return max(self.selection_, key=lambda hs_: (hs_[1], -hs_[0]))[0]
 
     def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape
         if self.algorithm_ in ("tree", "grid"):
-            X = X[::max(1, -(-len(X) // CV_ROWS_TREE))]
             sums = np.column_stack([self._bounded_sums(X, float(h), keep=False).values
                                     for h in hs])
         else:

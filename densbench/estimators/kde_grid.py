@@ -388,7 +388,8 @@ def _positions(X: np.ndarray, lo: np.ndarray, delta: float, shape: tuple[int, ..
 
 
 def _strides(shape: tuple[int, ...]) -> np.ndarray:
-    return np.array([int(np.prod(shape[l + 1:])) for l in range(len(shape))], dtype=np.int64)
+    return np.array([int(np.prod(shape[axis + 1:])) for axis in range(len(shape))],
+                    dtype=np.int64)
 
 
 def _flat(k: np.ndarray, strides: np.ndarray) -> np.ndarray:

@@ -437,6 +437,30 @@ def test_cv_on_the_tree_path_selects_as_the_exact_path(monkeypatch):
         picked.score(X_val[::3]), abs=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["tree", "grid"])
+def test_cv_on_large_sets_locates_on_few_rows_and_chooses_on_many(monkeypatch, algorithm):
+    # the coarse grid on CV_ROWS_COARSE rows only locates the fine grid; the choice is
+    # made among bandwidths all scored on the same CV_ROWS_TREE rows
+    monkeypatch.setattr(kde_module, "CV_ROWS_COARSE", 30)
+    rng = np.random.default_rng(0)
+    X, X_val = rng.normal(size=(1000, 2)), rng.normal(size=(90, 2))
+    est = db.estimators.make("kde", bandwidth="cv", algorithm=algorithm).fit(X, X_val)
+    # 25 grid points, Scott's and Silverman's (the same h in 2-D)
+    assert len(est.cv_coarse_) == 26 and 11 <= len(est.selection_) <= 14
+    exact = db.estimators.make("kde", bandwidth="cv", algorithm="exact").fit(X, X_val)
+    assert exact.cv_coarse_ == []
+    h_coarse = {h for h, _ in est.cv_coarse_}
+    for h, score in est.cv_coarse_[::9]:  # on every third validation row
+        ref = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
+        assert score == pytest.approx(ref.score(X_val[::3]), abs=1e-6)
+    for h, score in est.selection_[::4]:  # on all of them
+        ref = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
+        assert score == pytest.approx(ref.score(X_val), abs=1e-6)
+    assert est.bandwidth_ == max(est.selection_, key=lambda p: p[1])[0]
+    assert est.bandwidth_ == pytest.approx(exact.bandwidth_, rel=0.2)
+    assert h_coarse & {h for h, _ in est.selection_}  # the coarse best, scored again
+
+
 def test_bad_tolerance_and_algorithm_messages():
     X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="^kde: tolerance must be > 0 [(]nats[)]; got 0"):
