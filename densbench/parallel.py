@@ -22,12 +22,31 @@ from typing import TypeVar
 
 import torch
 
-__all__ = ["run_workers"]
+__all__ = ["run_workers", "usable_cores"]
 
 T = TypeVar("T")
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 _POOL_LOCK = threading.Lock()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the OS reports one
+    (``taskset``, a cgroup cpuset, a batch scheduler's allocation), else ``os.cpu_count()``.
+    Thread counts derived from all of the machine's cores would oversubscribe the ones a
+    job was given.
+
+    Example:
+        >>> 1 <= usable_cores() <= (os.cpu_count() or 1)
+        True
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        try:
+            return max(1, len(affinity(0)))
+        except OSError:
+            pass
+    return max(1, os.cpu_count() or 1)
 
 
 def _single_thread() -> None:

@@ -1,7 +1,11 @@
-"""run_workers: single-threaded PyTorch on each worker, the caller's setting untouched."""
+"""run_workers: single-threaded PyTorch on each worker, the caller's setting untouched;
+usable_cores: the process's CPU affinity."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -46,3 +50,20 @@ def test_the_callers_own_exception_wins_and_no_call_outlives_the_run():
     with pytest.raises(KeyError, match="caller"):
         run_workers(fail, 2, together=True)
     assert finished == [True]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+                    reason="needs CPU affinity and at least 2 cores")
+def test_threads_follow_the_cores_the_process_was_given_not_the_machines():
+    # a process pinned to one core (as by taskset or a batch scheduler) runs one thread per
+    # worker, where os.cpu_count() would give every worker all of the machine's cores
+    code = ("from densbench.parallel import usable_cores\n"
+            "from densbench.runner.executors import ExecOptions\n"
+            "print(usable_cores(), ExecOptions(workers=1).threads_per_worker)")
+    pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+    assert pinned.stdout.split() == ["1", "1"]
+    free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    cores = len(os.sched_getaffinity(0))
+    assert free.stdout.split() == [str(cores), str(cores)]

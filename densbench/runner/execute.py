@@ -133,7 +133,7 @@ def _run_locked(cells: list[Cell], store: RunStore, options: ExecOptions, execut
     todo = _todo(cells, store, summary, retry_failed)
     done = summary.skipped
     # the driver's share of the cores: as much as one worker's
-    floors = Floors(store, threads=max(1, (os.cpu_count() or 1) // max(1, options.workers)))
+    floors = Floors(store, threads=options.threads_per_worker)
 
     def finish(cell: Cell, record: dict[str, Any]) -> None:
         nonlocal done

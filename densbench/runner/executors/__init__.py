@@ -10,7 +10,6 @@ supervisor (one worker, no time or memory limit), else in supervised worker proc
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,10 +38,13 @@ class ExecOptions:
 
     @property
     def threads_per_worker(self) -> int:
-        """PyTorch and BLAS threads of each of the local workers: cores / workers, at
-        least 1, so that N workers never oversubscribe the cores (and one worker, the
-        in-process executor, uses them all, whatever each library's own default)."""
-        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        """PyTorch and BLAS threads of each of the local workers: usable cores (the
+        process's CPU affinity) / workers, at least 1, so that N workers never
+        oversubscribe the cores they were given (and one worker, the in-process executor,
+        uses them all, whatever each library's own default)."""
+        from densbench.parallel import usable_cores
+
+        return max(1, usable_cores() // max(1, self.workers))
 
 
 class Executor(Protocol):
