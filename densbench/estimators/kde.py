@@ -59,7 +59,8 @@ from densbench.estimators.kde_grid import GRID_MAX_DIM
 from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
-__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_COARSE", "CV_ROWS_TREE", "DROP_NATS",
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_COARSE", "CV_ROWS_TREE",
+           "CV_STOP_AFTER", "CV_STOP_Z", "DROP_NATS",
            "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN", "EXP_FLOOR",
            "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound", "locality_order",
            "log_kernel_sums", "magnitude_rounding"]
@@ -81,6 +82,11 @@ CV_ROWS_TREE = 20_000
 #: only locates the fine grid (its widest bandwidths make every tree ball dense: at the
 #: size of POWER, 1.6M training rows, 25 of them on 20,000 rows each ran past 36 minutes).
 CV_ROWS_COARSE = 2_000
+#: 'cv' on the tree and lattice paths: the coarse scan stops after this many bandwidths in
+#: a row below the best so far ...
+CV_STOP_AFTER = 2
+#: ... each by more than this many paired standard errors (over the coarse rows).
+CV_STOP_Z = 5.0
 #: 'cv': the coarse grid of multiples of Scott's bandwidth ...
 _CV_GRID = np.geomspace(0.05, 5.0, 25)
 #: ... is refined with this many log-spaced points between the best point's neighbours.
@@ -576,7 +582,12 @@ class KDE(DensityEstimator):
     :data:`CV_ROWS_COARSE` (2,000) evenly strided validation rows and the fine grid (with
     the coarse best and its neighbours) on at most :data:`CV_ROWS_TREE` (20,000), and
     chooses among the latter (each within ``tolerance`` of its exact value; a lattice per
-    bandwidth); ``cv_coarse_`` keeps the coarse scores.
+    bandwidth); ``cv_coarse_`` keeps the coarse scores. There the coarse grid is scanned
+    from its narrowest bandwidth up and stops once :data:`CV_STOP_AFTER` bandwidths in a
+    row score below the best so far by more than :data:`CV_STOP_Z` paired standard errors:
+    the widest bandwidths cost the most (every training point is near every query) and,
+    past a clear decline, oversmoothing only loses more (a validation curve with a second,
+    wider peak behind such a decline would be missed).
 
     Parameters:
         bandwidth: a float > 0, or one of ``'scott'``, ``'silverman'``, ``'cv'``.
@@ -742,7 +753,11 @@ class KDE(DensityEstimator):
                     tried[float(h)] = float(s)
 
         coarse: dict[float, float] = {}
-        evaluate(coarse, coarse_rows, np.concatenate([scott * _CV_GRID, [scott, silverman]]))
+        grid = np.concatenate([scott * _CV_GRID, [scott, silverman]])
+        if two_stage:
+            self._scan(coarse, coarse_rows, sorted(set(map(float, grid))))
+        else:
+            evaluate(coarse, coarse_rows, grid)
         hs = sorted(coarse)
         i = max(range(len(hs)), key=lambda j: (coarse[hs[j]], -j))
         lo, hi = hs[max(i - 1, 0)], hs[min(i + 1, len(hs) - 1)]
@@ -756,15 +771,37 @@ class KDE(DensityEstimator):
         # the best score; the smallest such h on ties
         return max(self.selection_, key=lambda hs_: (hs_[1], -hs_[0]))[0]
 
-    def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
+    def _scan(self, tried: dict[float, float], X: np.ndarray, hs: list[float]) -> None:
+        """Score ``hs`` (ascending) on ``X`` one by one into ``tried``, stopping after
+        :data:`CV_STOP_AFTER` in a row that are each below the best so far by more than
+        :data:`CV_STOP_Z` paired standard errors."""
+        best: np.ndarray | None = None
+        below = 0
+        for h in hs:
+            ll = self._row_logliks(X, np.array([h]))[:, 0]
+            tried[h] = float(np.mean(ll))
+            if best is None or tried[h] > float(np.mean(best)):
+                best, below = ll, 0
+                continue
+            diff = best - ll
+            se = float(np.std(diff, ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            below = below + 1 if float(np.mean(diff)) > CV_STOP_Z * se else 0
+            if below >= CV_STOP_AFTER:
+                return
+
+    def _row_logliks(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
+        """Log-likelihood of each row of ``X`` (in the fit's units) at each bandwidth of
+        ``hs``: (len(X), len(hs))."""
         n, d = self.train_.shape
         if self.algorithm_ in ("tree", "grid"):
             sums = np.column_stack([self._bounded_sums(X, float(h), keep=False).values
                                     for h in hs])
         else:
             sums = self._log_kernel_sums(X, list(hs))
-        norm = math.log(n) + 0.5 * d * np.log(2.0 * math.pi * hs ** 2)
-        return np.mean(sums, axis=0) - norm
+        return sums - (math.log(n) + 0.5 * d * np.log(2.0 * math.pi * hs ** 2))
+
+    def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
+        return np.mean(self._row_logliks(X, hs), axis=0)
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         n, d = self.train_.shape

@@ -320,6 +320,8 @@ def test_the_fit_runs_its_svd_on_one_blas_thread(monkeypatch):
 def test_tree_path_is_within_its_bound_of_the_exact_path(monkeypatch, d, h, tolerance,
                                                          ball_max):
     monkeypatch.setattr(kde_tree, "BALL_MAX", ball_max)
+    # the balls and blocks themselves, never handed to the exact path (test below)
+    monkeypatch.setattr(kde_tree, "EXACT_SHARE", math.inf)
     rng = np.random.default_rng(d)
     # clusters of different widths and a few queries far out: sums from e^-100s to 1000s
     X = rng.normal(size=(4000, d)) * rng.choice([0.3, 1.0, 2.0], size=(4000, 1))
@@ -340,6 +342,36 @@ def test_tree_path_is_within_its_bound_of_the_exact_path(monkeypatch, d, h, tole
         assert np.mean(summed) < 0.5
     if tolerance == 1e-3:  # a loose tolerance is used: the bound is not vacuous
         assert np.max(np.abs(got - ref)) > 1e-7
+
+
+@pytest.mark.parametrize("share", [kde_tree.EXACT_SHARE, math.inf])
+def test_wide_bandwidths_go_to_the_exact_path_narrow_ones_to_the_tree(monkeypatch, share):
+    # which stage runs is a matter of cost only: at a bandwidth wide against 6-D data every
+    # ball is full and the blocks would keep most leaves, so the rows go to the exact path
+    # (unless EXACT_SHARE forbids it); at a narrow one the k-d tree's balls take them
+    monkeypatch.setattr(kde_tree, "EXACT_SHARE", share)
+    calls = {"balls": 0, "blocks": 0}
+    for name, key in (("_ball_sums", "balls"), ("_row_block", "blocks")):
+        real = getattr(kde_tree, name)
+
+        def spy(*args, _real=real, _key=key, **kwargs):
+            calls[_key] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(kde_tree, name, spy)
+    rng = np.random.default_rng(0)
+    X, Z = rng.normal(size=(6000, 6)), rng.normal(size=(400, 6))
+    for h, balls, blocks in ((1.0, 0, share == math.inf), (0.05, 1, None)):
+        calls.update(balls=0, blocks=0)
+        got, bound, summed = kde_tree.bounded_log_kernel_sums(Z, X, h, 1e-6)
+        ref = log_kernel_sums(Z, X, [h])[:, 0]
+        assert np.all(np.abs(got - ref) <= bound) and np.all(bound <= 1e-6)
+        assert calls["balls"] == balls
+        if blocks is not None:
+            assert (calls["blocks"] > 0) == blocks
+            assert np.all(summed == 1.0) or blocks
+        else:
+            assert np.mean(summed) < 0.01
 
 
 def test_a_wrong_bound_is_caught(monkeypatch):
@@ -445,8 +477,12 @@ def test_cv_on_large_sets_locates_on_few_rows_and_chooses_on_many(monkeypatch, a
     rng = np.random.default_rng(0)
     X, X_val = rng.normal(size=(1000, 2)), rng.normal(size=(90, 2))
     est = db.estimators.make("kde", bandwidth="cv", algorithm=algorithm).fit(X, X_val)
-    # 25 grid points, Scott's and Silverman's (the same h in 2-D)
-    assert len(est.cv_coarse_) == 26 and 11 <= len(est.selection_) <= 14
+    # the grid's narrowest bandwidths, in order, up to where the scan stopped (of 25 grid
+    # points, Scott's and Silverman's: the same h in 2-D)
+    scott = np.sqrt(np.mean(np.var(X, axis=0, ddof=1))) * len(X) ** (-1 / 6)
+    grid = np.unique(np.append(scott * kde_module._CV_GRID, scott))
+    assert np.allclose([h for h, _ in est.cv_coarse_], grid[:len(est.cv_coarse_)])
+    assert 3 <= len(est.cv_coarse_) <= 26 and 11 <= len(est.selection_) <= 14
     exact = db.estimators.make("kde", bandwidth="cv", algorithm="exact").fit(X, X_val)
     assert exact.cv_coarse_ == []
     h_coarse = {h for h, _ in est.cv_coarse_}
@@ -459,6 +495,32 @@ def test_cv_on_large_sets_locates_on_few_rows_and_chooses_on_many(monkeypatch, a
     assert est.bandwidth_ == max(est.selection_, key=lambda p: p[1])[0]
     assert est.bandwidth_ == pytest.approx(exact.bandwidth_, rel=0.2)
     assert h_coarse & {h for h, _ in est.selection_}  # the coarse best, scored again
+
+
+def test_the_coarse_scan_stops_after_a_clear_decline_and_chooses_as_the_full_grid(monkeypatch):
+    # on large sets the coarse grid is scanned from the narrowest bandwidth up and stops
+    # after CV_STOP_AFTER bandwidths in a row each below the best by > CV_STOP_Z paired SE:
+    # the widest, most expensive bandwidths are not scored, and the choice is the full
+    # grid's
+    monkeypatch.setattr(kde_module, "CV_ROWS_COARSE", 300)
+    rng = np.random.default_rng(1)
+    X, X_val = rng.normal(size=(3000, 3)), rng.normal(size=(900, 3))
+    est = db.estimators.make("kde", bandwidth="cv", algorithm="tree").fit(X, X_val)
+    assert len(est.cv_coarse_) < 20  # of 27
+    rows = X_val[::3]
+
+    def per_row(h):
+        return db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X).score_samples(rows)
+
+    hs = [h for h, _ in est.cv_coarse_]
+    best = max(range(len(hs)), key=lambda j: est.cv_coarse_[j][1])
+    for h in hs[-kde_module.CV_STOP_AFTER:]:
+        diff = per_row(hs[best]) - per_row(h)
+        assert diff.mean() > kde_module.CV_STOP_Z * diff.std(ddof=1) / np.sqrt(len(diff))
+    monkeypatch.setattr(kde_module, "CV_STOP_AFTER", 100)  # no stop: the whole grid
+    full = db.estimators.make("kde", bandwidth="cv", algorithm="tree").fit(X, X_val)
+    assert len(full.cv_coarse_) == 27
+    assert full.bandwidth_ == est.bandwidth_ and full.selection_ == est.selection_
 
 
 def test_bad_tolerance_and_algorithm_messages():
