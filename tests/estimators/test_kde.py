@@ -504,7 +504,14 @@ def test_the_coarse_scan_stops_after_a_clear_decline_and_chooses_as_the_full_gri
     # grid's
     monkeypatch.setattr(kde_module, "CV_ROWS_COARSE", 300)
     rng = np.random.default_rng(1)
-    X, X_val = rng.normal(size=(3000, 3)), rng.normal(size=(900, 3))
+    # tight clusters far apart: the best bandwidth lies far below Scott's rule (which sees
+    # the spread of the whole set), as on large sets, so the grid's wide end is far off
+    centres = rng.uniform(-3.0, 3.0, size=(20, 3))
+
+    def draw(n):
+        return centres[rng.integers(0, 20, n)] + 0.1 * rng.normal(size=(n, 3))
+
+    X, X_val = draw(3000), draw(900)
     est = db.estimators.make("kde", bandwidth="cv", algorithm="tree").fit(X, X_val)
     assert len(est.cv_coarse_) < 20  # of 27
     rows = X_val[::3]
