@@ -775,6 +775,8 @@ class KDE(DensityEstimator):
         """Score ``hs`` (ascending) on ``X`` one by one into ``tried``, stopping after
         :data:`CV_STOP_AFTER` in a row that are each below the best so far by more than
         :data:`CV_STOP_Z` paired standard errors."""
+        from densbench.metrics.base import mean_se
+
         best: np.ndarray | None = None
         below = 0
         for h in hs:
@@ -783,9 +785,8 @@ class KDE(DensityEstimator):
             if best is None or tried[h] > float(np.mean(best)):
                 best, below = ll, 0
                 continue
-            diff = best - ll
-            se = float(np.std(diff, ddof=1)) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-            below = below + 1 if float(np.mean(diff)) > CV_STOP_Z * se else 0
+            gap, se = mean_se(best - ll)  # paired over the rows
+            below = below + 1 if gap > CV_STOP_Z * se else 0
             if below >= CV_STOP_AFTER:
                 return
 
