@@ -14,12 +14,13 @@ directions and meanings are in :data:`densbench.metrics.catalogue.SAMPLE_METRICS
 - :func:`memorization_ratio`: samples' distance to the training set relative to fresh data's.
 
 Pairwise work is done in blocks: a distance block is at most ``_BLOCK_ROWS x _BLOCK_COLS``
-float64 values (1024 x 4096 = 32 MiB), and at most three such buffers exist at once (the
-squared distances and, for a mean of several kernels, an accumulator and a scratch buffer;
-:func:`prdc` adds two boolean masks of a block), whatever n and m: about +100 MiB peak for
-n = m = 8000, where one n x m float64 matrix would take 490 MiB. Squared distances come
-from ``||a||^2 + ||b||^2 - 2 a.b`` (one ``addmm``, clamped at >= 0) after both samples are
-centred on a common point, in PyTorch float64.
+float64 values (1024 x 4096 = 32 MiB), and at most four such buffers exist at once (the
+squared distances; for a mean of several kernels an accumulator and a scratch buffer; the
+distances themselves for the energy distance, computed in the same pass as :func:`mmd2`
+by :func:`sample_metrics`; :func:`prdc` adds two boolean masks of a block), whatever n and
+m: about +130 MiB peak for n = m = 8000, where one n x m float64 matrix would take 490 MiB.
+Squared distances come from ``||a||^2 + ||b||^2 - 2 a.b`` (one ``addmm``, clamped at >= 0)
+after both samples are centred on a common point, in PyTorch float64.
 All randomness (bandwidth subsample, projections, classifier, bootstrap) comes from ``seed``.
 
 Every number here has a finite-sample floor: a perfect model's samples score what a second
@@ -164,20 +165,28 @@ class _KernelSums:
     squares: float
 
 
-def _kernel_sums(A: torch.Tensor, B: torch.Tensor,
-                 kernel: Callable[[torch.Tensor], torch.Tensor], *, same: bool) -> _KernelSums:
-    rows = torch.zeros(A.shape[0], dtype=torch.float64)
-    cols = torch.zeros(B.shape[0], dtype=torch.float64)
-    squares = torch.zeros((), dtype=torch.float64)
+#: A kernel of squared distances: returns k(d2) for a block ``d2`` in a tensor of its own
+#: (it must not write into ``d2``, which the next kernel of the same pass reads).
+Kernel = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _kernel_sums(A: torch.Tensor, B: torch.Tensor, kernels: list[Kernel], *,
+                 same: bool) -> list[_KernelSums]:
+    """:class:`_KernelSums` of each kernel, all from one pass over the distance blocks."""
+    rows = [torch.zeros(A.shape[0], dtype=torch.float64) for _ in kernels]
+    cols = [torch.zeros(B.shape[0], dtype=torch.float64) for _ in kernels]
+    squares = [torch.zeros((), dtype=torch.float64) for _ in kernels]
     for r0, c0, d2 in _sq_dist_blocks(A, B):
-        kb = kernel(d2)
-        if same:
-            kb[_diagonal(r0, c0, tuple(kb.shape))] = 0.0
-        rows[r0:r0 + kb.shape[0]] += kb.sum(dim=1)
-        cols[c0:c0 + kb.shape[1]] += kb.sum(dim=0)
-        flat = kb.reshape(-1)
-        squares += torch.dot(flat, flat)
-    return _KernelSums(rows.numpy(), cols.numpy(), float(rows.sum()), float(squares))
+        for j, kernel in enumerate(kernels):
+            kb = kernel(d2)
+            if same:
+                kb[_diagonal(r0, c0, tuple(kb.shape))] = 0.0
+            rows[j][r0:r0 + kb.shape[0]] += kb.sum(dim=1)
+            cols[j][c0:c0 + kb.shape[1]] += kb.sum(dim=0)
+            flat = kb.reshape(-1)
+            squares[j] += torch.dot(flat, flat)
+    return [_KernelSums(r.numpy(), c.numpy(), float(r.sum()), float(q))
+            for r, c, q in zip(rows, cols, squares, strict=True)]
 
 
 @dataclass
@@ -191,15 +200,18 @@ class _TwoSampleU:
     u_xy: float
 
 
-def _two_sample_u(x: torch.Tensor, y: torch.Tensor,
-                  kernel: Callable[[torch.Tensor], torch.Tensor]) -> _TwoSampleU:
-    """The unbiased two-sample statistic ``U_XX + U_YY - 2 U_XY`` of a kernel k, where
+def _two_sample_u(x: torch.Tensor, y: torch.Tensor, kernels: list[Kernel]) -> list[_TwoSampleU]:
+    """For each kernel k, the unbiased two-sample statistic ``U_XX + U_YY - 2 U_XY``, where
     ``U_XX = mean_{i != j} k(x_i, x_j)``, ``U_YY`` likewise and ``U_XY = mean_{i,j} k(x_i, y_j)``,
-    with the standard error of its Hoeffding decomposition (see :func:`mmd2`)."""
-    n, m = x.shape[0], y.shape[0]
-    sxx = _kernel_sums(x, x, kernel, same=True)
-    syy = _kernel_sums(y, y, kernel, same=True)
-    sxy = _kernel_sums(x, y, kernel, same=False)
+    with the standard error of its Hoeffding decomposition (see :func:`mmd2`). The kernels
+    share one pass over the squared distances."""
+    return [_u_statistic(x.shape[0], y.shape[0], *sums) for sums in zip(
+        _kernel_sums(x, x, kernels, same=True), _kernel_sums(y, y, kernels, same=True),
+        _kernel_sums(x, y, kernels, same=False), strict=True)]
+
+
+def _u_statistic(n: int, m: int, sxx: _KernelSums, syy: _KernelSums,
+                 sxy: _KernelSums) -> _TwoSampleU:
     u_xx = sxx.total / (n * (n - 1))
     u_yy = syy.total / (m * (m - 1))
     u_xy = sxy.total / (n * m)
@@ -293,26 +305,48 @@ def mmd2(X: np.ndarray, Y: np.ndarray, *, bandwidths: Iterable[float] | None = N
     x, y = _pair(X, Y)
     _need_rows(x, "X", 2, "mmd2")
     _need_rows(y, "Y", 2, "mmd2")
-    median: float | None = None
+    hs, median = _mmd_bandwidths(x, y, bandwidths, seed)
+    xt, yt = _centred(x, y)
+    (u,) = _two_sample_u(xt, yt, [_rbf_mean_kernel(hs)])
+    return SampleScore(u.value, u.se, {"bandwidths": hs, "median_distance": median})
+
+
+def _mmd_bandwidths(x: np.ndarray, y: np.ndarray, bandwidths: Iterable[float] | None,
+                    seed: int) -> tuple[list[float], float | None]:
+    """:func:`mmd2`'s bandwidths and the median distance they came from (None if given)."""
     if bandwidths is None:
         median = median_heuristic(x, y, seed=seed)
-        hs = [median * c for c in MMD_BANDWIDTH_MULTIPLES]
-    else:
-        hs = [float(h) for h in bandwidths]
-        if not hs or not all(math.isfinite(h) and h > 0 for h in hs):
-            raise ValueError(f"mmd2: bandwidths must be finite and > 0; got {hs}")
+        return [median * c for c in MMD_BANDWIDTH_MULTIPLES], median
+    hs = [float(h) for h in bandwidths]
+    if not hs or not all(math.isfinite(h) and h > 0 for h in hs):
+        raise ValueError(f"mmd2: bandwidths must be finite and > 0; got {hs}")
+    return hs, None
+
+
+class _Scratch:
+    """Reusable float64 buffers shaped like the block at hand."""
+
+    def __init__(self) -> None:
+        self._flat: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        buf = self._flat.get(name)
+        if buf is None or buf.numel() < like.numel():
+            buf = self._flat[name] = torch.empty(like.numel(), dtype=torch.float64)
+        return buf[:like.numel()].view_as(like)
+
+
+def _rbf_mean_kernel(hs: list[float]) -> Kernel:
+    """The mean of the RBF kernels ``exp(-d2 / (2 h^2))`` over ``hs``."""
     scales = [-0.5 / (h * h) for h in hs]
-    buffers: dict[str, torch.Tensor] = {}
     squarings = _squarings(scales)
+    scratch = _Scratch()
 
     def kernel(d2: torch.Tensor) -> torch.Tensor:
+        acc = scratch("acc", d2)
         if len(scales) == 1:
-            return d2.mul_(scales[0]).exp_()
-        if "acc" not in buffers or buffers["acc"].numel() < d2.numel():
-            buffers["acc"] = torch.empty(d2.numel(), dtype=torch.float64)
-            buffers["tmp"] = torch.empty(d2.numel(), dtype=torch.float64)
-        acc = buffers["acc"][:d2.numel()].view_as(d2)
-        tmp = buffers["tmp"][:d2.numel()].view_as(d2)
+            return torch.mul(d2, scales[0], out=acc).exp_()
+        tmp = scratch("tmp", d2)
         if squarings is not None:
             # one exp at the widest bandwidth; each narrower kernel by repeated squaring
             # (exp(4 a) = exp(a)^4: each squaring adds about one rounding, ~1e-15 in all,
@@ -329,9 +363,13 @@ def mmd2(X: np.ndarray, Y: np.ndarray, *, bandwidths: Iterable[float] | None = N
             acc.add_(torch.mul(d2, s, out=tmp).exp_())
         return acc.div_(len(scales))
 
-    xt, yt = _centred(x, y)
-    u = _two_sample_u(xt, yt, kernel)
-    return SampleScore(u.value, u.se, {"bandwidths": hs, "median_distance": median})
+    return kernel
+
+
+def _distance_kernel() -> Kernel:
+    """The energy distance's kernel ``-|a - b|``."""
+    scratch = _Scratch()
+    return lambda d2: torch.sqrt(d2, out=scratch("dist", d2)).neg_()
 
 
 def _squarings(scales: list[float]) -> list[int] | None:
@@ -383,8 +421,12 @@ def energy_distance(X: np.ndarray, Y: np.ndarray, *, unbiased: bool = True) -> S
     _need_rows(x, "X", 2, "energy_distance")
     _need_rows(y, "Y", 2, "energy_distance")
     xt, yt = _centred(x, y)
-    u = _two_sample_u(xt, yt, lambda d2: d2.sqrt_().neg_())
-    n, m = x.shape[0], y.shape[0]
+    (u,) = _two_sample_u(xt, yt, [_distance_kernel()])
+    return _energy_score(u, x.shape[0], y.shape[0], unbiased)
+
+
+def _energy_score(u: _TwoSampleU, n: int, m: int, unbiased: bool) -> SampleScore:
+    """:func:`energy_distance`'s score from its kernel's U-statistic."""
     if unbiased:
         value = u.value
     else:
@@ -393,6 +435,23 @@ def energy_distance(X: np.ndarray, Y: np.ndarray, *, unbiased: bool = True) -> S
     # in the kernel k = -|a - b| the U terms are minus the mean distances
     extra = {"mean_xy": -u.u_xy, "mean_xx": -u.u_xx, "mean_yy": -u.u_yy, "unbiased": unbiased}
     return SampleScore(float(value), u.se, extra)
+
+
+def _kernel_statistics(X: np.ndarray, Y: np.ndarray, *, seed: int = 0
+                       ) -> dict[str, SampleScore]:
+    """:func:`mmd2` and :func:`energy_distance` (their defaults) from one pass over the
+    squared distances, as :func:`sample_metrics` computes them: the same values as the two
+    calls (to rounding: the same operations on the same blocks), with one distance
+    computation instead of two."""
+    x, y = _pair(X, Y)
+    for name in ("mmd2", "energy_distance"):
+        _need_rows(x, "X", 2, name)
+        _need_rows(y, "Y", 2, name)
+    hs, median = _mmd_bandwidths(x, y, None, seed)
+    xt, yt = _centred(x, y)
+    mmd, energy = _two_sample_u(xt, yt, [_rbf_mean_kernel(hs), _distance_kernel()])
+    return {"mmd2": SampleScore(mmd.value, mmd.se, {"bandwidths": hs, "median_distance": median}),
+            "energy_distance": _energy_score(energy, x.shape[0], y.shape[0], True)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -859,8 +918,8 @@ class _How:
 #: The function of each metric of :data:`~densbench.metrics.catalogue.SAMPLE_METRICS`
 #: (which holds their units, directions and meanings).
 _HOW: dict[str, _How] = {
-    "mmd2": _How(mmd2, seeded=True),
-    "energy_distance": _How(energy_distance),
+    "mmd2": _How(_kernel_statistics, seeded=True),
+    "energy_distance": _How(_kernel_statistics, seeded=True),
     "sliced_wasserstein": _How(sliced_wasserstein, seeded=True),
     "c2st_accuracy": _How(c2st, seeded=True),
     "precision": _How(prdc),
@@ -882,7 +941,9 @@ def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = N
 
     ``memorization_ratio`` needs ``train`` (the data the model was fit to): it is skipped
     when ``which`` is None and ``train`` is not given, and an error when asked for by name.
-    Metrics computed together (precision, recall, density, coverage) are computed once.
+    Metrics computed together are computed once: ``mmd2`` and ``energy_distance`` in one
+    pass over the squared distances, ``precision``, ``recall``, ``density`` and
+    ``coverage`` from one set of k-NN balls.
 
     Example:
         >>> rng = np.random.default_rng(0)

@@ -215,6 +215,23 @@ def test_unbiased_energy_distance_matches_direct_numpy(tiny_blocks):
     assert S.energy_distance(X, Y).value == pytest.approx(direct, abs=1e-12)
 
 
+def test_sample_metrics_shares_one_distance_pass_with_the_same_results(tiny_blocks):
+    """sample_metrics computes mmd2 and energy_distance in one pass over the distance
+    blocks (one distance computation, two kernels): the values, SEs and extras equal the
+    two separate calls exactly, and the energy distance against the direct sum."""
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(30, 3)), rng.normal(0.2, 1.1, size=(45, 3))
+    both = S.sample_metrics(X, Y, which=["mmd2", "energy_distance"], seed=3)
+    alone_scores = {"mmd2": S.mmd2(X, Y, seed=3), "energy_distance": S.energy_distance(X, Y)}
+    for name, alone in alone_scores.items():
+        assert (both[name].value, both[name].se) == (alone.value, alone.se), name
+        assert both[name].extra == alone.extra, name
+    n, m = len(X), len(Y)
+    direct = (2 * cdist(X, Y).mean() - cdist(X, X).sum() / (n * (n - 1))
+              - cdist(Y, Y).sum() / (m * (m - 1)))
+    assert both["energy_distance"].value == pytest.approx(direct, abs=1e-12)
+
+
 @pytest.mark.parametrize(("shift", "low", "high"), [
     (1.0, 0.8, 1.25),     # a real difference: the SE is the replicates' spread
     (0.0, 1.0, 1.8),      # no difference: conservative (measured ~1.5x in variance)
