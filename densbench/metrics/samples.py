@@ -447,9 +447,8 @@ def _kernel_statistics(X: np.ndarray, Y: np.ndarray, *, seed: int = 0
     calls (to rounding: the same operations on the same blocks), with one distance
     computation instead of two."""
     x, y = _pair(X, Y)
-    for name in ("mmd2", "energy_distance"):
-        _need_rows(x, "X", 2, name)
-        _need_rows(y, "Y", 2, name)
+    _need_rows(x, "X", 2, "mmd2 and energy_distance")
+    _need_rows(y, "Y", 2, "mmd2 and energy_distance")
     hs, median = _mmd_bandwidths(x, y, None, seed)
     xt, yt = _centred(x, y)
     mmd, energy = _two_sample_u(xt, yt, [_rbf_mean_kernel(hs), _distance_kernel()])
