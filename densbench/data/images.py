@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from densbench.data.base import Dataset, DatasetInfo, split_rng
+from densbench.data.pickles import ForbiddenPickle, read_plain_pickle
 from densbench.data.root import data_file_error, require
 from densbench.data.sources import SOURCES
 
@@ -245,14 +246,18 @@ CIFAR10_VAL = 5000
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One pickled CIFAR-10 batch as (images ``uint8`` (n, 3072) in height x width x
     channel order, labels); a file that does not unpickle to such a batch raises
-    :class:`DataFileError`."""
+    :class:`DataFileError`. The pickle is read by an unpickler that knows only plain values
+    and numpy arrays (:mod:`densbench.data.pickles`), so a file that names anything else is
+    refused before it runs, whether or not its checksum was verified."""
     source = SOURCES["cifar10"]
     spec = next(s for s in source.files if s.path.endswith("/" + path.name))
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = read_plain_pickle(path, "a CIFAR-10 batch (dicts, lists, byte strings and "
+                                  "numpy arrays)")
         data = np.asarray(batch[b"data"])
         labels = np.asarray(batch[b"labels"])
+    except ForbiddenPickle as exc:
+        raise data_file_error(source, spec, f"refused: {exc}") from None
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError,
             AttributeError, IndexError) as exc:
         raise data_file_error(source, spec, f"not a CIFAR-10 batch ({exc!r})") from None

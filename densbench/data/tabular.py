@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from densbench.data.base import Dataset, DatasetInfo
+from densbench.data.pickles import ForbiddenPickle, read_frame_pickle
 from densbench.data.root import DataFileError, data_file_error, require
 from densbench.data.sources import SOURCES
 
@@ -48,6 +49,8 @@ def _reading(name: str, path: Path, read: Callable[[Path], Any]) -> Any:
         return read(path)
     except DataFileError:
         raise
+    except ForbiddenPickle as exc:
+        raise data_file_error(source, spec, f"refused: {exc}") from None
     except Exception as exc:  # numpy, pandas, pickle and h5py raise many kinds
         raise data_file_error(source, spec, f"cannot be read ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -72,6 +75,10 @@ def _tail_splits(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rest, test = X[:-n_test], X[-n_test:]
     n_val = int(0.1 * len(rest))
     return rest[:-n_val], rest[-n_val:], test
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
 
 
 def _standardized(train: np.ndarray, val: np.ndarray, test: np.ndarray,
@@ -107,7 +114,7 @@ def uci_power(seed: int = 0) -> Dataset:
     code draws it; split by :func:`_tail_splits`; standardized by train + validation.
     """
     path = require("uci_power")["data.npy"]
-    data = _array("uci_power", path, _reading("uci_power", path, np.load), 8)
+    data = _array("uci_power", path, _reading("uci_power", path, _read_npy), 8)
     rng = np.random.RandomState(42)
     rng.shuffle(data)
     n = len(data)
@@ -126,15 +133,17 @@ def uci_gas_info() -> DatasetInfo:
 def uci_gas(seed: int = 0) -> Dataset:
     """UCI gas sensor array (ethylene and CO), as in the MAF paper (8-D).
 
-    From the pandas pickle ``ethylene_CO.pickle``: the ``Meth``, ``Eth`` and ``Time``
-    columns dropped; then, while some column correlates above 0.98 with another, the first
-    such column dropped; standardized by the whole set (pandas' sample standard deviation);
-    the last 10% test, the last 10% of the rest validation.
+    From the pandas pickle ``ethylene_CO.pickle`` (written by pandas 0.19 under Python 2;
+    read by :func:`~densbench.data.pickles.read_frame_pickle`, which runs nothing the file
+    names): the ``Meth``, ``Eth`` and ``Time`` columns dropped; then, while some column
+    correlates above 0.98 with another, the first such column dropped; standardized by the
+    whole set (pandas' sample standard deviation); the last 10% test, the last 10% of the
+    rest validation.
     """
     import pandas as pd
 
     path = require("uci_gas")["ethylene_CO.pickle"]
-    frame = _reading("uci_gas", path, pd.read_pickle)
+    frame = _reading("uci_gas", path, read_frame_pickle)
     if not isinstance(frame, pd.DataFrame) or not {"Meth", "Eth", "Time"} <= set(frame):
         raise data_file_error(SOURCES["uci_gas"], SOURCES["uci_gas"].files[0],
                               "not a DataFrame with the columns Meth, Eth and Time")
@@ -199,7 +208,7 @@ def uci_miniboone(seed: int = 0) -> Dataset:
     the rest validation; standardized by train + validation.
     """
     path = require("uci_miniboone")["data.npy"]
-    data = _array("uci_miniboone", path, _reading("uci_miniboone", path, np.load), 43)
+    data = _array("uci_miniboone", path, _reading("uci_miniboone", path, _read_npy), 43)
     return _dataset("uci_miniboone", seed, _standardized(*_tail_splits(data)))
 
 

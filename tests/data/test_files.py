@@ -1,6 +1,9 @@
 """The file-based loaders on small files written in their sources' exact formats."""
 
 import gzip
+import json
+import os
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -9,6 +12,8 @@ import pytest
 
 import densbench as db
 from densbench.data import root as R
+from densbench.data.pickles import ForbiddenPickle, read_frame_pickle
+from densbench.data.sources import SOURCES
 from densbench.data.transforms import prepare
 from tests.data import formats as F
 
@@ -161,8 +166,11 @@ def test_power_matches_the_maf_code(root):
     assert ds.dim == 6 and ds.protocol["split"].startswith("the fixed")
 
 
-def test_gas_matches_the_maf_code(root):
-    frame = F.write_gas(root / "uci_gas", n=300)
+@pytest.mark.parametrize("indexes", ["pandas.indexes", "pandas.core.indexes"])
+def test_gas_matches_the_maf_code(root, indexes):
+    # the archive's file: pandas 0.19 under Python 2 (pandas.indexes, which pandas >= 2
+    # cannot import), or the same written by pandas 0.20 (pandas.core.indexes)
+    frame = F.write_gas(root / "uci_gas", n=300, indexes=indexes)
     frame = frame.drop(columns=["Meth", "Eth", "Time"])
     counts = (frame.corr() > 0.98).values.sum(axis=1)
     while np.any(counts > 1):
@@ -170,8 +178,78 @@ def test_gas_matches_the_maf_code(root):
         counts = (frame.corr() > 0.98).values.sum(axis=1)
     frame = (frame - frame.mean()) / frame.std()
     ds = db.data.load("uci_gas")
-    _assert_splits(ds, _maf_tail_split(frame.values))
+    for got, want in zip((ds.train, ds.val, ds.test), _maf_tail_split(frame.values),
+                         strict=True):
+        np.testing.assert_array_equal(got, want)  # the same pandas steps: the same bits
     assert ds.dim == 8
+
+
+def test_old_and_new_pandas_pickles_read_as_the_frame_they_hold(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=7), "n": np.arange(7), "b": rng.normal(size=7)},
+                         index=rng.permutation(20)[:7])
+    frame.columns = pd.Index(frame.columns, dtype=object)
+    for path, write in ((tmp_path / "old.pickle", lambda p: p.write_bytes(
+            F.old_pandas_pickle(frame))), (tmp_path / "new.pickle", frame.to_pickle)):
+        write(path)  # two blocks (float a, b; int n), placed by positions, not a slice
+        pd.testing.assert_frame_equal(read_frame_pickle(path), frame, check_index_type=False)
+    (tmp_path / "list.pickle").write_bytes(pickle.dumps([1.0, 2.0]))
+    with pytest.raises(ValueError, match="holds a list, not a DataFrame"):
+        read_frame_pickle(tmp_path / "list.pickle")
+
+
+class _Runs:
+    """A pickle that runs ``command`` when it is loaded."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def _forge_verdicts(root, folder):
+    """Write 'verified' into the checksum cache for every file of ``folder``."""
+    cache = {}
+    for spec in SOURCES[folder].files:
+        st = (root / folder / spec.path).stat()
+        key = (str((root / folder / spec.path).resolve()), st.st_size, st.st_mtime_ns,
+               f"{spec.algorithm}:{spec.digest}")
+        cache["|".join(map(str, key))] = True
+    (root / ".densbench-checksums.json").write_text(json.dumps(cache))
+
+
+@pytest.mark.parametrize("name, file, verify", [
+    ("uci_gas", "ethylene_CO.pickle", "0"),
+    ("cifar10", "cifar-10-batches-py/data_batch_1", "0"),
+    ("cifar10", "cifar-10-batches-py/data_batch_1", "forged cache"),
+])
+def test_a_pickle_that_names_a_command_is_refused_before_it_runs(root, monkeypatch, name,
+                                                                 file, verify):
+    marker = root / "ran"
+    (F.write_gas if name == "uci_gas" else F.write_cifar10)(root / name)
+    evil = {b"data": _Runs(f"touch {marker}"), b"labels": [0]}
+    (root / name / file).write_bytes(pickle.dumps(evil, protocol=2))
+    if verify == "forged cache":  # a checksum "verified" by a cache entry anyone can write
+        monkeypatch.setenv(R.ENV_VERIFY, "1")
+        monkeypatch.setattr(R, "_verdicts", {})
+        _forge_verdicts(root, name)
+    with pytest.raises(R.DataFileError, match=rf"{file}: refused: the pickle names "
+                                              r"(posix|os|nt)\.system"):
+        db.data.load(name)
+    assert not marker.exists()
+
+
+def test_only_the_allowed_names_resolve(tmp_path):
+    path = tmp_path / "x.pickle"
+    for payload in (F.py2_pickle(F.Reduce(F.Global("__builtin__", "eval"), ("1",))),
+                    F.py2_pickle(F.New(F.Global("pandas.core.frame", "DataFrame"),
+                                       {"_data": F.Reduce(F.Global("subprocess", "call"),
+                                                          ("true",))})),
+                    F.py2_pickle(F.Reduce(F.Global("_codecs", "encode"), ("x", "rot13")))):
+        path.write_bytes(payload)
+        with pytest.raises(ForbiddenPickle, match=r"__builtin__\.eval|subprocess\.call|rot13"):
+            read_frame_pickle(path)
 
 
 def test_hepmass_matches_the_maf_code(root):
