@@ -25,7 +25,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from densbench.estimators.base import DensityEstimator, LikelihoodKind, engine_errors
+from densbench.estimators.base import (
+    DensityEstimator,
+    LikelihoodKind,
+    check_output,
+    engine_errors,
+)
 from densbench.estimators.params import ParamConstraints, Satisfies
 from densbench.registry import PluginError
 
@@ -112,17 +117,21 @@ class SklearnAdapter(DensityEstimator):
             self.model_.fit(X)
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        out = np.asarray(self.model_.score_samples(X), dtype=np.float64)
-        if out.shape != (X.shape[0],):
-            raise ValueError(f"{self.name}: {self.wrapped.__name__}.score_samples returned "
-                             f"shape {out.shape}; one value per row ({X.shape[0]},) is "
-                             f"required")
-        return out
+        return check_output(self.model_.score_samples(X), (X.shape[0],), who=self.name,
+                            method=f"{self.wrapped.__name__}.score_samples",
+                            meaning="one log-density per row")
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if n == 0:  # some samplers refuse zero rows
             return np.empty((0, self.n_features_in_))
-        seed = int(rng.integers(2**31 - 1))
+        try:
+            return self._seeded_sample(n, int(rng.integers(2**31 - 1)))
+        except NotImplementedError as exc:  # scikit-learn's often carry no message
+            raise NotImplementedError(f"{self.name}: {self.wrapped.__name__}.sample is not "
+                                      f"implemented for these settings"
+                                      + (f" ({exc})" if str(exc) else "")) from exc
+
+    def _seeded_sample(self, n: int, seed: int) -> np.ndarray:
         sample = self.model_.sample
         if "random_state" in inspect.signature(sample).parameters:
             out = sample(n, random_state=seed)

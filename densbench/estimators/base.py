@@ -15,6 +15,13 @@ distances, variances), which overflows beyond about 1e154 and underflows below a
 above the largest ``|x|`` (dividing by it is exact), and add the log-Jacobian
 ``-d log(data_scale_)`` back to every log-density: figures are always in the units of the
 data given to ``fit``, and those of ordinary data are untouched.
+
+What a subclass returns is checked at the boundary: ``_score_samples`` one value per row,
+``_sample`` one row of d values per sample; a wrong shape is an error naming the estimator,
+the method and both shapes. ``can_sample`` is what the class, or the nearest base that
+sets it, declares; a class none of whose bases sets it (a user's model, say) can sample
+exactly when it implements ``_sample``. One that cannot gets no sample metrics: the runner
+records its likelihoods and notes that it drew no samples.
 """
 
 from __future__ import annotations
@@ -40,29 +47,43 @@ from densbench.estimators.params import check_params as _check_all
 from densbench.registry import UnknownNameError
 
 __all__ = ["DensityEstimator", "LikelihoodKind", "NoLikelihoodError", "NotFittedError",
-           "check_array", "data_scale", "engine_errors"]
+           "check_array", "check_output", "data_scale", "engine_errors", "scale_of"]
 
 #: Largest magnitudes in [2^-ORDINARY_EXPONENT, 2^ORDINARY_EXPONENT] are left as they are:
 #: their squares, summed over millions of terms, stay far inside the float64 range.
 ORDINARY_EXPONENT = 100
 
 
+#: The largest power-of-two exponent of a float64 (2^1023 is finite, 2^1024 is not).
+_MAX_EXPONENT = int(np.finfo(np.float64).maxexp) - 1
+
+
 def data_scale(X: np.ndarray) -> float:
     """1.0 for data whose largest magnitude is ordinary (see :data:`ORDINARY_EXPONENT`),
     else the power of two at or just above it: ``X / data_scale(X)`` then has magnitudes
-    in [0.5, 1], exactly (a division by a power of two only changes exponents).
+    in [0.5, 1], exactly (a division by a power of two only changes exponents). Above
+    2^1023 (up to the largest float64, 1.8e308) the scale is 2^1023, the largest finite
+    power of two, and the magnitudes are in [1, 2).
 
     Example:
         >>> data_scale(np.array([[3.0, -2.0]])), data_scale(np.array([[3e155]])) > 1e155
         (1.0, True)
+        >>> data_scale(np.array([[1.7e308]])) == 2.0 ** 1023
+        True
     """
-    top = float(np.max(np.abs(X))) if X.size else 0.0
-    if top == 0.0:
+    return scale_of(float(np.max(np.abs(X))) if X.size else 0.0)
+
+
+def scale_of(magnitude: float) -> float:
+    """The power of two by which to divide numbers of this ``magnitude`` (> 0, finite) so
+    that they are ordinary: 1.0 for an ordinary magnitude (or 0, inf, NaN), else the power
+    of two at or just above it, 2^1023 at most (see :func:`data_scale`)."""
+    if not (magnitude > 0.0 and math.isfinite(magnitude)):
         return 1.0
-    exponent = int(np.frexp(top)[1])  # top = f 2^exponent with f in [0.5, 1)
+    exponent = int(np.frexp(magnitude)[1])  # magnitude = f 2^exponent with f in [0.5, 1)
     if abs(exponent) <= ORDINARY_EXPONENT:
         return 1.0
-    return float(np.ldexp(1.0, exponent))
+    return float(np.ldexp(1.0, min(exponent, _MAX_EXPONENT)))
 
 
 class LikelihoodKind(enum.StrEnum):
@@ -118,6 +139,30 @@ def check_array(X: Any, *, who: str, what: str = "X", dim: int | None = None,
     return arr
 
 
+def check_output(values: Any, expected: tuple[int, ...], *, who: str, method: str,
+                 meaning: str) -> np.ndarray:
+    """``values``, what ``method`` of estimator ``who`` returned, as a float64 array of
+    shape ``expected``; a ``ValueError`` naming both shapes otherwise (``meaning`` says what
+    the shape stands for).
+
+    Example:
+        >>> check_output(np.zeros((3, 1)), (3,), who="mine.py:M", method="_score_samples",
+        ...              meaning="one per row")
+        Traceback (most recent call last):
+        ...
+        ValueError: mine.py:M: _score_samples returned shape (3, 1); expected (3,): one per row
+    """
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{who}: {method} must return a numeric array of shape {expected} "
+                         f"({meaning}); got {type(values).__name__}: {exc}") from None
+    if arr.shape != expected:
+        raise ValueError(f"{who}: {method} returned shape {arr.shape}; expected {expected}: "
+                         f"{meaning}")
+    return arr
+
+
 class _RegistryName:
     """``cls.name``: the name the registry knows the class by (its class name if none); a
     class from outside the package may set its own ``name``."""
@@ -146,8 +191,10 @@ class DensityEstimator(BaseEstimator):
     name: ClassVar[str] = _RegistryName()  # type: ignore[assignment]
     #: What ``score_samples`` returns.
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.EXACT
-    #: Whether ``sample`` is available.
+    #: Whether ``sample`` is available (see the module docstring for a class that does not
+    #: set it).
     can_sample: ClassVar[bool] = True
+    _can_sample_declared: ClassVar[bool] = False
     #: Whether the estimator models discrete data natively (it then receives the raw levels
     #: and reports a discrete log-probability; otherwise it sees dequantized data).
     discrete_native: ClassVar[bool] = False
@@ -163,6 +210,15 @@ class DensityEstimator(BaseEstimator):
     }
     #: Rules that tie hyperparameters together, checked after each value passed its own.
     _joint_constraints: ClassVar[tuple[When, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # can_sample as a class or its bases declare it; where none does, whether the
+        # class has a sampler (a _sample other than this base's stub)
+        if "can_sample" in vars(cls):
+            cls._can_sample_declared = True
+        elif not cls._can_sample_declared:
+            cls.can_sample = cls._sample is not DensityEstimator._sample
 
     def __init__(self, *, random_state: int | None = None) -> None:
         # The one hyperparameter every estimator takes; a subclass with no others of its
@@ -192,7 +248,10 @@ class DensityEstimator(BaseEstimator):
         out = np.empty(X.shape[0], dtype=np.float64)
         step = self.score_batch_rows or max(X.shape[0], 1)
         for start in range(0, X.shape[0], step):
-            out[start:start + step] = self._score_samples(self._in_scale(X[start:start + step]))
+            batch = X[start:start + step]
+            out[start:start + len(batch)] = check_output(
+                self._score_samples(self._in_scale(batch)), (len(batch),), who=self.name,
+                method="_score_samples", meaning="one log-density per row")
         if np.isnan(out).any():
             raise FloatingPointError(f"{self.name}: score_samples produced NaN")
         return self._to_data_units(out)
@@ -204,13 +263,25 @@ class DensityEstimator(BaseEstimator):
     def sample(self, n: int, random_state: int | np.random.Generator | None = 0) -> np.ndarray:
         """Draw ``n`` samples (n, d); the same ``random_state`` gives the same samples."""
         if not self.can_sample:
-            raise NotImplementedError(f"{self.name}: this estimator cannot sample")
+            why = (" (its class implements no _sample)"
+                   if type(self)._sample is DensityEstimator._sample else "")
+            raise NotImplementedError(f"{self.name}: this estimator cannot sample{why}")
         self._check_fitted()
         check_value(self.name, "n", n, [Interval(int, 0, None)])
         rng = np.random.default_rng(random_state)
-        out = np.asarray(self._sample(int(n), rng), dtype=np.float64)
-        out = out.reshape(int(n), self.n_features_in_)
-        return out if self.data_scale_ == 1.0 else out * self.data_scale_
+        out = check_output(self._sample(int(n), rng), (int(n), self.n_features_in_),
+                           who=self.name, method="_sample",
+                           meaning="n samples of d values each")
+        if self.data_scale_ == 1.0:
+            return out
+        with np.errstate(over="ignore"):
+            scaled = out * self.data_scale_
+        over = int(np.count_nonzero(np.isinf(scaled) & np.isfinite(out)))
+        if over:
+            raise FloatingPointError(f"{self.name}: {over} sampled value(s) exceed the largest "
+                                     f"float64 in the data's units (data of magnitude up to "
+                                     f"{self.data_scale_:.3g})")
+        return scaled
 
     def diagnostics(self, X: Any) -> dict[str, tuple[np.ndarray, str]]:
         """Extra per-example figures on ``X`` for the record: name -> (values (n,), unit).
@@ -282,7 +353,7 @@ class DensityEstimator(BaseEstimator):
 
     # -- for subclasses ---------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name}: the class defines no _fit")
 
     def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
         return {}
@@ -298,13 +369,14 @@ class DensityEstimator(BaseEstimator):
         return loglik - self.n_features_in_ * math.log(self.data_scale_)
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name}: the class defines no _score_samples")
 
     def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name}: sampling is not implemented (the class "
+                                  "defines no _sample)")
 
     def _n_parameters(self) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.name}: the class defines no _n_parameters")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):

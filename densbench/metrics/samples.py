@@ -32,8 +32,9 @@ memorization ratio); read a value beside that floor.
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,9 @@ from densbench.registry import UnknownNameError
 __all__ = [
     "SampleScore",
     "c2st",
+    "common_scale",
     "energy_distance",
+    "failed",
     "frechet_distance",
     "gaussian_frechet_distance",
     "median_heuristic",
@@ -913,34 +916,123 @@ def frechet_distance(X: np.ndarray, Y: np.ndarray,
 class _How:
     """How a sample metric is computed: ``fn`` takes ``seed=`` when ``seeded`` and is
     ``fn(X, train, Y)`` when ``needs_train``; a function that yields several metrics at once
-    (:func:`prdc`) returns a dict of :class:`SampleScore` keyed by metric name."""
+    (:func:`prdc`) returns a dict of :class:`SampleScore` keyed by metric name.
+    ``data_units``: the value and SE are in the data's units (they scale with the data);
+    ``unit_extras``: the keys of ``extra`` that do."""
 
     fn: Callable[..., Any]
     seeded: bool = False
     needs_train: bool = False
+    data_units: bool = False
+    unit_extras: tuple[str, ...] = ()
 
 
 #: The function of each metric of :data:`~densbench.metrics.catalogue.SAMPLE_METRICS`
 #: (which holds their units, directions and meanings).
 _HOW: dict[str, _How] = {
-    "mmd2": _How(_kernel_statistics, seeded=True),
-    "energy_distance": _How(_kernel_statistics, seeded=True),
-    "sliced_wasserstein": _How(sliced_wasserstein, seeded=True),
+    "mmd2": _How(_kernel_statistics, seeded=True,
+                 unit_extras=("bandwidths", "median_distance")),
+    "energy_distance": _How(_kernel_statistics, seeded=True, data_units=True,
+                            unit_extras=("mean_xy", "mean_xx", "mean_yy")),
+    "sliced_wasserstein": _How(sliced_wasserstein, seeded=True, data_units=True),
     "c2st_accuracy": _How(c2st, seeded=True),
     "precision": _How(prdc),
     "recall": _How(prdc),
     "density": _How(prdc),
     "coverage": _How(prdc),
     "frechet_distance": _How(frechet_distance),
-    "memorization_ratio": _How(memorization_ratio, seeded=True, needs_train=True),
+    "memorization_ratio": _How(memorization_ratio, seeded=True, needs_train=True,
+                               unit_extras=("median_sample_distance",
+                                            "median_heldout_distance")),
 }
-if list(_HOW) != list(SAMPLE_METRICS):  # a metric added to one and not the other
+if list(_HOW) != list(SAMPLE_METRICS) or any(  # a metric added to one and not the other
+        how.data_units != (SAMPLE_METRICS[name].unit == "data units")
+        for name, how in _HOW.items()):
     raise ImportError("densbench.metrics.samples: the sample metrics computed here differ "
                       "from the catalogue's")
 
 
+def common_scale(Y: np.ndarray) -> float:
+    """The power of two by which :func:`sample_metrics` divides every sample it compares
+    with the reference data ``Y``: 1.0 when ``Y``'s typical spread is of ordinary magnitude
+    (see :func:`~densbench.estimators.base.scale_of`), else the power of two just above
+    it. The spread is the median absolute deviation from the column medians over all
+    entries (one far-off row does not set it), taken on halved values so that no step
+    overflows anywhere in the float64 range; where most entries equal their column's
+    median, the median of the other deviations.
+
+    Dividing by a power of two changes only exponents, so every metric is computed as at
+    ordinary scale, where squares and kernels neither overflow nor underflow.
+
+    Example:
+        >>> Y = np.random.default_rng(0).normal(size=(100, 2))
+        >>> common_scale(Y), common_scale(Y * 1e155) > 1e154, common_scale(Y * 1e-300) < 1e-299
+        (1.0, True, True)
+    """
+    from densbench.estimators.base import scale_of
+
+    half = 0.5 * Y
+    dev = np.abs(half - np.quantile(half, 0.5, axis=0, method="lower"))
+    positive = dev[dev > 0.0]
+    if positive.size == 0:
+        return 1.0
+    return scale_of(float(np.quantile(positive, 0.5, method="lower")))
+
+
+#: Largest binary exponent of the values (rescaled, in :func:`sample_metrics`) that the
+#: pairwise metrics take: their squares summed over many dimensions and pairs stay finite.
+_SAFE_EXPONENT = 480
+
+
+def _check_range(x: np.ndarray, y: np.ndarray, scale: float) -> None:
+    """A ``ValueError`` saying so when samples ``x`` and data ``y`` (divided by ``scale``)
+    are too far apart for their squared distances to be finite in float64."""
+    top = max(float(np.max(np.abs(x))), float(np.max(np.abs(y))))
+    if top >= 2.0 ** _SAFE_EXPONENT:
+        raise ValueError(f"the samples and the data are too far apart to compare in float64 "
+                         f"(values up to {top * scale:.3g} beside the data's typical spread; "
+                         f"their squared distances overflow)")
+
+
+def failed(error: Exception) -> SampleScore:
+    """The score of a metric that raised ``error`` (call it in the ``except`` block): a NaN
+    value, and the error and its traceback in ``extra``, so that the metric's failure is
+    recorded as that metric's and the others stand."""
+    return SampleScore(math.nan, None, {"error": f"{type(error).__name__}: {error}",
+                                        "traceback": traceback.format_exc(limit=8)})
+
+
+def _in_data_units(score: SampleScore, how: _How, scale: float) -> SampleScore:
+    """``score`` of data divided by ``scale`` as the score of the data themselves."""
+    if scale == 1.0 or "error" in score.extra:
+        return score
+    extra = dict(score.extra)
+    for key in how.unit_extras:
+        value = extra.get(key)
+        if isinstance(value, list):
+            extra[key] = [v * scale for v in value]
+        elif value is not None:
+            extra[key] = value * scale
+    if not how.data_units:
+        return SampleScore(score.value, score.se, extra)
+    return SampleScore(score.value * scale, None if score.se is None else score.se * scale,
+                       extra)
+
+
+def _names(which: Iterable[str] | None, with_train: bool) -> list[str]:
+    if which is None:
+        return [n for n, how in _HOW.items() if with_train or not how.needs_train]
+    names = list(which)
+    unknown = [n for n in names if n not in SAMPLE_METRICS]
+    if unknown:
+        raise UnknownNameError(f"unknown sample metric {unknown[0]!r}; known: "
+                               f"{', '.join(SAMPLE_METRICS)}")
+    return names
+
+
 def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = None,
-                   seed: int = 0, which: Iterable[str] | None = None) -> dict[str, SampleScore]:
+                   seed: int = 0, which: Iterable[str] | None = None,
+                   keep_going: bool = False) -> dict[str, SampleScore]:
     """Compute the sample metrics named in ``which`` (default: all that apply) for samples
     ``X`` against held-out data ``Y``, each with its default settings and ``seed``.
 
@@ -950,6 +1042,14 @@ def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = N
     pass over the squared distances, ``precision``, ``recall``, ``density`` and
     ``coverage`` from one set of k-NN balls.
 
+    Data at any finite scale: every sample is divided by :func:`common_scale` of ``Y``
+    (exactly: a power of two) and the figures in the data's units (energy distance, sliced
+    Wasserstein, distances in ``extra``) are multiplied back, so every figure is in its
+    stated units; the others do not depend on a common scale.
+
+    ``keep_going``: a metric that raises is returned as :func:`failed` (NaN, with the error)
+    and the others are computed; otherwise the error propagates.
+
     Example:
         >>> rng = np.random.default_rng(0)
         >>> s = sample_metrics(rng.normal(size=(200, 2)), rng.normal(size=(200, 2)),
@@ -957,30 +1057,36 @@ def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = N
         >>> list(s), 0.9 < s["coverage"].value <= 1.0
         (['energy_distance', 'coverage'], True)
     """
-    if which is None:
-        names = [n for n, how in _HOW.items() if train is not None or not how.needs_train]
-    else:
-        names = list(which)
-        unknown = [n for n in names if n not in SAMPLE_METRICS]
-        if unknown:
-            raise UnknownNameError(f"unknown sample metric {unknown[0]!r}; known: "
-                                   f"{', '.join(SAMPLE_METRICS)}")
+    names = _names(which, train is not None)
     x, y = _pair(X, Y)
     tr = None if train is None else _as_points(train, "train", x.shape[1])
+    scale = common_scale(y)
+    if scale != 1.0:
+        x, y, tr = x / scale, y / scale, None if tr is None else tr / scale
+    try:
+        _check_range(x, y, scale)
+    except ValueError as exc:
+        if not keep_going:
+            raise
+        return dict.fromkeys(names, failed(exc))
     results: dict[Callable[..., Any], Any] = {}
     out: dict[str, SampleScore] = {}
     for name in names:
         how = _HOW[name]
+        if how.needs_train and tr is None:
+            raise ValueError(f"sample metric {name!r} needs the training set (train=)")
         if how.fn not in results:
             kwargs: dict[str, Any] = {"seed": seed} if how.seeded else {}
-            if how.needs_train:
-                if tr is None:
-                    raise ValueError(f"sample metric {name!r} needs the training set (train=)")
-                results[how.fn] = how.fn(x, tr, y, **kwargs)
-            else:
-                results[how.fn] = how.fn(x, y, **kwargs)
+            args = (x, tr, y) if how.needs_train else (x, y)
+            try:
+                results[how.fn] = how.fn(*args, **kwargs)
+            except Exception as exc:
+                if not keep_going:
+                    raise
+                results[how.fn] = failed(exc)
         result = results[how.fn]
-        out[name] = result[name] if isinstance(result, dict) else result
+        score = result[name] if isinstance(result, dict) else result
+        out[name] = _in_data_units(score, how, scale)
     return out
 
 
@@ -996,5 +1102,17 @@ def to_metrics(scores: Mapping[str, SampleScore],
         [Metric(metric='samples_mmd2', value=0.01, se=0.002, unit='squared RKHS distance',
                 note=None)]
     """
-    return [catalogue.metric(prefix + key, float(s.value), None if s.se is None else float(s.se))
-            for key, s in scores.items()]
+    return [_metric(prefix + key, s) for key, s in scores.items()]
+
+
+def _metric(name: str, score: SampleScore) -> Metric:
+    """A score as a result row; one that failed or is not finite carries a note saying so
+    (its value is then recorded as missing)."""
+    row = catalogue.metric(name, float(score.value),
+                           None if score.se is None else float(score.se))
+    if "error" in score.extra:
+        return replace(row, note=f"not computed: {score.extra['error']}")
+    if not math.isfinite(row.value):
+        return replace(row, note=f"not computed: the value is {row.value} in float64 (the "
+                                 "samples or the data are too far apart to compare)")
+    return row

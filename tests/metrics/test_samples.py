@@ -417,3 +417,83 @@ def test_bad_inputs_are_refused(X, Y, message):
     for fn in (S.mmd2, S.energy_distance, S.sliced_wasserstein, S.prdc, S.frechet_distance):
         with pytest.raises(ValueError, match=message):
             fn(X, Y)
+
+
+# --------------------------------------------------------------------------------------------
+# data at extreme scales, and metrics that fail
+
+
+def _at_scale(factor: float, offset: float = 0.0):
+    """Samples, held-out data and training data (2-D, 150 rows each) times ``factor``,
+    plus ``offset``; and the same three at ordinary scale."""
+    rng = np.random.default_rng(13)
+    plain = [rng.normal(size=(150, 2)) + shift for shift in ([0.3, 0.0], 0.0, 0.0)]
+    return [a * factor + offset for a in plain], plain
+
+
+@pytest.mark.parametrize(("factor", "offset"), [(1e155, 0.0), (1e-300, 0.0),
+                                                (1e306, 1.6e308)])
+def test_sample_metrics_at_extreme_scales_are_in_their_stated_units(factor, offset):
+    """Data x1e155, x1e-300, and data near the largest float64 (1.6e308 +- 3e306): each
+    metric equals its value at ordinary scale, times the factor for the two in the data's
+    units; the energy distance also equals SciPy's direct sum on the rescaled data."""
+    (X, Y, train), (x, y, tr) = _at_scale(factor, offset)
+    got = S.sample_metrics(X, Y, train=train, seed=0)
+    want = S.sample_metrics(x, y, train=tr, seed=0)
+    rel = 1e-9
+    for name, info in SAMPLE_METRICS.items():
+        times = factor if info.unit == "data units" else 1.0
+        assert got[name].value == pytest.approx(want[name].value * times, rel=rel,
+                                                abs=1e-12 * times), name
+        if want[name].se is not None:
+            assert got[name].se == pytest.approx(want[name].se * times, rel=rel), name
+    direct = _energy_direct((X - offset) / factor, (Y - offset) / factor) * factor
+    assert got["energy_distance"].value == pytest.approx(direct, rel=rel)
+
+
+def test_common_scale_is_a_power_of_two_set_by_the_typical_spread():
+    rng = np.random.default_rng(14)
+    Y = rng.normal(size=(200, 3))
+    assert S.common_scale(Y) == 1.0 == S.common_scale(Y * 1e20)   # ordinary: untouched
+    for factor in (1e155, 1e-300, 1e307):
+        scale = S.common_scale(Y * factor)
+        assert math.frexp(scale)[0] == 0.5 and 0.1 < factor / scale < 10, factor
+    one_far_row = np.vstack([Y, np.full((1, 3), 1.7e308)])
+    assert S.common_scale(one_far_row) == 1.0
+
+
+def test_a_failing_metric_is_kept_as_its_own_failure():
+    """keep_going: a metric that raises is a NaN with its error (and traceback); the others
+    are computed as usual. Held-out rows that copy training rows fail the memorization
+    check and nothing else."""
+    rng = np.random.default_rng(15)
+    X, train = rng.normal(size=(100, 2)), rng.normal(size=(100, 2))
+    Y = train[:80]
+    with pytest.raises(ValueError, match="memorization_ratio: most held-out points"):
+        S.sample_metrics(X, Y, train=train)
+    got = S.sample_metrics(X, Y, train=train, keep_going=True)
+    bad = got["memorization_ratio"]
+    assert math.isnan(bad.value) and bad.se is None
+    assert bad.extra["error"].startswith("ValueError: memorization_ratio: most held-out")
+    assert "Traceback" in bad.extra["traceback"]
+    alone = S.sample_metrics(X, Y, which=[n for n in SAMPLE_METRICS
+                                          if n != "memorization_ratio"])
+    assert {k: (v.value, v.se) for k, v in got.items() if k in alone} == \
+        {k: (v.value, v.se) for k, v in alone.items()}
+    rows = {m.metric: m for m in S.to_metrics(got)}
+    assert rows["samples_memorization_ratio"].note.startswith(
+        "not computed: ValueError: memorization_ratio")
+    assert rows["samples_memorization_ratio"].to_dict()["value"] is None
+    assert rows["samples_mmd2"].note is None
+
+
+def test_samples_too_far_from_the_data_fail_every_metric_clearly():
+    """Samples at 1e300 beside data of spread 1: their squared distances overflow, so no
+    metric is computed from them (C2ST would otherwise report a false 0.5)."""
+    rng = np.random.default_rng(16)
+    X, Y = rng.normal(size=(60, 2)) * 1e300, rng.normal(size=(60, 2))
+    with pytest.raises(ValueError, match="too far apart to compare in float64"):
+        S.sample_metrics(X, Y)
+    got = S.sample_metrics(X, Y, keep_going=True)
+    assert list(got) == [n for n in SAMPLE_METRICS if n != "memorization_ratio"]
+    assert all("too far apart" in s.extra["error"] for s in got.values())
