@@ -8,7 +8,10 @@ passed on to worker processes through the environment), ``$DENSBENCH_DATA_ROOT``
 modification time, so a changed file is checked again.
 
 Checksums can be turned off with ``$DENSBENCH_VERIFY_CHECKSUMS=0`` (for small files made
-in the source's format, as the tests do); a file that exists is then taken as it is.
+in the source's format, as the tests do); a file that exists is then taken as it is. Neither
+that setting nor the cache (which anyone who can write the data root can edit) is a
+safeguard against a crafted file: the pickled sources are read by a restricted unpickler
+that runs nothing a file names (:mod:`densbench.data.pickles`), checksum or not.
 """
 
 from __future__ import annotations

@@ -1,7 +1,18 @@
 """A user's own data wherever a dataset name is accepted: a file or a ``module:function``.
 
-A path to a ``.npy``, ``.npz``, ``.csv`` (a header row, numeric columns) or ``.parquet``
-(through pandas) file is a dataset. Its parameters:
+A path to a ``.npy``, ``.npz``, ``.csv`` (numeric columns, with or without a header row)
+or ``.parquet`` (through pandas) file is a dataset. It must hold a real (n, d) array: one row
+per example, one column per feature. Anything that would lose information on the way to
+float64 is refused with an error naming the file: complex numbers (store the real and
+imaginary parts as two columns), Python objects, structured (record) arrays, and 1-D arrays
+(ambiguous: n examples of one feature or one example of n; reshape to (n, 1) or (1, n)).
+
+A ``.csv`` file's first row is a header unless every field in it is a number (Python's
+``float`` syntax, e.g. ``3``, ``-0.5``, ``1e-3``), as in ``np.savetxt``'s files, and the
+numbers are not exactly ``0, 1, ..., d-1``, the names pandas' ``to_csv`` writes for a frame
+without column names. ``header = true`` or ``false`` overrides the rule.
+
+Its parameters:
 
 - ``kind`` (``"continuous"`` or ``"discrete"``) and ``levels`` (discrete data: integer
   levels ``0 .. levels - 1``; by default the largest value plus one);
@@ -10,6 +21,8 @@ A path to a ``.npy``, ``.npz``, ``.csv`` (a header row, numeric columns) or ``.p
   ``val`` and ``test`` (used by default when the archive holds those names), for the
   other formats ``val`` and ``test`` files of the same format beside the named training
   file (paths relative to it or absolute);
+- ``header`` (``.csv`` only): whether the first row holds column names (default: the rule
+  above);
 - ``log_prob``: ``"module:function"`` (or ``"path/file.py:function"``) giving the true
   log-density of rows (n, d) -> (n,) in nats, for data with a known density (a relative
   ``.py`` path is taken beside the data file): the report then shows the gap to the truth.
@@ -29,6 +42,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -59,9 +74,26 @@ def _beside(path: Path, other: str) -> Path:
     return p if p.is_absolute() else path.parent / p
 
 
+#: A file changed this recently may change again without its size, modification or change
+#: time moving (timestamps are as coarse as the kernel's clock tick, or a FAT file system's
+#: 2 s): its digest is computed afresh rather than taken from the cache (git's "racy clean").
+_RACY_NS = 3_000_000_000
+
+
 @functools.lru_cache(maxsize=64)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
+def _cached_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
     return file_digest(Path(path), "sha256")
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of the file at ``path``, cached by its size, inode, modification and change
+    times (a rewrite moves the change time even where ``touch`` or ``cp -p`` restored the
+    modification time)."""
+    st = path.stat()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < _RACY_NS:
+        return file_digest(path, "sha256")
+    return _cached_digest(os.path.realpath(path), st.st_size, st.st_mtime_ns,
+                          st.st_ctime_ns, st.st_ino)
 
 
 def fingerprint(name: str, params: dict[str, Any]) -> str | None:
@@ -73,14 +105,33 @@ def fingerprint(name: str, params: dict[str, Any]) -> str | None:
     digests = []
     for p in _files(Path(name), params):
         try:
-            st = p.stat()
+            digests.append(_digest(p))
         except OSError:
             return None
-        digests.append(_digest(str(p.resolve()), st.st_size, st.st_mtime_ns))
     return digests[0] if len(digests) == 1 else "+".join(digests)
 
 
-def _read(path: Path, who: str) -> Any:
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_header(path: Path) -> bool:
+    """Whether the first row of a ``.csv`` file holds column names (the rule of the module
+    docstring)."""
+    import pandas as pd
+
+    first = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    fields = [str(v).strip() for v in first.iloc[0].tolist()] if len(first) else []
+    if not all(_is_number(f) for f in fields):
+        return True
+    return fields == [str(i) for i in range(len(fields))]  # pandas' unnamed columns
+
+
+def _read(path: Path, who: str, header: bool | None = None) -> Any:
     """The array (or, for ``.npz``, the archive's arrays) stored at ``path``."""
     if not path.is_file():
         raise DataFileError(f"dataset {who}: no such file {path}")
@@ -93,12 +144,20 @@ def _read(path: Path, who: str) -> Any:
                 return {k: z[k] for k in z.files}
         import pandas as pd
 
-        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        if suffix == ".csv":
+            names = _has_header(path) if header is None else header
+            frame = pd.read_csv(path, header=0 if names else None)
+        else:
+            frame = pd.read_parquet(path)
     except (OSError, ValueError, ImportError) as exc:
         raise DataFileError(f"dataset {who}: cannot read {path} ({type(exc).__name__}: "
                             f"{exc})") from None
     from pandas.api.types import is_numeric_dtype
 
+    if len(frame.columns) and str(frame.columns[0]).startswith("Unnamed: 0"):
+        raise DataFileError(f"dataset {who}: {path.name}'s first column has no name: the row "
+                            "labels pandas' to_csv writes unless index=False? Write the file "
+                            "without them, or name the column")
     bad = [str(c) for c in frame.columns if not is_numeric_dtype(frame[c].dtype)]
     if bad:
         raise DataFileError(f"dataset {who}: {path.name} has non-numeric column(s) "
@@ -106,10 +165,31 @@ def _read(path: Path, who: str) -> Any:
     return frame.to_numpy(dtype=np.float64)
 
 
+def _lossy(dtype: np.dtype) -> str | None:
+    """Why an array of ``dtype`` cannot become float64 without losing information, and how
+    to store it instead (None: it can)."""
+    if dtype.names:
+        return (f"a structured array with fields {', '.join(dtype.names)}; store a plain "
+                "(n, d) array of numbers, e.g. numpy.lib.recfunctions."
+                "structured_to_unstructured(x)")
+    if np.issubdtype(dtype, np.complexfloating):
+        return ("complex numbers, whose imaginary parts would be lost; store the real and "
+                "imaginary parts as separate columns, e.g. np.column_stack([z.real, z.imag])")
+    if dtype.hasobject:
+        return "Python objects; store an array of numbers"
+    return None
+
+
 def _matrix(arr: Any, who: str, what: str) -> np.ndarray:
     a = np.asarray(arr)
+    lossy = _lossy(a.dtype)
+    if lossy:
+        raise DataFileError(f"dataset {who}: {what} has dtype {a.dtype}: {lossy}")
     if a.ndim == 1:
-        a = a[:, None]
+        n = a.shape[0]
+        raise DataFileError(f"dataset {who}: {what} is 1-D (shape ({n},)); a dataset is "
+                            f"(n, d), one row per example: reshape to ({n}, 1) for one "
+                            f"feature (x.reshape(-1, 1)) or to (1, {n}) for one example")
     if a.ndim != 2 or not np.issubdtype(a.dtype, np.number) or a.shape[0] < 1:
         raise DataFileError(f"dataset {who}: {what} must be a numeric (n, d) array; got "
                             f"shape {a.shape} of {a.dtype}")
@@ -194,17 +274,21 @@ def from_arrays(who: str, splits: list[np.ndarray], seed: int, *,
 def load_file(path: str, seed: int = 0, *, kind: Literal["continuous", "discrete"] = "continuous",
               levels: int | None = None, split: Sequence[float] | None = None,
               train: str | None = None, val: str | None = None, test: str | None = None,
-              log_prob: str | None = None) -> Dataset:
+              header: bool | None = None, log_prob: str | None = None) -> Dataset:
     """The dataset in the file at ``path`` (see the module docstring for the parameters)."""
     p = Path(path)
     params = {k: v for k, v in dict(kind=kind, levels=levels, split=split, train=train,
-                                    val=val, test=test, log_prob=log_prob).items()
+                                    val=val, test=test, header=header,
+                                    log_prob=log_prob).items()
               if v is not None}
+    if header is not None and (p.suffix.lower() != ".csv" or not isinstance(header, bool)):
+        raise ValueError(f"dataset {path}: header must be true or false, for a .csv file; "
+                         f"got {header!r} for a {p.suffix} file")
     explicit = [s for s in _SPLITS if params.get(s)]
     if explicit and split is not None:
         raise ValueError(f"dataset {path}: give split fractions or explicit {', '.join(_SPLITS)}"
                          ", not both")
-    stored = _read(p, path)
+    stored = _read(p, path, header)
     if isinstance(stored, dict):  # .npz: named arrays
         keys = {s: params.get(s) or s for s in _SPLITS}
         if explicit or (split is None and all(k in stored for k in keys.values())):
@@ -229,7 +313,7 @@ def load_file(path: str, seed: int = 0, *, kind: Literal["continuous", "discrete
         splits = None
         X = _matrix(stored, path, "the data")
         if val:
-            splits = [X] + [_matrix(_read(_beside(p, f), path), path, s)
+            splits = [X] + [_matrix(_read(_beside(p, f), path, header), path, s)
                             for s, f in (("val", val), ("test", test))]
     if splits is None:
         splits = _split_by_fractions(X, split or DEFAULT_SPLIT, seed, path)

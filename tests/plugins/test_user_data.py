@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,6 +106,62 @@ def test_cell_id_follows_the_content(files):
     first = cell.id
     assert cell.to_dict()["dataset"]["sha256"] == db.data.fingerprint(cell.dataset.name, {})
     np.save("x.npy", X + 1.0)
+    assert Cell(Spec("gaussian"), Spec("x.npy"), 0).id != first
+
+
+def _rows(ds):
+    return len(ds.train) + len(ds.val) + len(ds.test)
+
+
+def test_a_csv_without_a_header_keeps_its_first_row(files):
+    np.savetxt("plain.csv", X, delimiter=",")  # numbers from the first line on
+    pd.DataFrame(X).to_csv("unnamed.csv", index=False)  # pandas' header "0,1,2"
+    for name in ("plain.csv", "unnamed.csv", "x.csv"):
+        ds = db.data.load(name, seed=1)
+        assert _rows(ds) == 200 and ds.dim == 3, name
+        np.testing.assert_allclose(ds.test, db.data.load("x.npy", seed=1).test, rtol=1e-15)
+    assert _rows(db.data.load("unnamed.csv", header=False)) == 201  # told: "0,1,2" is data
+    assert _rows(db.data.load("plain.csv", header=True)) == 199
+    pd.DataFrame(X).to_csv("indexed.csv")  # the row labels as an unnamed first column
+    with pytest.raises(DataFileError, match=r"indexed.csv's first column has no name"):
+        db.data.load("indexed.csv")
+    with pytest.raises(ValueError, match=r"header must be true or false, for a .csv"):
+        db.data.load("x.npy", header=True)
+
+
+@pytest.mark.parametrize("array, message", [
+    (X.astype(np.complex128) + 1j, r"has dtype complex128: complex numbers.*real and imag"),
+    (X[:, 0], r"is 1-D \(shape \(200,\)\).*reshape to \(200, 1\) for one feature"),
+    (np.zeros(5, dtype=[("a", float), ("b", float)]),
+     r"has dtype \[\('a', '<f8'\), \('b', '<f8'\)\]: a structured array with fields a, b"),
+])
+def test_arrays_that_would_lose_information_are_refused_by_name(files, array, message):
+    np.save("lossy.npy", array)
+    with pytest.raises(DataFileError, match=r"dataset lossy.npy: the data " + message):
+        db.data.load("lossy.npy")
+    np.savez("lossy.npz", train=array, val=array, test=array)
+    with pytest.raises(DataFileError, match=r"array train " + message):
+        db.data.load("lossy.npz")
+
+
+def test_object_arrays_are_refused_by_name(files, monkeypatch):
+    np.save("objects.npy", np.array([[1.0, "a"]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataFileError, match=r"objects.npy.*Object arrays cannot be loaded"):
+        db.data.load("objects.npy")
+    (files / "objs.py").write_text("import numpy as np\n\ndef load():\n"
+                                   "    return np.ones((30, 2), dtype=object)\n")
+    monkeypatch.syspath_prepend(str(files))
+    with pytest.raises(DataFileError, match=r"objs:load.*has dtype object: Python objects"):
+        db.data.load("objs:load")
+
+
+def test_cell_id_follows_the_content_when_the_modification_time_is_restored(files):
+    old = (1_600_000_000, 1_600_000_000)  # cp -p, rsync -t, tar: the source's times kept
+    os.utime("x.npy", old)
+    first = Cell(Spec("gaussian"), Spec("x.npy"), 0).id
+    assert Cell(Spec("gaussian"), Spec("x.npy"), 0).id == first
+    np.save("x.npy", X + 1.0)  # the same size
+    os.utime("x.npy", old)
     assert Cell(Spec("gaussian"), Spec("x.npy"), 0).id != first
 
 
