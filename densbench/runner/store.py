@@ -18,11 +18,13 @@ writers that are gone are ever removed. One run at a time writes into a folder: 
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import datetime as _dt
 import json
 import math
 import os
+import re
 import socket
 import tempfile
 import zlib
@@ -32,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunLocked", "RunStore", "StoreError", "decode_array", "encode_array", "load"]
+__all__ = ["CELL_ID", "RecordError", "RunLocked", "RunStore", "StoreError", "check_record",
+           "decode_array", "encode_array", "frame", "load", "load_per_example", "per_example"]
 
 MANIFEST = "manifest.json"
 CELLS = "cells"
@@ -42,6 +45,11 @@ CORRUPT = "corrupt"
 SCHEMA = 1
 #: This process's host, as lock files and temporaries name it.
 HOST = socket.gethostname()
+#: A cell id as the planner makes it (:attr:`densbench.runner.plan.Cell.id`: the first 16
+#: hex digits of a SHA-256); a record's file name is ``<id>.json``, so nothing else may be one.
+CELL_ID = re.compile(r"[0-9a-f]{16}")
+#: The most values one stored array may hold: a bound on what reading a record allocates.
+MAX_ARRAY_VALUES = 1 << 24
 
 
 class StoreError(ValueError):
@@ -50,6 +58,10 @@ class StoreError(ValueError):
 
 class RunLocked(StoreError):
     """Another live run is writing into the folder."""
+
+
+class RecordError(StoreError):
+    """A record whose fields are not those of a densbench record (the message says which)."""
 
 
 def _alive(pid: int) -> bool:
@@ -61,6 +73,16 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def _read_holder(path: Path) -> dict[str, Any] | None:
+    """What a lock file says of its holder (pid, host, since); None if it says nothing
+    readable (being written, or empty)."""
+    try:
+        holder = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return holder if isinstance(holder, dict) else None
 
 
 def _writer_gone(tmp: Path) -> bool:
@@ -86,8 +108,26 @@ def encode_array(x: np.ndarray) -> dict[str, Any]:
 
 
 def decode_array(obj: dict[str, Any]) -> np.ndarray:
-    raw = zlib.decompress(base64.b64decode(obj["data"]))
-    return np.frombuffer(raw, dtype=obj.get("dtype", "<f8")).copy()
+    """The float64 vector of :func:`encode_array`'s form; :class:`RecordError` when ``obj``
+    is not one (another dtype or encoding, a count out of range, data that do not inflate
+    to exactly ``n`` values). Inflation stops after ``n`` values, so a small crafted
+    payload cannot expand into memory."""
+    if not isinstance(obj, dict) or obj.get("dtype") != "<f8" \
+            or obj.get("encoding") != "zlib+base64":
+        raise RecordError("a stored array must have dtype '<f8' and encoding 'zlib+base64'")
+    n = obj.get("n")
+    if not _is_int(n) or not 0 <= n <= MAX_ARRAY_VALUES:
+        raise RecordError(f"a stored array's n must be an integer in 0..{MAX_ARRAY_VALUES}; "
+                          f"got {_shown(n)}")
+    try:
+        packed = base64.b64decode(obj.get("data"), validate=True)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(packed, 8 * n + 1)
+    except (binascii.Error, zlib.error, TypeError, ValueError):
+        raise RecordError("a stored array's data are not zlib+base64") from None
+    if len(raw) != 8 * n or inflater.unconsumed_tail or not inflater.eof:
+        raise RecordError(f"a stored array's data do not hold exactly n = {n} values")
+    return np.frombuffer(raw, dtype="<f8").copy()
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
@@ -121,6 +161,203 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
+# -- the record schema: what reading a run relies on, checked before any of it is used ----
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object",
+               list: "a list", type(None): "null", bool: "true or false"}
+_NUM = (int, float)
+_OPT_STR = (str, type(None))
+_OPT_NUM = (int, float, type(None))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message shows it: its JSON type, and its text if short."""
+    kind = _KIND_NAMES.get(type(value), type(value).__name__)
+    text = json.dumps(value, default=str)
+    return f"{kind} {text}" if len(text) <= 40 else kind
+
+
+def _get(obj: dict[str, Any], key: str, kinds: tuple[type, ...], where: str,
+         *, required: bool = True) -> Any:
+    """``obj[key]`` if it is one of ``kinds`` (a bool is never a number), ``None`` if it is
+    absent and not ``required``; else :class:`RecordError` naming the field."""
+    if key not in obj:
+        if required:
+            raise RecordError(f"{where}{key} is missing")
+        return None
+    value = obj[key]
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        wanted = " or ".join(dict.fromkeys(_KIND_NAMES[k] for k in kinds))
+        raise RecordError(f"{where}{key} must be {wanted}; got {_shown(value)}")
+    return value
+
+
+def _check_identity(rec: dict[str, Any]) -> None:
+    """What names a cell: its id, status, seed, estimator and dataset."""
+    cell_id = _get(rec, "id", (str,), "")
+    if not CELL_ID.fullmatch(cell_id):
+        raise RecordError(f"id must be 16 hex digits (as the planner makes it); "
+                          f"got {_shown(cell_id)}")
+    status = _get(rec, "status", (str,), "")
+    if not re.fullmatch(r"[a-z][a-z _-]{0,39}", status):
+        raise RecordError(f"status must be a short lower-case word; got {_shown(status)}")
+    if _get(rec, "seed", (int,), "") < 0:
+        raise RecordError(f"seed must be >= 0; got {rec['seed']}")
+    for part in ("estimator", "dataset"):
+        spec = _get(rec, part, (dict,), "")
+        if not _get(spec, "name", (str,), f"{part}."):
+            raise RecordError(f"{part}.name is empty")
+        _get(spec, "params", (dict,), f"{part}.", required=False)
+    tune = _get(rec["estimator"], "tune", (dict, type(None)), "estimator.", required=False)
+    if tune is not None:
+        _get(tune, "space", (dict,), "estimator.tune.")
+    _get(rec["dataset"], "sha256", _OPT_STR, "dataset.", required=False)
+    for key in ("error", "likelihood_kind", "figure"):
+        _get(rec, key, _OPT_STR, "", required=False)
+
+
+def _check_metrics(rec: dict[str, Any]) -> None:
+    for i, m in enumerate(_get(rec, "metrics", (list, type(None)), "", required=False) or []):
+        where = f"metrics[{i}]"
+        if not isinstance(m, dict):
+            raise RecordError(f"{where} must be an object; got {_shown(m)}")
+        _get(m, "metric", (str,), f"{where}.")
+        _get(m, "value", _OPT_NUM, f"{where}.")
+        _get(m, "se", _OPT_NUM, f"{where}.", required=False)
+        for key in ("unit", "note"):
+            _get(m, key, _OPT_STR, f"{where}.", required=False)
+
+
+def _check_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> None:
+    """An encoded array (:func:`encode_array`) that decodes, with ``prod(shape)`` values."""
+    try:
+        values = decode_array(obj)
+    except RecordError as exc:
+        raise RecordError(f"{where}: {exc}") from None
+    if shape is not None and values.size != math.prod(shape):
+        raise RecordError(f"{where} holds {values.size} values, not {math.prod(shape)} "
+                          f"(shape {list(shape)})")
+
+
+def _shape(obj: dict[str, Any], where: str, key: str = "shape") -> tuple[int, ...]:
+    shape = _get(obj, key, (list,), where)
+    if not 1 <= len(shape) <= 4 or not all(_is_int(n) and n > 0 for n in shape):
+        raise RecordError(f"{where}{key} must be 1 to 4 positive integers; got "
+                          f"{_shown(shape)}")
+    return tuple(shape)
+
+
+def _check_rows(parent: dict[str, Any], key: str, where: str) -> None:
+    """An optional preview of rows (``parent[key]``): its shape and encoded values."""
+    rows = _get(parent, key, (dict, type(None)), where, required=False)
+    if rows is not None:
+        _check_array(rows, f"{where}{key}", _shape(rows, f"{where}{key}."))
+
+
+def _check_arrays(rec: dict[str, Any]) -> None:
+    """The stored arrays: per-example figures, the sample preview, the density grids."""
+    per_example = _get(rec, "per_example", (dict, type(None)), "", required=False) or {}
+    for key, enc in per_example.items():
+        if enc is not None:
+            _check_array(enc, f"per_example.{key}")
+    _check_rows(rec, "samples_preview", "")
+    grid = _get(rec, "density_grid", (dict, type(None)), "", required=False)
+    if grid is None:
+        return
+    size = _get(grid, "size", (int,), "density_grid.")
+    if not 2 <= size <= 1024:
+        raise RecordError(f"density_grid.size must be in 2..1024; got {size}")
+    for axis in ("x", "y"):
+        ends = _get(grid, axis, (list,), "density_grid.")
+        if len(ends) != 2 or not all(isinstance(v, _NUM) and not isinstance(v, bool)
+                                     and math.isfinite(v) for v in ends):
+            raise RecordError(f"density_grid.{axis} must be two finite numbers; got "
+                              f"{_shown(ends)}")
+    _check_array(grid, "density_grid", (size, size))
+    truth = _get(rec, "truth_grid", (dict, type(None)), "", required=False)
+    if truth is not None:
+        _check_array(truth, "truth_grid", (size, size))
+
+
+def _check_data(rec: dict[str, Any]) -> None:
+    """What the record says of its data: dimension and, where stored, the dataset's
+    declared info (:class:`~densbench.data.base.DatasetInfo`) and a test-split preview."""
+    data = _get(rec, "data", (dict, type(None)), "", required=False)
+    if data is None:
+        return
+    if (dim := _get(data, "dim", (int,), "data.", required=False)) is not None and dim < 1:
+        raise RecordError(f"data.dim must be >= 1; got {dim}")
+    _check_rows(data, "test_preview", "data.")
+    info = _get(data, "info", (dict, type(None)), "data.", required=False)
+    if info is None:
+        return
+    w = "data.info."
+    _get(info, "name", (str,), w)
+    if _get(info, "dim", (int,), w) < 1:
+        raise RecordError(f"{w}dim must be >= 1; got {info['dim']}")
+    if _get(info, "kind", (str,), w) not in ("continuous", "discrete"):
+        raise RecordError(f"{w}kind must be 'continuous' or 'discrete'; got {_shown(info['kind'])}")
+    _get(info, "levels", (int, type(None)), w)
+    _get(info, "params", (dict,), w)
+    _get(info, "protocol_notes", (dict,), w)
+    for key in ("image_shape", "sequence_shape"):
+        if _get(info, key, (list, type(None)), w, required=False) is not None:
+            _shape(info, w, key)
+
+
+def _check_tuning(rec: dict[str, Any]) -> None:
+    """A tuning search's record (:func:`densbench.runner.tuning.tune`), as reports read it."""
+    t = _get(rec, "tuning", (dict, type(None)), "", required=False)
+    if t is None:
+        return
+    w = "tuning."
+    for key in ("space", "chosen"):
+        _get(t, key, (dict,), w)
+    for key in ("search", "criterion", "unit", "final"):
+        _get(t, key, (str,), w)
+    if _get(t, "better", (str,), w) not in ("higher", "lower"):
+        raise RecordError(f"{w}better must be 'higher' or 'lower'; got {_shown(t['better'])}")
+    _get(t, "seed", (int, type(None)), w)
+    _get(t, "seconds", _NUM, w)
+    trials = _get(t, "trials", (list,), w)
+    for i, trial in enumerate(trials):
+        if not isinstance(trial, dict):
+            raise RecordError(f"{w}trials[{i}] must be an object; got {_shown(trial)}")
+        _get(trial, "params", (dict,), f"{w}trials[{i}].")
+        _get(trial, "seconds", _NUM, f"{w}trials[{i}].")
+        for key in ("score", "se"):
+            _get(trial, key, _OPT_NUM, f"{w}trials[{i}].")
+    if not 0 <= _get(t, "chosen_index", (int,), w) < len(trials):
+        raise RecordError(f"{w}chosen_index must index tuning.trials; got {t['chosen_index']}")
+
+
+def _check_manifest(manifest: Any) -> None:
+    """The parts of a manifest that reports and runs read are of their types."""
+    if not isinstance(manifest, dict):
+        raise RecordError(f"a manifest must be a JSON object; got {_shown(manifest)}")
+    for key in ("suite", "versions", "machine"):
+        _get(manifest, key, (dict,), "", required=False)
+    for i, inv in enumerate(_get(manifest, "invocations", (list,), "", required=False) or []):
+        if not isinstance(inv, dict):
+            raise RecordError(f"invocations[{i}] must be an object; got {_shown(inv)}")
+
+
+def check_record(rec: Any) -> dict[str, Any]:
+    """``rec`` if its fields are those of a densbench record, as reading a run uses them
+    (types, the id's form, stored arrays that decode to their declared sizes); else
+    :class:`RecordError` saying which field is wrong. Unknown fields are allowed."""
+    if not isinstance(rec, dict):
+        raise RecordError(f"a record must be a JSON object; got {_shown(rec)}")
+    for check in (_check_identity, _check_metrics, _check_arrays, _check_data,
+                  _check_tuning):
+        check(rec)
+    return rec
+
+
 class RunStore:
     """A run folder. ``create=True`` makes it (its parent must exist)."""
 
@@ -151,44 +388,69 @@ class RunStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the run folder for writing: ``<run>/.lock`` names this pid and host.
+        """Hold the run folder for writing: an exclusive ``flock`` on ``<run>/.lock``, which
+        names this pid, host and start time for the message of a run refused.
 
-        A lock whose holder is a process on this host that no longer exists is stale and
-        taken over; any other lock raises :class:`RunLocked` naming its holder.
+        The kernel holds the lock for this process and drops it when the process ends,
+        however it ends, so a lock file left by a dead run is simply taken; no pid is ever
+        checked. On NFS, Linux maps ``flock`` to the server's byte-range locks, which hold
+        across hosts; a mount with ``nolock`` keeps locks local to one host, so a lock
+        file naming another host is refused (remove it when no run is writing).
         """
         path = self.root / LOCK
-        mine = {"pid": os.getpid(), "host": HOST,
-                "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                break
-            except FileExistsError:
-                self._check_lock_stale(path)
-        else:
-            raise RunLocked(f"{self.root} is being written by another run (lock {path})")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(mine, fh)
+        fd = self._take_lock(path)
         try:
+            mine = {"pid": os.getpid(), "host": HOST,
+                    "since": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(mine).encode(), 0)
             yield
         finally:
+            # removed while still held, so that no one can lock the name's old file after
+            # this one lets go (a taker checks that the name still is the file it locked)
             path.unlink(missing_ok=True)
+            os.close(fd)
 
-    def _check_lock_stale(self, path: Path) -> None:
-        """Remove the lock at ``path`` if its holder is gone; raise if it is alive."""
+    def _take_lock(self, path: Path) -> int:
+        """An open descriptor of ``path`` holding its exclusive lock; :class:`RunLocked`
+        naming the holder when a live process holds it."""
+        for _ in range(64):  # another run may remove or replace the file between two steps
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                if self._locked_as_named(fd, path):
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        raise RunLocked(f"{self.root}: could not take the lock {path}; try again")
+
+    def _locked_as_named(self, fd: int, path: Path) -> bool:
+        """Lock ``fd`` (opened from ``path``): True when it is locked and still the file
+        that ``path`` names, False when its holder removed it meanwhile (take the new one);
+        :class:`RunLocked` when another process holds it."""
+        import fcntl
+
         try:
-            holder = json.loads(path.read_text())
-            pid, host = int(holder["pid"]), str(holder["host"])
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(self._held_message(_read_holder(path))) from None
+        try:
+            if not os.path.samestat(os.fstat(fd), os.stat(path)):
+                return False
         except FileNotFoundError:
-            return
-        except (OSError, ValueError, KeyError, TypeError):
-            raise RunLocked(f"{self.root} is locked by {path}, which cannot be read; remove "
-                            "it if no run is writing into this folder") from None
-        if host != HOST or _alive(pid):
-            raise RunLocked(f"{self.root} is being written by another run (pid {pid} on "
-                            f"{host} since {holder.get('since')}); wait for it to end or "
-                            "choose another --out")
-        path.unlink(missing_ok=True)  # a stale lock: its holder died on this host
+            return False
+        holder = _read_holder(path)
+        if holder is not None and holder.get("host") not in (None, HOST):
+            raise RunLocked(self._held_message(holder))
+        return True
+
+    def _held_message(self, holder: dict[str, Any] | None) -> str:
+        if holder is None:
+            return f"{self.root} is being written by another run (lock {self.root / LOCK})"
+        return (f"{self.root} is being written by another run (pid {holder.get('pid')} on "
+                f"{holder.get('host')} since {holder.get('since')}); wait for it to end or "
+                "choose another --out")
 
     def path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
@@ -210,14 +472,39 @@ class RunStore:
     def _read_path(self, path: Path) -> dict[str, Any]:
         try:
             rec = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: JSON, UTF-8
             raise StoreError(f"malformed record {path}: {exc}") from None
         if not isinstance(rec, dict) or "id" not in rec or "status" not in rec:
             raise StoreError(f"malformed record {path}: missing id or status")
         return rec
 
     def records(self) -> list[dict[str, Any]]:
-        return [self._read_path(p) for p in sorted(self.cells_dir.glob("*.json"))]
+        """Every record, each checked (:func:`check_record`) and stored under its own id;
+        the first that is not raises :class:`RecordError` naming its file and field."""
+        return [self._checked(p) for p in sorted(self.cells_dir.glob("*.json"))]
+
+    def checked_records(self) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+        """The records that pass :func:`check_record`, and (file, what is wrong) for each
+        one that does not: for readers that show what they can."""
+        good: list[dict[str, Any]] = []
+        bad: list[tuple[Path, str]] = []
+        for path in sorted(self.cells_dir.glob("*.json")):
+            try:
+                good.append(self._checked(path))
+            except StoreError as exc:
+                bad.append((path, str(exc)))
+        return good, bad
+
+    def _checked(self, path: Path) -> dict[str, Any]:
+        rec = self._read_path(path)
+        try:
+            check_record(rec)
+        except RecordError as exc:
+            raise RecordError(f"invalid record {path}: {exc}") from None
+        if rec["id"] != path.stem:
+            raise RecordError(f"invalid record {path}: its id {rec['id']} is not its "
+                              "file name")
+        return rec
 
     def finished_ids(self, *, include_failed: bool = True) -> set[str]:
         if include_failed:
@@ -273,9 +560,14 @@ class RunStore:
         if not path.is_file():
             return {}
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError) as exc:
             raise StoreError(f"malformed manifest {path}: {exc}") from None
+        try:
+            _check_manifest(manifest)
+        except RecordError as exc:
+            raise StoreError(f"malformed manifest {path}: {exc}") from None
+        return manifest
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         _atomic_write_json(self.root / MANIFEST, _json_safe(manifest))
@@ -284,7 +576,7 @@ class RunStore:
 def _params_of(estimator: dict[str, Any]) -> dict[str, Any]:
     """An estimator entry's params, with its tuning candidates where it has them (a tuned
     and an untuned entry with the same fixed params are two configurations)."""
-    params = dict(estimator.get("params", {}))
+    params = dict(estimator.get("params") or {})
     if estimator.get("tune"):
         params["tune"] = estimator["tune"]["space"]
     return params
@@ -297,18 +589,46 @@ def load(path: str | Path):
     candidates), dataset, dataset_params (JSON), seed, status, likelihood_kind, figure,
     metric, value, se, unit, note (a caveat on the figure, e.g. an untrusted Monte-Carlo SE;
     None for most), error. A failed cell has one row with ``metric`` None and its ``error``.
+    Every record is checked first (:func:`check_record`): one that is not a record raises
+    :class:`RecordError` naming its file. Nothing a record names is imported or called.
     """
+    return frame(RunStore(path).records())
+
+
+def dataset_labels(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Each record's dataset as tables name it (by cell id): its name, followed by the
+    first 12 hex digits of the file's SHA-256 where the run holds one data file (and
+    parameters) with several contents, so that results of different data are never pooled
+    as seeds of one configuration."""
+    def key(rec: dict[str, Any]) -> tuple[str, str]:
+        ds = rec["dataset"]
+        return ds["name"], json.dumps(ds.get("params") or {}, sort_keys=True)
+
+    contents: dict[tuple[str, str], set] = {}
+    for rec in records:
+        contents.setdefault(key(rec), set()).add(rec["dataset"].get("sha256"))
+    out = {}
+    for rec in records:
+        name, digest = rec["dataset"]["name"], rec["dataset"].get("sha256")
+        if len(contents[key(rec)]) > 1:
+            name = f"{name} [sha256 {digest[:12] if digest else 'unknown'}]"
+        out[rec["id"]] = name
+    return out
+
+
+def frame(records: list[dict[str, Any]]):
+    """Checked records (:func:`check_record`) as :func:`load`'s tidy DataFrame."""
     import pandas as pd
 
-    store = RunStore(path)
     rows: list[dict[str, Any]] = []
-    for rec in store.records():
+    datasets = dataset_labels(records)
+    for rec in records:
         base = {
             "cell_id": rec["id"],
             "estimator": rec["estimator"]["name"],
             "params": json.dumps(_params_of(rec["estimator"]), sort_keys=True),
-            "dataset": rec["dataset"]["name"],
-            "dataset_params": json.dumps(rec["dataset"].get("params", {}), sort_keys=True),
+            "dataset": datasets[rec["id"]],
+            "dataset_params": json.dumps(rec["dataset"].get("params") or {}, sort_keys=True),
             "seed": rec["seed"],
             "status": rec["status"],
             "likelihood_kind": rec.get("likelihood_kind"),
@@ -333,8 +653,13 @@ def load(path: str | Path):
 
 def load_per_example(path: str | Path, split: str = "test") -> dict[str, np.ndarray]:
     """Per-example log-likelihoods stored in each ok record, by cell id."""
+    return per_example(RunStore(path).records(), split)
+
+
+def per_example(records: list[dict[str, Any]], split: str = "test") -> dict[str, np.ndarray]:
+    """:func:`load_per_example` of checked records (:func:`check_record`)."""
     out = {}
-    for rec in RunStore(path).records():
+    for rec in records:
         enc = (rec.get("per_example") or {}).get(f"{split}_loglik")
         if enc:
             out[rec["id"]] = decode_array(enc)

@@ -10,6 +10,7 @@ import pytest
 
 from densbench.runner.store import (
     HOST,
+    RecordError,
     RunLocked,
     RunStore,
     StoreError,
@@ -20,7 +21,7 @@ from densbench.runner.store import (
 
 
 def _record(i, status="ok", value=-1.5):
-    return {"id": f"c{i:015d}", "status": status, "seed": i,
+    return {"id": f"{i:016x}", "status": status, "seed": i,
             "estimator": {"name": "kde", "params": {"bandwidth": 0.1}},
             "dataset": {"name": "banana", "params": {}}, "likelihood_kind": "exact",
             "figure": "log-density (continuous data)", "error": None if status == "ok" else "E",
@@ -39,12 +40,12 @@ def test_write_is_atomic_and_load_is_tidy(tmp_path):
     store.write(_record(1, status="failed"))
     store.write(_record(2, value=math.nan))  # non-finite -> null, never invalid JSON
     assert not list(store.cells_dir.glob(".*tmp"))
-    json.loads(store.path("c000000000000002").read_text())
+    json.loads(store.path("0000000000000002").read_text())
     df = load(tmp_path / "run")
     assert list(df.columns[:3]) == ["cell_id", "estimator", "params"]
     assert set(df["status"]) == {"ok", "failed"}
     assert df.loc[df["status"] == "failed", "metric"].isna().all()
-    assert df.loc[df["cell_id"] == "c000000000000000", "value"].item() == -1.5
+    assert df.loc[df["cell_id"] == "0000000000000000", "value"].item() == -1.5
 
 
 def _dead_pid():
@@ -109,12 +110,12 @@ def test_one_writer_per_run_folder(tmp_path):
 def test_a_corrupt_record_is_moved_aside(tmp_path):
     store = RunStore(tmp_path / "run", create=True)
     store.write(_record(0))
-    store.path("c000000000000001").write_text('{"id": "c000000000000001", "sta')
+    store.path("0000000000000001").write_text('{"id": "0000000000000001", "sta')
     records, moved = store.scan()
-    assert list(records) == ["c000000000000000"]
+    assert list(records) == ["0000000000000000"]
     [(path, why)] = moved
     assert path.parent == tmp_path / "run" / "corrupt" and path.read_text().startswith("{")
-    assert "malformed record" in why and not store.has("c000000000000001")
+    assert "malformed record" in why and not store.has("0000000000000001")
 
 
 def test_errors_name_the_problem(tmp_path):
@@ -129,3 +130,133 @@ def test_errors_name_the_problem(tmp_path):
     store.path("bad").write_text("{not json")
     with pytest.raises(StoreError, match="malformed record"):
         load(tmp_path / "run")
+
+
+def test_a_planned_cell_id_is_what_the_store_accepts():
+    from densbench.runner.plan import Cell, Spec
+    from densbench.runner.store import CELL_ID
+
+    assert CELL_ID.fullmatch(Cell(Spec("kde", {"bandwidth": 0.1}), Spec("banana"), 3).id)
+
+
+def _bomb():
+    """An encoded array that says it holds 2 values and inflates to 64 MiB."""
+    import base64
+    import zlib
+
+    packed = zlib.compress(b"\0" * (64 << 20), 9)
+    return {"dtype": "<f8", "n": 2, "encoding": "zlib+base64",
+            "data": base64.b64encode(packed).decode()}
+
+
+def _without(key):
+    def edit(rec):
+        del rec[key]
+    return edit
+
+
+def _set(**fields):
+    def edit(rec):
+        for path, value in fields.items():
+            *parents, last = path.split("__")
+            obj = rec
+            for part in parents:
+                obj = obj[part]
+            obj[last] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_without("estimator"), "estimator is missing"),
+    (_set(id="../../x"), "id must be 16 hex digits"),
+    (_set(id="/tmp/abs"), "id must be 16 hex digits"),
+    (_set(seed="0"), "seed must be an integer; got a string"),
+    (_set(seed=True), "seed must be an integer; got true or false"),
+    (_set(status=["ok"]), "status must be a string; got a list"),
+    (_set(estimator__name=7), "estimator.name must be a string; got an integer"),
+    (_set(dataset__params=[1]), "dataset.params must be an object"),
+    (_set(metrics=["test_loglik"]), "metrics[0] must be an object"),
+    (_set(metrics=[{"metric": "m", "value": "-1.5"}]), "metrics[0].value must be an integer "
+                                                        "or a number or null"),
+    (_set(data={"info": {"name": "x", "dim": 2, "kind": "continuous", "levels": None,
+                         "params": {}, "protocol_notes": {}, "image_shape": [8, "8"]}}),
+     "data.info.image_shape must be 1 to 4 positive integers"),
+    (_set(per_example={"test_loglik": {"dtype": "|O", "n": 1, "encoding": "zlib+base64",
+                                       "data": ""}}), "dtype '<f8'"),
+    (_set(per_example={"test_loglik": _bomb()}), "do not hold exactly n = 2 values"),
+    (_set(samples_preview={"shape": [3, 2], **encode_array(np.zeros(4))}),
+     "samples_preview holds 4 values, not 6"),
+])
+def test_load_checks_every_record_and_names_its_file_and_field(tmp_path, edit, message):
+    store = RunStore(tmp_path / "run", create=True)
+    store.write(_record(0))
+    rec = _record(1)
+    edit(rec)
+    path = store.cells_dir / "0000000000000001.json"
+    path.write_text(json.dumps(rec))
+    with pytest.raises(RecordError) as err:
+        load(tmp_path / "run")
+    assert str(path) in str(err.value) and message in str(err.value), str(err.value)
+    records, skipped = store.checked_records()
+    assert [r["id"] for r in records] == ["0000000000000000"]
+    assert [p for p, _ in skipped] == [path]
+
+
+def test_a_record_under_another_name_than_its_id_is_refused(tmp_path):
+    store = RunStore(tmp_path / "run", create=True)
+    (store.cells_dir / "00000000000000ff.json").write_text(json.dumps(_record(1)))
+    with pytest.raises(RecordError, match="its id 0000000000000001 is not its file name"):
+        load(tmp_path / "run")
+
+
+def _contend(root, barrier, held, trials):
+    """One of several processes taking a run's lock at the same instant, ``trials`` times;
+    the one that gets it holds it until every other one has tried."""
+    store = RunStore(root)
+    for _ in range(trials):
+        barrier.wait()  # the parent has laid a stale lock
+        try:
+            with store.lock():
+                with held.get_lock():
+                    held.value += 1
+                barrier.wait()
+        except RunLocked:
+            barrier.wait()
+        barrier.wait()  # the parent has counted the holders
+
+
+@pytest.mark.slow
+def test_processes_racing_for_a_stale_lock_leave_exactly_one_holder(tmp_path):
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    root = tmp_path / "run"
+    RunStore(root, create=True)
+    n, trials = 3, 30
+    barrier, held = ctx.Barrier(n + 1, timeout=30), ctx.Value("i", 0)
+    procs = [ctx.Process(target=_contend, args=(root, barrier, held, trials))
+             for _ in range(n)]
+    for proc in procs:
+        proc.start()
+    holders = []
+    try:
+        # a stale lock that takes milliseconds to read: a scheme that reads a lock to judge
+        # it stale, then removes it, races even where the contenders rarely run at the
+        # same instant (a loaded machine)
+        stale = json.dumps({"pid": _dead_pid(), "host": HOST, "since": "earlier",
+                            "padding": "x" * (2 << 20)})
+        for _ in range(trials):
+            (root / ".lock").write_text(stale)
+            held.value = 0
+            barrier.wait()
+            barrier.wait()
+            holders.append(held.value)
+            barrier.wait()
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                os.kill(proc.pid, 9)
+                proc.join()
+    assert holders == [1] * trials, holders
+    assert [proc.exitcode for proc in procs] == [0] * n
