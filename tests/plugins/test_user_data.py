@@ -11,7 +11,10 @@ from scipy.stats import multivariate_normal
 
 import densbench as db
 from densbench.data.root import DataFileError
+from densbench.report.tables import aggregate_seeds
+from densbench.runner.cell import run_cell
 from densbench.runner.plan import Cell, Spec, SuiteError, parse_suite
+from densbench.runner.store import RunStore
 
 X = np.random.default_rng(0).normal(size=(200, 3))
 
@@ -163,6 +166,27 @@ def test_cell_id_follows_the_content_when_the_modification_time_is_restored(file
     np.save("x.npy", X + 1.0)  # the same size
     os.utime("x.npy", old)
     assert Cell(Spec("gaussian"), Spec("x.npy"), 0).id != first
+
+
+def test_a_changed_file_is_a_new_configuration_never_a_second_seed(files):
+    runs = [RunStore(files / name, create=True) for name in ("old", "both", "new")]
+    recs = []
+    for content in (X, 3.0 + 2.0 * X):
+        np.save("x.npy", content)
+        recs.append(run_cell(Cell(Spec("diag_gaussian"), Spec("x.npy"), 0,
+                                  sample_metrics=False)))
+        assert recs[-1]["status"] == "ok", recs[-1].get("error")
+    runs[0].write(recs[0])
+    runs[1].write(recs[0])
+    runs[1].write(recs[1])  # the same run folder, re-run after the file changed
+    runs[2].write(recs[1])
+    assert recs[0]["id"] != recs[1]["id"]
+    table = aggregate_seeds(db.results.load(runs[1].root))
+    table = table[table["metric"] == "test_loglik"]
+    assert sorted(table["n_seeds"]) == [1, 1] and table["dataset"].nunique() == 2
+    want = sorted(next(m["value"] for m in r["metrics"] if m["metric"] == "test_loglik")
+                  for r in recs)
+    assert sorted(table["mean"]) == want  # each content's own figure, never their mean
 
 
 def test_suite_validates_file_datasets(files):
