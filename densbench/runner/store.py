@@ -226,8 +226,12 @@ def _check_metrics(rec: dict[str, Any]) -> None:
         if not isinstance(m, dict):
             raise RecordError(f"{where} must be an object; got {_shown(m)}")
         _get(m, "metric", (str,), f"{where}.")
-        _get(m, "value", _OPT_NUM, f"{where}.")
-        _get(m, "se", _OPT_NUM, f"{where}.", required=False)
+        value = _get(m, "value", _OPT_NUM, f"{where}.")
+        se = _get(m, "se", _OPT_NUM, f"{where}.", required=False)
+        if value is not None and not math.isfinite(value):
+            raise RecordError(f"{where}.value must be finite or null; got {value}")
+        if se is not None and not (math.isfinite(se) and se >= 0):
+            raise RecordError(f"{where}.se must be finite and >= 0, or null; got {se}")
         for key in ("unit", "note"):
             _get(m, key, _OPT_STR, f"{where}.", required=False)
 
@@ -309,6 +313,27 @@ def _check_data(rec: dict[str, Any]) -> None:
             _shape(info, w, key)
 
 
+def _check_dims(rec: dict[str, Any]) -> None:
+    """The shapes a record states agree with its data's dimension: preview rows have it,
+    an image or sequence shape holds it."""
+    data = rec.get("data") or {}
+    info = data.get("info") or {}
+    dim = data.get("dim", info.get("dim"))
+    if dim is None:
+        return
+    if info and info["dim"] != dim:
+        raise RecordError(f"data.info.dim ({info['dim']}) is not data.dim ({dim})")
+    for where, rows in (("samples_preview", rec.get("samples_preview")),
+                        ("data.test_preview", data.get("test_preview"))):
+        if rows and (len(rows["shape"]) != 2 or rows["shape"][1] != dim):
+            raise RecordError(f"{where}.shape must be [rows, {dim}] (the data's dimension); "
+                              f"got {rows['shape']}")
+    for key in ("image_shape", "sequence_shape"):
+        if info.get(key) and math.prod(info[key]) != dim:
+            raise RecordError(f"data.info.{key} {info[key]} does not hold the data's "
+                              f"dimension {dim}")
+
+
 def _check_tuning(rec: dict[str, Any]) -> None:
     """A tuning search's record (:func:`densbench.runner.tuning.tune`), as reports read it."""
     t = _get(rec, "tuning", (dict, type(None)), "", required=False)
@@ -352,7 +377,7 @@ def check_record(rec: Any) -> dict[str, Any]:
     :class:`RecordError` saying which field is wrong. Unknown fields are allowed."""
     if not isinstance(rec, dict):
         raise RecordError(f"a record must be a JSON object; got {_shown(rec)}")
-    for check in (_check_identity, _check_metrics, _check_arrays, _check_data,
+    for check in (_check_identity, _check_metrics, _check_arrays, _check_data, _check_dims,
                   _check_tuning):
         check(rec)
     return rec

@@ -186,6 +186,12 @@ def _set(**fields):
     (_set(per_example={"test_loglik": _bomb()}), "do not hold exactly n = 2 values"),
     (_set(samples_preview={"shape": [3, 2], **encode_array(np.zeros(4))}),
      "samples_preview holds 4 values, not 6"),
+    (_set(metrics=[{"metric": "m", "value": math.inf}]), "metrics[0].value must be finite"),
+    (_set(metrics=[{"metric": "m", "value": 1.0, "se": -0.5}]), "metrics[0].se must be finite "
+                                                                 "and >= 0"),
+    (_set(data={"dim": 64, "info": {"name": "x", "dim": 64, "kind": "discrete", "levels": 17,
+                                    "params": {}, "protocol_notes": {}, "image_shape": [3, 3]}}),
+     "data.info.image_shape [3, 3] does not hold the data's dimension 64"),
 ])
 def test_load_checks_every_record_and_names_its_file_and_field(tmp_path, edit, message):
     store = RunStore(tmp_path / "run", create=True)
