@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CELL_ID", "RecordError", "RunLocked", "RunStore", "StoreError", "check_record",
-           "decode_array", "encode_array", "frame", "load", "load_per_example", "per_example"]
+           "dataset_labels", "decode_array", "encode_array", "frame", "load", "load_per_example",
+           "per_example"]
 
 MANIFEST = "manifest.json"
 CELLS = "cells"
