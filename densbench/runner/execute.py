@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -75,6 +76,7 @@ def _first_interrupt_stops(stop: StopFlag) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         if stop.requested:
+            stop.forced = True
             raise KeyboardInterrupt
         stop.requested = True
 
@@ -109,13 +111,15 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
               on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
     """Run every cell not yet recorded in ``store``; write each record as it finishes.
 
-    ``executor="local"`` runs in this process (one worker, no cell with a time or memory
-    limit) or in supervised worker processes; ``executor="dask"`` submits the cells to the
+    ``executor="local"`` runs them in ``workers`` supervised worker processes (limits
+    enforced, a crash fails its cell only); ``executor="dask"`` submits the cells to the
     Dask scheduler at ``scheduler`` (``tcp://host:8786``) or, without an address, to a
-    LocalCluster of ``workers`` processes. ``device`` (``cpu``, ``cuda``, ``cuda:N``) is
-    where estimators that take a device run; with ``cuda`` the workers share out the GPUs
-    in turn. Whatever the executor, this process alone writes the records, holding the
-    run folder's lock (:class:`~densbench.runner.store.RunLocked` if another run holds it).
+    LocalCluster of ``workers`` processes; ``executor="inprocess"`` runs them in this
+    process, for a debugger (no limits; a crash ends the run). ``device`` (``cpu``,
+    ``cuda``, ``cuda:N``) is where estimators that take a device run; with ``cuda`` the
+    workers share out the GPUs in turn. Whatever the executor, this process alone writes
+    the records, holding the run folder's lock (:class:`~densbench.runner.store.RunLocked`
+    if another run holds it).
     """
     with store.lock():
         return _run_locked(cells, store, ExecOptions(workers=workers, device=device,
@@ -123,36 +127,104 @@ def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
                            executor, retry_failed, on_progress)
 
 
+class _Recorder:
+    """The executors' ``finish``: adds a record's floor, writes it, counts it and reports
+    progress, in the order the cells end. Beside an executor that watches cells in other
+    processes this runs on a thread of its own, so that a floor (seconds of computing in
+    this process) never holds up the loop that checks the cells' limits; beside cells that
+    run in this process and thread it runs in line, between them. An error here (a full
+    disk) is raised to the executor at its next ``finish`` and by :meth:`close`."""
+
+    def __init__(self, store: RunStore, summary: RunSummary, total: int, threads: int,
+                 on_progress: Callable[[Progress], None] | None, *, background: bool,
+                 warm: bool = False) -> None:
+        from densbench.runner.floors import Floors
+
+        self.store, self.summary, self.total = store, summary, total
+        self.on_progress, self.done = on_progress, summary.skipped
+        self.floors = Floors(store, threads=threads)
+        #: set by a Ctrl-C while :meth:`close` waits: no more floors are computed
+        self.hurry = False
+        self._error: BaseException | None = None
+        self._queue: queue.SimpleQueue | None = None
+        if background:
+            self._queue = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._drain, args=(warm,),
+                                            name="densbench-records", daemon=True)
+            self._thread.start()
+
+    def __call__(self, cell: Cell, record: dict[str, Any]) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._queue is None:
+            self._finish(cell, record)
+        else:
+            self._queue.put((cell, record))
+
+    def _finish(self, cell: Cell, record: dict[str, Any]) -> None:
+        self.floors.attach(cell, record, compute=not self.hurry)
+        self.summary.floor_seconds = self.floors.seconds
+        self.store.write(record)
+        self.done += 1
+        if record["status"] == "ok":
+            self.summary.ok += 1
+        else:
+            self.summary.failed.append(record)
+        if self.on_progress:
+            self.on_progress(Progress(self.done, self.total, cell, record["status"]))
+
+    def _drain(self, warm: bool) -> None:
+        if warm:  # while the workers start, not while a floor is awaited
+            from densbench.runner.floors import warm_up
+
+            with contextlib.suppress(Exception):  # a missing module fails its floor later
+                warm_up()
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._finish(*item)
+                except BaseException as exc:  # raised in the driver's thread instead
+                    self._error = exc
+
+    def close(self) -> None:
+        """Wait until every record handed over is written. A Ctrl-C meanwhile lets the
+        floor being computed finish and computes no more (the records still waiting are
+        written without theirs, noting why); a second one gives up on them."""
+        if self._queue is not None:
+            self._queue.put(None)
+            interrupted = False
+            while self._thread.is_alive():
+                try:
+                    self._thread.join(0.2)
+                except KeyboardInterrupt:
+                    if interrupted:
+                        raise
+                    interrupted = self.hurry = True
+        if self._error is not None:
+            raise self._error
+
+
 def _run_locked(cells: list[Cell], store: RunStore, options: ExecOptions, executor: str,
                 retry_failed: bool,
                 on_progress: Callable[[Progress], None] | None) -> RunSummary:
-    from densbench.runner.floors import Floors
-
     runner = make_executor(executor, cells, options)
     summary, stop = RunSummary(total=len(cells)), StopFlag()
     todo = _todo(cells, store, summary, retry_failed)
-    done = summary.skipped
-    # the driver's share of the cores: as much as one worker's
-    floors = Floors(store, threads=options.threads_per_worker)
-
-    def finish(cell: Cell, record: dict[str, Any]) -> None:
-        nonlocal done
-        floors.attach(cell, record)
-        summary.floor_seconds = floors.seconds
-        store.write(record)
-        done += 1
-        if record["status"] == "ok":
-            summary.ok += 1
-        else:
-            summary.failed.append(record)
-        if on_progress:
-            on_progress(Progress(done, len(cells), cell, record["status"]))
-
+    # between cells in this process, floors take the cells' threads; beside workers that
+    # hold the cores, one thread (which also never waits at a barrier for a thread the
+    # OS has put aside)
+    in_driver = getattr(runner, "in_driver", False)
+    recorder = _Recorder(store, summary, len(cells),
+                         options.threads_per_worker if in_driver else 1, on_progress,
+                         background=not in_driver,
+                         warm=any(c.sample_metrics and c.n_samples != 0 for c in todo))
     try:
         with _first_interrupt_stops(stop):
-            runner.run(todo, finish, stop)
+            runner.run(todo, recorder, stop)
     except KeyboardInterrupt:
         stop.requested = True
+    finally:
+        recorder.close()
     summary.interrupted = stop.requested
     return summary
 
@@ -217,6 +289,7 @@ def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 
                       "estimators": [s.to_dict() for s in suite.estimators],
                       "datasets": [s.to_dict() for s in suite.datasets],
                       "cell_timeout_s": suite.cell_timeout_s,
+                      "cell_wall_timeout_s": suite.cell_wall_timeout_s,
                       "cell_memory_mb": suite.cell_memory_mb},
             "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
         })

@@ -8,7 +8,10 @@ time a cell of that dataset, seed and sample size finishes with sample metrics, 
 that cell's record and to every later one that shares it. A resumed run reads the stored
 floors instead of computing them again. The cost is counted where a run's costs are: each
 floor file's ``seconds``, the record's ``floor`` entry (the floor's key and seconds), and
-the manifest invocation's ``floor_seconds`` (the floors that invocation computed).
+the manifest invocation's ``floor_seconds`` (the floors that invocation computed). The
+driver computes them on the thread that writes records
+(:class:`~densbench.runner.execute._Recorder`), beside the loop that watches the cells'
+limits, never in it.
 
 Why not in the workers, beside the cell (as before): each worker process computed each
 floor again, and again after every replaced worker, and the time showed in no record.
@@ -25,7 +28,21 @@ from densbench.runner.cell import floor_metrics, now
 from densbench.runner.plan import Cell, canonical
 from densbench.runner.store import RunStore
 
-__all__ = ["Floors", "floor_key"]
+__all__ = ["Floors", "floor_key", "warm_up"]
+
+#: What computing a floor imports (PyTorch's optimizers, used by the C2ST metric, bring
+#: torch._dynamo and SymPy on their first step: seconds of CPU time).
+_FLOOR_MODULES = ("torch", "torch._dynamo", "densbench.metrics.samples",
+                  "densbench.metrics.features")
+
+
+def warm_up() -> None:
+    """Import what computing a floor needs, so that the first floor of a run costs what
+    the floor does (called while the workers start)."""
+    import importlib
+
+    for module in _FLOOR_MODULES:
+        importlib.import_module(module)
 
 
 def floor_key(cell: Cell) -> str:
@@ -68,13 +85,15 @@ class Floors:
         self.seconds = 0.0
         self._known: dict[str, dict[str, Any]] = {}
 
-    def get(self, cell: Cell) -> dict[str, Any]:
+    def get(self, cell: Cell, *, compute: bool = True) -> dict[str, Any] | None:
         """The floor of ``cell``'s dataset, seed and sample size: known, stored or computed
-        now (and stored)."""
+        now (and stored); None where it is neither known nor stored and not ``compute``."""
         from densbench.metrics.timing import Stopwatch
 
         key = floor_key(cell)
         floor = self._known.get(key) or self.store.read_floor(key)
+        if floor is None and not compute:
+            return None
         if floor is None:
             with _threads(self.threads), Stopwatch() as sw:
                 metrics = floor_metrics(cell)
@@ -86,15 +105,19 @@ class Floors:
         self._known[key] = floor
         return floor
 
-    def attach(self, cell: Cell, record: dict[str, Any]) -> None:
+    def attach(self, cell: Cell, record: dict[str, Any], *, compute: bool = True) -> None:
         """Add the floor rows to an ok record that holds sample metrics; a floor that
-        cannot be computed is noted in the record (``floor_error``), which stays ok."""
+        cannot be computed (or, without ``compute``, is not known yet) is noted in the
+        record (``floor_error``), which stays ok."""
         if record.get("status") != "ok" or not _has_sample_metrics(record):
             return
         try:
-            floor = self.get(cell)
+            floor = self.get(cell, compute=compute)
         except Exception as exc:  # the cell's own figures stand without their floor
             record["floor_error"] = f"{type(exc).__name__}: {exc}"
+            return
+        if floor is None:
+            record["floor_error"] = "not computed: the run was interrupted first"
             return
         record["metrics"] = list(record["metrics"]) + floor["metrics"]
         record["floor"] = {"key": floor["key"], "seconds": floor["seconds"]}

@@ -5,7 +5,9 @@ A suite file::
     name = "quick"
     seeds = [0]                      # or an int N meaning seeds 0..N-1
     [budget]
-    cell_timeout_s = 120             # a cell running longer is stopped: "timeout"
+    cell_timeout_s = 120             # a cell using more CPU seconds per thread is stopped:
+                                     # "timeout" (start-up not counted; runner/supervise.py)
+    cell_wall_timeout_s = 1200       # the wall-clock backstop (default 10 x cell_timeout_s)
     cell_memory_mb = 4000            # a cell's process using more is stopped: "out of memory"
     [samples]
     n = 1000                         # samples per cell (default: validation-set size;
@@ -109,6 +111,9 @@ class Cell:
     sample_metrics: bool = True
     #: resident memory (MB) above which the cell's process is stopped: "out of memory"
     memory_mb: float | None = None
+    #: wall-clock seconds after which the cell is stopped whatever its CPU time (None:
+    #: 10 x ``timeout_s``, the CPU budget; :mod:`densbench.runner.supervise`)
+    wall_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         _refuse_device(self.estimator)
@@ -141,7 +146,8 @@ class Cell:
             dataset["sha256"] = self.content
         return {"id": self.id, "estimator": self.estimator.to_dict(),
                 "dataset": dataset, "seed": self.seed,
-                "timeout_s": self.timeout_s, "memory_mb": self.memory_mb,
+                "timeout_s": self.timeout_s, "wall_timeout_s": self.wall_timeout_s,
+                "memory_mb": self.memory_mb,
                 "n_samples": self.n_samples, "sample_metrics": self.sample_metrics}
 
 
@@ -158,10 +164,11 @@ class Suite:
     n_samples: int | None = None
     sample_metrics: bool = True
     cell_memory_mb: float | None = None
+    cell_wall_timeout_s: float | None = None
 
     def cells(self) -> list[Cell]:
         return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics,
-                     self.cell_memory_mb)
+                     self.cell_memory_mb, self.cell_wall_timeout_s)
                 for d in self.datasets for e in self.estimators for s in self.seeds
                 if e.only is None or d.name in e.only]
 
@@ -418,11 +425,11 @@ def parse_suite(text: str, where: str) -> Suite:
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise SuiteError(f"{where}: seeds must be a positive int or a list of ints >= 0")
     budget = raw.get("budget", {})
-    if not isinstance(budget, dict) or sorted(set(budget) - {"cell_timeout_s",
-                                                             "cell_memory_mb"}):
-        raise SuiteError(f"{where}: [budget] takes only cell_timeout_s and cell_memory_mb")
-    timeout, memory = budget.get("cell_timeout_s"), budget.get("cell_memory_mb")
-    for key, value in (("cell_timeout_s", timeout), ("cell_memory_mb", memory)):
+    budget_keys = ("cell_timeout_s", "cell_wall_timeout_s", "cell_memory_mb")
+    if not isinstance(budget, dict) or sorted(set(budget) - set(budget_keys)):
+        raise SuiteError(f"{where}: [budget] takes only {', '.join(budget_keys)}")
+    timeout, wall, memory = (budget.get(key) for key in budget_keys)
+    for key, value in zip(budget_keys, (timeout, wall, memory), strict=True):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or value <= 0):
             raise SuiteError(f"{where}: {key} must be a number > 0; got {value!r}")
@@ -444,7 +451,8 @@ def parse_suite(text: str, where: str) -> Suite:
                   estimators=_specs(raw.get("estimators"), "estimators", where),
                   datasets=_specs(raw.get("datasets"), "datasets", where),
                   seeds=tuple(seeds), cell_timeout_s=timeout, source=where,
-                  n_samples=n_samples, sample_metrics=use_metrics, cell_memory_mb=memory)
+                  n_samples=n_samples, sample_metrics=use_metrics, cell_memory_mb=memory,
+                  cell_wall_timeout_s=wall)
     suite.validate()
     return suite
 

@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,9 +14,10 @@ from densbench.runner.cell import floor_metrics
 from densbench.runner.execute import run_cell, run_cells
 from densbench.runner.executors import ExecOptions
 from densbench.runner.executors.pool import PoolExecutor
-from densbench.runner.plan import Cell, Spec
+from densbench.runner.plan import Cell, Spec, SuiteError, load_suite
 from densbench.runner.store import RunStore, decode_array
-from densbench.runner.supervise import assign_devices
+from densbench.runner.supervise import assign_devices, cell_limits
+from tests import gated
 
 SMALL = {"n_train": 300, "n_val": 100, "n_test": 200}
 
@@ -116,18 +119,73 @@ def test_time_budget_stops_the_cell_in_compiled_code_and_the_run_goes_on(tmp_pat
     summary = run_cells([slow, fast], store)
     rec = store.read(slow.id)
     assert rec["status"] == "timeout"
-    assert rec["error"] == "cell exceeded its time budget of 0.5 s"
+    assert rec["error"] == "cell exceeded its CPU-time budget of 0.5 s per thread"
+    # what it used, and the stack it was stopped in (the fault handler's, on SIGUSR1)
+    assert rec["usage"]["limit"] == "cpu" and rec["usage"]["cpu_seconds_per_thread"] > 0.5
+    assert "most recent call first" in rec["traceback"] and "kde.py" in rec["traceback"]
     assert store.read(fast.id)["status"] == "ok"
     assert store.read(fast.id)["pid"] != rec["pid"]  # a fresh worker
     assert (summary.ok, len(summary.failed)) == (1, 1)
 
 
 @pytest.mark.slow
+def test_the_cpu_budget_counts_computing_not_waiting_and_the_wall_clock_backs_it_up(tmp_path):
+    # two cells wait at their gates, sleeping: no CPU time, so their 0.5 s budget holds
+    # while the wall clock runs; the one with a wall-clock limit of 2 s is stopped there,
+    # and only then is the other let go, well past 0.5 s of wall clock
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    spec = Spec(gated.SPEC, {"gate": str(gate)})
+    waits, hangs = (Cell(spec, Spec("banana", SMALL), seed, timeout_s=0.5,
+                         wall_timeout_s=wall, sample_metrics=False)
+                    for seed, wall in ((0, None), (1, 2)))
+    store = RunStore(tmp_path / "r", create=True)
+
+    def open_once_the_other_is_stopped() -> None:
+        while not store.path(hangs.id).exists():
+            time.sleep(0.05)
+        gated.open_gate(gate, 0)
+
+    opener = threading.Thread(target=open_once_the_other_is_stopped, daemon=True)
+    opener.start()
+    summary = run_cells([waits, hangs], store, workers=2)
+    opener.join()
+    assert (summary.ok, len(summary.failed)) == (1, 1)
+    ok, stopped = store.read(waits.id), store.read(hangs.id)
+    assert ok["status"] == "ok" and ok["usage"]["limit"] is None
+    assert ok["usage"]["cpu_seconds_per_thread"] < 0.5 < ok["usage"]["wall_seconds"]
+    assert stopped["status"] == "timeout" and stopped["usage"]["limit"] == "wall"
+    assert stopped["error"] == "cell exceeded its wall-clock limit of 2 s"
+    assert stopped["usage"]["wall_seconds"] > 2 > stopped["usage"]["cpu_seconds"]
+    assert "gated.py" in stopped["traceback"]  # where it waited, from its stack
+    for rec in (ok, stopped):  # fresh workers: their start-up is counted apart
+        assert rec["usage"]["startup_seconds"] > 0 and rec["wall_timeout_s"] == (
+            None if rec is ok else 2)
+
+
+def test_the_wall_clock_limit_defaults_to_ten_times_the_cpu_budget(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text('[budget]\ncell_timeout_s = 3\n[[datasets]]\nname = "banana"\n'
+                     '[[estimators]]\nname = "gaussian"\n')
+    (cell,) = load_suite(suite).cells()
+    assert cell_limits(cell) == (3, 30)
+    suite.write_text(suite.read_text().replace("[budget]\n",
+                                               "[budget]\ncell_wall_timeout_s = 7\n"))
+    (cell,) = load_suite(suite).cells()
+    assert cell_limits(cell) == (3, 7)
+    assert cell_limits(Cell(Spec("gaussian"), Spec("banana"), 0)) == (None, None)
+    suite.write_text(suite.read_text().replace("= 7", "= 0"))
+    with pytest.raises(SuiteError, match="cell_wall_timeout_s must be a number > 0"):
+        load_suite(suite)
+
+
+@pytest.mark.slow
 def test_a_timeout_inside_a_lazy_import_leaves_no_broken_worker(tmp_path):
-    # the first maf cell's limit lands while zuko (and sympy) are being imported; the
-    # same worker process would keep a half-imported module, a fresh one does not
+    # the first maf cell's limit lands at its first check, while its own modules (zuko's
+    # flows) are being imported or just after; the same worker process would keep a
+    # half-imported module, a fresh one does not
     tiny = db.estimators.get("maf").test_params()
-    first = Cell(Spec("maf", tiny), Spec("banana", SMALL), 0, timeout_s=0.2)
+    first = Cell(Spec("maf", tiny), Spec("banana", SMALL), 0, timeout_s=0.001)
     second = Cell(Spec("maf", tiny), Spec("banana", SMALL), 1, timeout_s=120)
     store = RunStore(tmp_path / "r", create=True)
     run_cells([first, second], store)
@@ -149,10 +207,10 @@ def test_data_dependent_hyperparameters_come_from_the_estimator():
 def test_resume_skips_finished_cells(tmp_path):
     cells = [Cell(Spec("diag_gaussian"), Spec("banana", SMALL), s) for s in (0, 1)]
     store = RunStore(tmp_path / "r", create=True)
-    first = run_cells(cells[:1], store)
+    first = run_cells(cells[:1], store, executor="inprocess")
     assert first.ok == 1
     before = store.path(cells[0].id).read_bytes()
-    second = run_cells(cells, store)
+    second = run_cells(cells, store, executor="inprocess")
     assert (second.skipped, second.ok) == (1, 1)
     assert store.path(cells[0].id).read_bytes() == before
 
@@ -211,11 +269,12 @@ def test_in_process_cells_run_on_every_core_within_the_process_limit(tmp_path, m
     from densbench.metrics import timing
 
     cell = Cell(Spec("gaussian"), Spec("banana", SMALL), 0)
-    run_cells([cell], RunStore(tmp_path / "limited", create=True))
+    run_cells([cell], RunStore(tmp_path / "limited", create=True), executor="inprocess")
     limited = metrics_of(RunStore(tmp_path / "limited").read(cell.id))
     assert limited["threads"]["value"] == limited["blas_threads"]["value"] == 1
+    assert RunStore(tmp_path / "limited").read(cell.id)["pid"] == os.getpid()
     monkeypatch.setattr(timing, "_PROCESS_LIMIT", None)
-    run_cells([cell], RunStore(tmp_path / "free", create=True))
+    run_cells([cell], RunStore(tmp_path / "free", create=True), executor="inprocess")
     free = metrics_of(RunStore(tmp_path / "free").read(cell.id))
     cores = os.cpu_count() or 1
     assert free["threads"]["value"] == free["blas_threads"]["value"] == cores

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ PATIENCE_S = 240
 SUITE = """
 name = "faults"
 seeds = {seeds}
+{budget}
 [samples]
 metrics = false
 [[datasets]]
@@ -41,8 +43,9 @@ name = "banana"
 n_train = 300
 n_val = 300
 n_test = 300
-[[estimators]]
-name = "{estimator}"
+"""
+ESTIMATOR = """[[estimators]]
+name = "{name}"
 [estimators.params]
 {params}
 """
@@ -55,7 +58,8 @@ def _suite(tmp_path: Path, *, seeds: int, gate: Path | None = None) -> Path:
     path = tmp_path / "suite.toml"
     estimator, params = (("kde", "bandwidth = 0.3") if gate is None
                          else (gated.SPEC, f'gate = "{gate}"'))
-    path.write_text(SUITE.format(seeds=seeds, estimator=estimator, params=params))
+    path.write_text(SUITE.format(seeds=seeds, budget="")
+                    + ESTIMATOR.format(name=estimator, params=params))
     return path
 
 
@@ -270,11 +274,364 @@ def test_dask_enforces_the_time_limit_in_a_supervised_child(tmp_path):
     finally:
         cluster.close()
     rec = store.read(slow.id)
-    assert rec["status"] == "timeout"
-    assert rec["error"] == "cell exceeded its time budget of 0.5 s"
+    assert rec["status"] == "timeout" and rec["usage"]["limit"] == "cpu"
+    assert rec["error"] == "cell exceeded its CPU-time budget of 0.5 s per thread"
     ok = store.read(fast.id)
     assert ok["status"] == "ok" and (summary.ok, len(summary.failed)) == (1, 1)
     # the cells ran in a supervised child of the Dask worker, replaced after the timeout,
     # and ended with the cluster
     assert ok["pid"] != os.getpid() and ok["pid"] != rec["pid"]
     _wait_for(lambda: not _alive(ok["pid"]), "the supervised child to exit", 30)
+
+
+# -- cells that misbehave: a user's estimator file, as a plugin is written -------------
+
+FAULTY = '''
+import ctypes
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import norm
+
+from densbench.estimators.base import DensityEstimator
+
+
+class _Fault(DensityEstimator):
+    """A diagonal Gaussian whose fit first does what its subclass's ``fault`` does."""
+
+    def __init__(self, *, gate: str = ".", random_state=None):
+        self.gate = gate
+        self.random_state = random_state
+
+    def _fit(self, X, X_val):
+        self.mean_, self.scale_ = X.mean(axis=0), X.std(axis=0)
+        self.fault(Path(self.gate))
+
+    def fault(self, gate):
+        pass
+
+    def _score_samples(self, X):
+        return norm.logpdf(X, self.mean_, self.scale_).sum(axis=1)
+
+    def _sample(self, n, rng):
+        return self.mean_ + self.scale_ * rng.standard_normal((n, self.mean_.size))
+
+    def _n_parameters(self):
+        return 2 * self.mean_.size
+
+
+class Exits(_Fault):
+    def fault(self, gate):
+        sys.exit(4)
+
+
+class Segfaults(_Fault):
+    def fault(self, gate):
+        print("about to read address 0", file=sys.stderr, flush=True)
+        ctypes.string_at(0)
+
+
+class HoldsTheGil(_Fault):
+    def fault(self, gate):
+        (gate / "started").touch()
+        # catastrophic backtracking: the regex engine runs for ages without a Python
+        # bytecode in between, holding the GIL all along
+        re.match(r"(a+)+$", "a" * 64 + "b")
+
+
+class Burns(_Fault):
+    """Waits at its gate (sleeping), then computes for ``seconds`` of CPU time."""
+
+    def __init__(self, *, gate: str = ".", seconds: float = 1.0, random_state=None):
+        super().__init__(gate=gate, random_state=random_state)
+        self.seconds = seconds
+
+    def fault(self, gate):
+        (gate / "started").touch()
+        while not (gate / "open").exists():
+            time.sleep(0.01)
+        end = time.process_time() + self.seconds
+        while time.process_time() < end:
+            pass
+
+
+class SpinsOnceOpen(_Fault):
+    def fault(self, gate):
+        (gate / "started").touch()
+        while not (gate / "open").exists():
+            time.sleep(0.01)
+        while True:
+            pass
+'''
+
+
+def _faulty(tmp_path: Path, cls: str) -> str:
+    """The spec of estimator ``cls`` of :data:`FAULTY`, written to a user's file."""
+    path = tmp_path / "faulty.py"
+    if not path.exists():
+        path.write_text(FAULTY)
+    return f"{path}:{cls}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            out += [child, *_descendants(child)]
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _cells_suite(tmp_path: Path, specs: list[str], budget: str = "") -> Path:
+    """One cell of each estimator in ``specs`` (seed 0) on 300 rows of banana."""
+    path = tmp_path / "cells.toml"
+    path.write_text(SUITE.format(seeds=1, budget=budget) + "".join(
+        ESTIMATOR.format(name=spec, params="") for spec in specs))
+    return path
+
+
+@pytest.mark.slow
+def test_a_cell_that_exits_or_segfaults_fails_alone_with_what_its_process_left(tmp_path):
+    # one worker and no limits: the cells still run in a supervised child, so a plugin's
+    # sys.exit(4) or segfault is its own cell's failed record, never the end of the run
+    specs = [_faulty(tmp_path, "Exits"), _faulty(tmp_path, "Segfaults"), "diag_gaussian"]
+    out = tmp_path / "run"
+    res = _run("--suite", str(_cells_suite(tmp_path, specs)), "--out", str(out))
+    assert res.returncode == 1, res.stderr[-3000:]
+    records = {r["estimator"]["name"].rsplit(":", 1)[-1]: r for r in _records(out).values()}
+    assert records["diag_gaussian"]["status"] == "ok"
+    exits, segv = records["Exits"], records["Segfaults"]
+    assert exits["status"] == segv["status"] == "failed"
+    assert exits["error"] == "SystemExit: 4 (the cell's code called sys.exit(4))"
+    assert "sys.exit(4)" in exits["traceback"] and "faulty.py" in exits["traceback"]
+    assert segv["error"] == "worker process killed by SIGSEGV"
+    # the fault handler's stack of the crash, and what the cell wrote to stderr before it
+    for text in ("about to read address 0", "Segmentation fault", "faulty.py", "in fault"):
+        assert text in segv["traceback"], segv["traceback"]
+    assert "2 failed in all" in res.stdout
+    assert not (out / ".lock").exists()
+
+
+@pytest.mark.slow
+def test_a_dead_workers_record_says_how_it_ended(tmp_path):
+    # with a budget the old driver ran these in a worker too: SystemExit(4) read "exited
+    # with code None" there and a segfault kept no trace of where it happened
+    cells = [Cell(Spec(_faulty(tmp_path, name)), Spec("banana", SMALL_BANANA), 0,
+                  timeout_s=120, sample_metrics=False)
+             for name in ("Exits", "Segfaults")]
+    store = RunStore(tmp_path / "r", create=True)
+    summary = run_cells(cells, store)
+    assert (summary.ok, len(summary.failed)) == (0, 2)
+    exits, segv = (store.read(c.id) for c in cells)
+    assert exits["error"] == "SystemExit: 4 (the cell's code called sys.exit(4))"
+    assert segv["error"] == "worker process killed by SIGSEGV"
+    assert "Segmentation fault" in segv["traceback"] and "faulty.py" in segv["traceback"]
+
+
+SMALL_BANANA = {"n_train": 300, "n_val": 100, "n_test": 100}
+
+
+@pytest.mark.slow
+def test_a_worker_dies_with_its_driver_even_while_its_cell_holds_the_gil(tmp_path):
+    # the worker's watcher thread cannot run while compiled code holds the GIL; the
+    # kernel's parent-death signal needs no thread of the worker's
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    suite = _cells_suite(tmp_path, [], budget="[budget]\ncell_timeout_s = 600")
+    suite.write_text(suite.read_text() + ESTIMATOR.format(
+        name=_faulty(tmp_path, "HoldsTheGil"), params=f'gate = "{gate}"'))
+    driver, workers = _start("--suite", str(suite), "--out", str(tmp_path / "run")), []
+    try:
+        _wait_for(lambda: (gate / "started").exists(), "the cell to hold the GIL")
+        workers = _workers(driver.pid)
+        assert len(workers) == 1
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        _wait_for(lambda: not _alive(workers[0]), "the worker to die with its driver", 10)
+    finally:
+        _end([driver], workers)
+
+
+@pytest.mark.slow
+def test_a_worker_started_from_a_thread_that_ends_lives_on(tmp_path):
+    # the kernel's parent-death signal follows the thread that forked a worker: one
+    # started from a short-lived thread (as under Dask) must not die when that thread does
+    from densbench.runner.supervise import SupervisedWorker
+
+    worker = SupervisedWorker(threads=1)
+    cell = Cell(Spec("diag_gaussian"), Spec("banana", SMALL_BANANA), 0, timeout_s=120,
+                sample_metrics=False)
+    try:
+        starter = threading.Thread(target=worker.submit, args=(cell,))
+        starter.start()
+        starter.join()
+        while (record := worker.poll()) is None:
+            time.sleep(0.05)
+        assert record["status"] == "ok", record["error"]
+        assert worker.run(cell)["status"] == "ok"  # the same process, still alive
+    finally:
+        worker.close()
+
+
+@pytest.mark.slow
+def test_floors_do_not_hold_up_the_limits_of_running_cells(tmp_path, monkeypatch):
+    # while the driver computes a floor (here: until the other cell's worker is gone, at
+    # most PATIENCE_S), a cell over its CPU budget in another worker is still stopped
+    from densbench.runner import floors
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    ok = Cell(Spec("diag_gaussian"), Spec("banana", SMALL_BANANA), 0)
+    spin = Cell(Spec(_faulty(tmp_path, "SpinsOnceOpen"), {"gate": str(gate)}),
+                Spec("banana", SMALL_BANANA), 1, timeout_s=1.0, sample_metrics=False)
+    seen = {}
+    real = floors.floor_metrics
+
+    def slow_floor(cell):
+        _wait_for(lambda: (gate / "started").exists(), "the spinning cell to start")
+        pids = _workers(os.getpid())
+        gated.open_gate(gate)  # it spins from now on, over its budget within a second
+        try:
+            _wait_for(lambda: not all(map(_alive, pids)), "a worker to be stopped")
+            seen["stopped_during_floor"] = True
+        except AssertionError:
+            seen["stopped_during_floor"] = False
+        return real(cell)
+
+    monkeypatch.setattr(floors, "floor_metrics", slow_floor)
+    store = RunStore(tmp_path / "r", create=True)
+    run_cells([ok, spin], store, workers=2)
+    assert seen == {"stopped_during_floor": True}
+    rec = store.read(spin.id)
+    assert rec["status"] == "timeout" and rec["usage"]["limit"] == "cpu"
+    assert store.read(ok.id)["floor"]["seconds"] > 0
+
+
+def _busy(n: int, cpu: int) -> list[subprocess.Popen]:
+    """``n`` CPU-bound processes pinned to core ``cpu``."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                             preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+            for _ in range(n)]
+
+
+QUICK_LIKE = """
+name = "quick-like"
+[budget]
+cell_timeout_s = 3
+[[datasets]]
+name = "banana"
+[datasets.params]
+n_train = 2000
+n_val = 500
+n_test = 2000
+[[estimators]]
+name = "{burns}"
+[estimators.params]
+gate = "{gate}"
+seconds = 0.7
+[[estimators]]
+name = "diag_gaussian"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_quick_cells_pass_their_cpu_budget_beside_8_busy_processes(tmp_path):
+    # cells of the quick suite's kind, with sample metrics and their floor, under a CPU
+    # budget of 3 s, on one core shared with 8 CPU-bound processes: each wall-clock second
+    # gives a cell about a tenth of a second, so the first cell (0.7 s of CPU time, plus its
+    # scoring) passes 3 s of wall clock whatever the machine's speed, as a wall-clock
+    # limit would count it; its CPU time stays what its work costs. The busy processes
+    # start once the worker is up and the first cell waits at its gate, and end with the
+    # last record (the start-up and the summary are not what this checks)
+    gate, out, suite = tmp_path / "gate", tmp_path / "run", tmp_path / "quick_like.toml"
+    gate.mkdir()
+    suite.write_text(QUICK_LIKE.format(burns=_faulty(tmp_path, "Burns"), gate=gate))
+    cpu, busy = max(os.sched_getaffinity(0)), []
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "densbench", "run", "--no-progress", "--suite", str(suite),
+         "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=ENV, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    try:
+        _wait_for(lambda: (gate / "started").exists(), "the first cell to start")
+        busy = _busy(8, cpu)
+        gated.open_gate(gate)
+        _wait_for(lambda: len(_records(out)) == 2 or driver.poll() is not None,
+                  "both records")
+        _end(busy, [])
+        stdout, stderr = driver.communicate(timeout=PATIENCE_S)
+    finally:
+        _end([driver, *busy], [])
+    assert driver.returncode == 0, stdout[-2000:] + stderr[-2000:]
+    records = list(_records(out).values())
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    for rec in records:  # one core: the budget is the cell's CPU seconds
+        assert rec["usage"]["threads"] == 1 and rec["usage"]["limit"] is None
+        assert "floor" in rec
+
+
+@contextlib.contextmanager
+def _dask_cluster(tmp_path: Path, idle_s: float) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A Dask scheduler and one worker (one thread, no nanny) on 127.0.0.1, started as a
+    cluster's owner would, that end its idle densbench children after ``idle_s``: the
+    scheduler's address and the worker's process. Both are ended afterwards, by pid."""
+    info = tmp_path / "scheduler.json"
+    env = {**ENV, "DENSBENCH_DASK_IDLE_S": str(idle_s)}
+    procs = [subprocess.Popen(["dask", "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", str(info)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        address = _wait_for(lambda: info.exists() and info.stat().st_size
+                            and json.loads(info.read_text())["address"], "the scheduler")
+        procs.append(subprocess.Popen(
+            ["dask", "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+             "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+        yield address, procs[1]
+    finally:
+        children = _descendants(procs[-1].pid)
+        _end(procs, children)
+
+
+def _cell_children(pid: int) -> list[int]:
+    return [p for p in _descendants(pid) if b"densbench.runner.worker" in _cmdline(p)]
+
+
+@pytest.mark.slow
+def test_an_external_dask_cluster_keeps_no_idle_children_after_a_run(tmp_path):
+    pytest.importorskip("distributed")
+    with _dask_cluster(tmp_path, idle_s=2) as (address, dask_worker):
+        # a run that ends as it should ends its children itself
+        store = RunStore(tmp_path / "r", create=True)
+        cell = Cell(Spec("diag_gaussian"), Spec("banana", SMALL_BANANA), 0,
+                    sample_metrics=False)
+        assert run_cells([cell], store, executor="dask", scheduler=address).ok == 1
+        assert _cell_children(dask_worker.pid) == []
+        # a driver killed mid-run cannot: the cluster ends the child once it is idle
+        gate = tmp_path / "gate"
+        gate.mkdir()
+        driver = _start("--suite", str(_suite(tmp_path, seeds=1, gate=gate)), "--executor",
+                        "dask", "--scheduler", address, "--out", str(tmp_path / "run"))
+        try:
+            _wait_for(lambda: gated.started(gate) == {0}, "the cell to start")
+            assert len(_cell_children(dask_worker.pid)) == 1
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait()
+        finally:
+            _end([driver], [])
+        gated.open_gate(gate)  # the cell finishes on the cluster, for nobody
+        _wait_for(lambda: not _cell_children(dask_worker.pid), "the idle child to end", 60)

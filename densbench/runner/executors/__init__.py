@@ -3,9 +3,12 @@
 Every executor takes the cells still to run and hands each record to ``finish`` in the
 driver (the only writer) as soon as it exists; it stops handing out cells once
 ``stop.requested`` is set (a first Ctrl-C) and ends every process it started before it
-returns or raises. ``local`` runs in the driver's own process when nothing needs a
-supervisor (one worker, no time or memory limit), else in supervised worker processes;
-``dask`` submits to a Dask distributed scheduler.
+returns or raises. ``local`` runs every cell in a supervised worker process (one per
+``--workers``), so that a cell's limits hold and a cell that crashes its process, calls
+``sys.exit`` or segfaults fails alone; ``dask`` submits to a Dask distributed scheduler
+(each task supervising its own worker process); ``inprocess`` runs the cells in the
+driver's own process, for a debugger or profiler only: no limit is enforced there, and a
+cell that crashes the process ends the run.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ class StopFlag:
     """Set by the driver's first Ctrl-C: hand out no more cells."""
 
     requested: bool = False
+    #: set by a second Ctrl-C, just before it raises KeyboardInterrupt to stop the running
+    #: cells: a KeyboardInterrupt without it was raised by a cell's own code
+    forced: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,17 +54,21 @@ class ExecOptions:
 
 
 class Executor(Protocol):
+    #: True where cells run in the driver's own process and thread (records are then
+    #: finished between cells, not beside them)
+    in_driver: bool
+
     def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
         """Run ``cells``, calling ``finish(cell, record)`` for each as it ends."""
 
 
 def _local(cells: list[Cell], options: ExecOptions) -> Executor:
-    supervised = options.workers > 1 or any(
-        c.timeout_s is not None or c.memory_mb is not None for c in cells)
-    if supervised:
-        from densbench.runner.executors.pool import PoolExecutor
+    from densbench.runner.executors.pool import PoolExecutor
 
-        return PoolExecutor(options)
+    return PoolExecutor(options)
+
+
+def _inprocess(cells: list[Cell], options: ExecOptions) -> Executor:
     from densbench.runner.executors.inprocess import InProcessExecutor
 
     return InProcessExecutor(options)
@@ -72,7 +82,7 @@ def _dask(cells: list[Cell], options: ExecOptions) -> Executor:
 
 #: The executors a run can name (``--executor``), each with its factory.
 EXECUTORS: dict[str, Callable[[list[Cell], ExecOptions], Executor]] = {
-    "local": _local, "dask": _dask}
+    "local": _local, "dask": _dask, "inprocess": _inprocess}
 
 
 def make_executor(name: str, cells: list[Cell], options: ExecOptions) -> Executor:

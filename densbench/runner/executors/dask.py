@@ -3,35 +3,71 @@
 With no scheduler address it starts a LocalCluster of ``workers`` processes (cores /
 workers threads each); otherwise it submits to ``tcp://host:port`` and leaves the
 cluster's workers as their owner started them. Each task runs its cell in a
-:class:`SupervisedWorker` child of the Dask worker, so time and memory limits hold exactly
-as in the local pool. At most one cell per worker thread is in flight: a first Ctrl-C
-stops the submissions and waits for those; a worker that dies has its task rescheduled
-by Dask.
+:class:`SupervisedWorker` child of the Dask worker (one per worker thread, kept between
+tasks), so limits hold exactly as in the local pool. At most one cell per worker thread
+is in flight: a first Ctrl-C stops the submissions and waits for those; a worker that
+dies has its task rescheduled by Dask.
+
+The children end with the run, however it ends: the driver ends every idle child when it
+stops (:func:`close_children`, also after an error or a second Ctrl-C), and a Dask worker
+ends a child idle for longer than :data:`IDLE_S` seconds (environment variable
+``DENSBENCH_DASK_IDLE_S``), for a driver that died before it could (a cell still running
+on the cluster then finishes first). On a cluster that outlives the run, an idle child
+would otherwise hold its memory (hundreds of MB with PyTorch loaded) for good.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
+import time
 from typing import Any
 
 from densbench.runner.executors import ExecOptions, Finish, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
 
-__all__ = ["DaskExecutor", "close_children", "configure_worker", "run_supervised"]
+__all__ = ["IDLE_S", "DaskExecutor", "close_children", "configure_worker",
+           "run_supervised"]
 
-#: This Dask worker's settings (set by :func:`configure_worker`) and its supervised
-#: children, one per worker thread.
+#: Seconds a Dask worker keeps an idle supervised child before ending it.
+IDLE_S = float(os.environ.get("DENSBENCH_DASK_IDLE_S", "60"))
+
+#: This Dask worker's settings (set by :func:`configure_worker`) and its idle supervised
+#: children by worker thread, with the time each became idle (a busy child is its task's
+#: alone until it returns it).
 _SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 0}
-_CHILDREN: dict[int, SupervisedWorker] = {}
+_IDLE: dict[int, tuple[SupervisedWorker, float]] = {}
+_LOCK = threading.Lock()
+_REAPER_PID: list[int] = []
 
 
-def close_children() -> None:
-    """Run on each Dask worker at the end of a run: end its supervised children (on a
-    cluster that outlives the run, idle children would hold their memory)."""
-    for child in _CHILDREN.values():
+def close_children(idle_for: float = 0.0) -> int:
+    """End this Dask worker's supervised children that have been idle for at least
+    ``idle_for`` seconds (every idle one by default); how many were ended."""
+    at = time.monotonic()
+    with _LOCK:
+        keys = [key for key, (_, since) in _IDLE.items() if at - since >= idle_for]
+        ended = [_IDLE.pop(key)[0] for key in keys]
+    for child in ended:
         child.close()
-    _CHILDREN.clear()
+    return len(ended)
+
+
+def _reap_idle() -> None:
+    while True:
+        time.sleep(IDLE_S / 4)
+        close_children(IDLE_S)
+
+
+def _start_reaper() -> None:
+    """One thread per Dask worker process that ends children idle for too long."""
+    with _LOCK:
+        if _REAPER_PID == [os.getpid()]:
+            return
+        _REAPER_PID[:] = [os.getpid()]
+    threading.Thread(target=_reap_idle, name="densbench-idle-children", daemon=True).start()
 
 
 def configure_worker(device: str, index: int, threads: int) -> None:
@@ -43,13 +79,22 @@ def configure_worker(device: str, index: int, threads: int) -> None:
 
 def run_supervised(cell: Cell) -> dict[str, Any]:
     """The Dask task: run ``cell`` in this worker thread's supervised child."""
+    _start_reaper()
     key = threading.get_ident()
-    if key not in _CHILDREN:
-        _CHILDREN[key] = SupervisedWorker(**_SETTINGS)
-    return _CHILDREN[key].run(cell)
+    with _LOCK:
+        child = _IDLE.pop(key, (None, 0.0))[0]
+    if child is None:
+        child = SupervisedWorker(**_SETTINGS)
+    try:
+        return child.run(cell)
+    finally:
+        with _LOCK:
+            _IDLE[key] = (child, time.monotonic())
 
 
 class DaskExecutor:
+    in_driver = False
+
     def __init__(self, options: ExecOptions) -> None:
         self.options = options
 
@@ -81,8 +126,9 @@ class DaskExecutor:
                            workers=[address])
             slots = max(1, sum(info.get("nthreads", 1) for _, info in workers))
             self._submit_in_turn(client, cells, slots, finish, stop)
-            client.run(close_children)
         finally:
+            with contextlib.suppress(Exception):  # a cluster gone: nothing left to end
+                client.run(close_children, on_error="ignore")
             client.close()
             if cluster is not None:
                 cluster.close()

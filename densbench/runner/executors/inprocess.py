@@ -1,22 +1,42 @@
 """The in-process executor: cells run one after another in the driver's own process.
 
-Chosen when no cell needs a supervisor (one worker, no time or memory limit): nothing is
-started, and a debugger or profiler sees the cell's code directly. The cells run under
-the thread limit of one worker (all cores, or fewer where the process has a limit), the
-caller's settings put back after.
+For a debugger or a profiler only (``--executor inprocess``): nothing is started, and the
+cell's code runs where they see it. No time or memory limit is enforced here, and a cell
+that kills its process (a segfault, ``os._exit``) ends the run; a cell's own
+``SystemExit`` or ``KeyboardInterrupt`` fails that cell only, as in a worker. The cells
+run under the thread limit of one worker (all cores, or fewer where the process has a
+limit), the caller's settings put back after.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from densbench.runner.cell import run_cell
 from densbench.runner.executors import ExecOptions, Finish, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import local_devices
+from densbench.runner.worker import escaped_failure
 
 __all__ = ["InProcessExecutor"]
 
 
+def _run(cell: Cell, device: str, stop: StopFlag) -> dict[str, Any]:
+    """``run_cell``, with what it lets through made a failed record, except the driver's
+    own second Ctrl-C."""
+    try:
+        return run_cell(cell, device)
+    except KeyboardInterrupt as exc:
+        if stop.forced:
+            raise
+        return escaped_failure(cell, exc)
+    except BaseException as exc:  # SystemExit and the like, raised by the cell's code
+        return escaped_failure(cell, exc)
+
+
 class InProcessExecutor:
+    in_driver = True
+
     def __init__(self, options: ExecOptions) -> None:
         self.options = options
 
@@ -32,5 +52,4 @@ class InProcessExecutor:
             for cell in cells:
                 if stop.requested:
                     return
-                finish(cell, run_cell(cell, device))
-
+                finish(cell, _run(cell, device, stop))

@@ -1,13 +1,16 @@
 """The local pool: N supervised worker processes on this machine.
 
 Each worker runs one cell at a time under a :class:`SupervisedWorker`, which enforces the
-cell's time and memory limits from outside and replaces a worker that died, so a dead
-worker fails only its own cell and the run goes on. Workers get cores / N threads each
-and, for a CUDA run, their own device in turn.
+cell's CPU-time, wall-clock and memory limits from outside and replaces a worker that
+died, so a dead worker fails only its own cell and the run goes on. Workers get cores / N
+threads each and, for a CUDA run, their own device in turn. This loop only hands out cells
+and checks limits; what ``finish`` does with a record must not keep it waiting (the
+driver computes floors on a thread of their own).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from multiprocessing.connection import wait
 
@@ -22,6 +25,8 @@ POLL_S = 0.1
 
 
 class PoolExecutor:
+    in_driver = False
+
     def __init__(self, options: ExecOptions) -> None:
         self.options = options
 
@@ -44,7 +49,11 @@ class PoolExecutor:
                 busy = [w for w in workers if w.cell is not None]
                 if not busy:
                     return
-                wait([w.conn for w in busy], POLL_S)
+                listening = [w.conn for w in busy if w.listening]
+                if listening:
+                    wait(listening, POLL_S)
+                else:  # only workers on their way out: their exit codes are awaited
+                    time.sleep(POLL_S)
                 for w in busy:
                     cell = w.cell
                     record = w.poll(emit_progress)
