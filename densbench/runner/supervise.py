@@ -242,9 +242,9 @@ class SupervisedWorker:
     def _start(self) -> None:
         mine, theirs = socket.socketpair()
         # OpenMP threads that wait at a barrier by spinning (libgomp's default, PyTorch's
-        # on Linux) burn the CPU they wait for when the machine is busy: measured on a
-        # loaded 2-core machine, a cell of 0.7 CPU s on one thread took 12 CPU s and 12 s
-        # on two, 1.2 CPU s with passive waits. A user's own setting is kept.
+        # on Linux) burn the CPU time they wait for when the machine is busy: a cell's CPU
+        # time, and its wall time, would grow many times over with the load. Passive
+        # waits sleep instead. A user's own setting is kept.
         env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ,
                "DENSBENCH_SUPERVISOR_PID": str(os.getpid()),
                "PYTHONPATH": os.pathsep.join([_PACKAGE_ROOT, *filter(None, [

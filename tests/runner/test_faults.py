@@ -428,8 +428,8 @@ def test_a_cell_that_exits_or_segfaults_fails_alone_with_what_its_process_left(t
 
 @pytest.mark.slow
 def test_a_dead_workers_record_says_how_it_ended(tmp_path):
-    # with a budget the old driver ran these in a worker too: SystemExit(4) read "exited
-    # with code None" there and a segfault kept no trace of where it happened
+    # cells with a budget, in a worker: the record names how each ended (a SystemExit
+    # with its code, a signal) and keeps the stack of a crash
     cells = [Cell(Spec(_faulty(tmp_path, name)), Spec("banana", SMALL_BANANA), 0,
                   timeout_s=120, sample_metrics=False)
              for name in ("Exits", "Segfaults")]
