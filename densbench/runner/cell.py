@@ -83,6 +83,9 @@ def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
     the cell's own errors: they are recorded)."""
     from densbench.metrics.timing import PeakMemory, release_free_memory
 
+    refused = cell.estimator.refused or cell.dataset.refused
+    if refused:  # its check ran past a cell's limits: running it would too
+        return failure_record(cell, "timeout", refused)
     st = _State(cell, {**cell.to_dict(), "status": "running", "error": None,
                        "started": now(), "pid": os.getpid(), "device": device})
     try:
@@ -94,7 +97,7 @@ def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
             _fit(st)
             if st.has_likelihood:
                 _score(st)
-            if st.cls.can_sample and cell.n_samples != 0:
+            if cell.n_samples != 0:
                 _sample(st)
         _truth(st)
         if st.out.samples is not None and cell.sample_metrics:
@@ -192,9 +195,12 @@ def _score_split(st: _State, split: str) -> None:
     with Stopwatch() as sw:
         scores = st.est.score_samples(X)
     ll = scores + st.prep.log_jacobian[split][:len(scores)]
-    bad = int((~np.isfinite(ll)).sum())
+    bad, minus_inf = int((~np.isfinite(ll)).sum()), int(np.isneginf(ll).sum())
     if bad:
-        raise FloatingPointError(f"{bad} of {len(ll)} {split} log-likelihoods are not finite")
+        raise FloatingPointError(
+            f"{bad} of {len(ll)} {split} log-likelihoods are not finite" + (
+                f" ({minus_inf} -inf: the model gives those rows zero density, or one too "
+                "small for float64)" if minus_inf else ""))
     st.out.loglik[split] = ll
     if split == "test":
         st.cost.append(Metric("score_examples_per_s", len(ll) / max(sw.seconds, 1e-9), None,
@@ -222,15 +228,29 @@ def _diagnostics(st: _State) -> None:
 
 def _sample(st: _State) -> None:
     """Draw samples (as many as validation rows unless the suite says) and keep a preview
-    for the report's galleries, in the data's own space."""
+    for the report's galleries, in the data's own space. A sampler that fails (or cannot
+    sample) is noted in the record, which keeps its likelihoods."""
     from densbench.metrics import Metric
+    from densbench.metrics.catalogue import SAMPLE_METRICS
+    from densbench.metrics.samples import failed
     from densbench.metrics.timing import Stopwatch
 
     n = st.cell.n_samples or len(st.ds.val)
-    with Stopwatch() as sw:
-        samples = st.est.sample(n, random_state=st.cell.seed)
-    if not np.isfinite(samples).all():
-        raise FloatingPointError("samples contain NaN or inf")
+    try:
+        with Stopwatch() as sw:
+            samples = st.est.sample(n, random_state=st.cell.seed)
+        if not np.isfinite(samples).all():
+            raise FloatingPointError(f"{int((~np.isfinite(samples)).sum())} sampled values "
+                                     "are NaN or inf")
+    except NotImplementedError as exc:  # it cannot sample: the likelihoods stand
+        why = str(exc) or f"{st.cls.name}: sampling is not implemented"
+        st.record["samples_note"] = f"no samples: {why}"
+        return
+    except Exception as exc:  # its sampler failed: so do its sample metrics, nothing else
+        st.record["samples_note"] = f"no samples: {type(exc).__name__}: {exc}"
+        if st.cell.sample_metrics:
+            _record_sample_scores(st, dict.fromkeys(SAMPLE_METRICS, failed(exc)))
+        return
     st.cost.append(Metric("sample_examples_per_s", n / max(sw.seconds, 1e-9), None,
                           "examples/s"))
     st.out.samples = samples
@@ -254,16 +274,40 @@ def _truth(st: _State) -> None:
 
 def _sample_metrics(st: _State) -> None:
     """Samples against the TEST split, in the data's own space (their floor is added by the
-    driver: :mod:`densbench.runner.floors`)."""
+    driver: :mod:`densbench.runner.floors`). A metric that fails is recorded as failed
+    (see :func:`_record_sample_scores`); the cell's other figures stand."""
     from densbench.metrics import Metric
-    from densbench.metrics.samples import to_metrics
+    from densbench.metrics.catalogue import SAMPLE_METRICS
+    from densbench.metrics.samples import failed
     from densbench.metrics.timing import Stopwatch
 
-    cell = st.cell
     with Stopwatch() as sw:
-        scores = _sample_scores(st.ds, st.prep.to_data_space(st.out.samples), cell.seed)
-    st.diag.extend(to_metrics(scores, "samples_"))
+        try:
+            samples = st.prep.to_data_space(st.out.samples)
+            scores = _sample_scores(st.ds, samples, st.cell.seed)
+        except Exception as exc:  # every metric failed alike
+            scores = dict.fromkeys(SAMPLE_METRICS, failed(exc))
+    _record_sample_scores(st, scores)
     st.cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
+
+
+def _record_sample_scores(st: _State, scores: dict[str, Any]) -> None:
+    """The ``samples_<m>`` rows; a failed metric's row has no value and a note, and its
+    error and traceback go to ``sample_metric_errors`` (one entry per distinct failure,
+    with the metrics it took)."""
+    from densbench.metrics.catalogue import SAMPLES_PREFIX
+    from densbench.metrics.samples import to_metrics
+
+    st.diag.extend(to_metrics(scores, SAMPLES_PREFIX))
+    errors: dict[tuple[str, str], list[str]] = {}
+    for name, score in scores.items():
+        if "error" in score.extra:
+            errors.setdefault((score.extra["error"], score.extra["traceback"]), []).append(
+                SAMPLES_PREFIX + name)
+    if errors:
+        st.record["sample_metric_errors"] = [
+            {"metrics": names, "error": error, "traceback": tb}
+            for (error, tb), names in errors.items()]
 
 
 def _costs(st: _State, mem: Any) -> None:
@@ -273,7 +317,10 @@ def _costs(st: _State, mem: Any) -> None:
     st.cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
     if mem.device_peak_bytes is not None:  # only where CUDA was used
         st.cost.append(Metric("peak_device_mb", mem.device_peak_bytes / 2**20, None, "MB"))
-    st.cost.append(Metric("n_parameters", float(st.est.n_parameters()), None, "count"))
+    try:
+        st.cost.append(Metric("n_parameters", float(st.est.n_parameters()), None, "count"))
+    except NotImplementedError:  # an outside estimator need not count its parameters
+        pass
     st.cost.append(Metric("threads", float(thread_count()), None, "count"))
     st.cost.append(Metric("blas_threads", float(blas_thread_count()), None, "count"))
 
@@ -330,13 +377,17 @@ def _sample_scores(ds: Any, samples: np.ndarray, seed: int) -> dict:
     """Every sample metric of ``samples`` against the test split's reference rows; for
     labelled images the Frechet distance is taken in a trained classifier's feature space."""
     from densbench.metrics.features import classifier_features
-    from densbench.metrics.samples import frechet_distance, sample_metrics
+    from densbench.metrics.samples import failed, frechet_distance, sample_metrics
 
     ref = ds.test[:SAMPLE_REFERENCE_ROWS]
-    scores = sample_metrics(samples, ref, train=ds.train, seed=seed)
-    feats = classifier_features(ds) if ds.image_shape is not None else None
-    if feats is not None:
-        scores["frechet_distance"] = frechet_distance(samples, ref, features=feats)
+    scores = sample_metrics(samples, ref, train=ds.train, seed=seed, keep_going=True)
+    if ds.image_shape is not None:
+        try:
+            feats = classifier_features(ds)
+            if feats is not None:
+                scores["frechet_distance"] = frechet_distance(samples, ref, features=feats)
+        except Exception as exc:  # this metric's failure, not the others'
+            scores["frechet_distance"] = failed(exc)
     return scores
 
 

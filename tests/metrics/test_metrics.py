@@ -278,3 +278,73 @@ def test_thread_audit_sees_a_pool_raised_and_restored_inside_a_call():
     assert blas and all(over[k][0] == 2 for k in blas)
     assert any("_svd_on" in call for call in over[blas[0]][1])
     assert over["torch"][0] == 3 and any("torch_on_three" in c for c in over["torch"][1])
+
+
+# -- a cell's figures on user data at extreme scales --------------------------------------
+
+def _splits(rng, big_row=None):
+    """Train, val and test rows (2-D); ``big_row``: one more training row."""
+    train, val, test = (rng.normal(size=(n, 2)) * [1.0, 0.5] for n in (300, 100, 100))
+    if big_row is not None:
+        train = np.vstack([train, big_row])
+    return {"train": train, "val": val, "test": test}
+
+
+def _run(tmp_path, name, splits):
+    from densbench.runner.cell import run_cell
+    from densbench.runner.plan import Cell, Spec
+
+    np.savez(tmp_path / f"{name}.npz", **splits)
+    rec = run_cell(Cell(Spec("gaussian"), Spec(str(tmp_path / f"{name}.npz")), 0,
+                        n_samples=100))
+    assert rec["status"] == "ok", rec.get("traceback")
+    return rec, {m["metric"]: m for m in rec["metrics"]}
+
+
+def _scipy_test_loglik(splits, scale):
+    """The Gaussian's mean test log-likelihood by SciPy on the data divided by ``scale``
+    (maximum likelihood plus the relative ridge 1e-6), back in the data's units."""
+    train, test = splits["train"] / scale, splits["test"] / scale
+    cov = np.cov(train, rowvar=False, bias=True)
+    cov += 1e-6 * np.trace(cov) / 2 * np.eye(2)
+    ll = stats.multivariate_normal(train.mean(0), cov).logpdf(test) - 2 * np.log(scale)
+    return float(np.mean(ll))
+
+
+@pytest.mark.parametrize("factor", [1e155, 1e-300])
+def test_a_cell_on_data_at_an_extreme_scale_keeps_every_figure(tmp_path, factor):
+    """A user's .npz at 1e155 or 1e-300: the test log-likelihood is SciPy's on the
+    rescaled data, and every sample metric is computed and equals its value at scale 1
+    (times the factor where its unit is the data's)."""
+    from densbench.metrics.catalogue import SAMPLE_METRICS
+
+    plain = _splits(np.random.default_rng(20))
+    _, want = _run(tmp_path, "plain", plain)
+    rec, got = _run(tmp_path, "scaled", {k: v * factor for k, v in plain.items()})
+    assert got["test_loglik"]["value"] == pytest.approx(
+        _scipy_test_loglik({k: v * factor for k, v in plain.items()}, factor), rel=1e-12)
+    assert got["test_loglik"]["value"] == pytest.approx(
+        want["test_loglik"]["value"] - 2 * np.log(factor), rel=1e-12)
+    assert "sample_metric_errors" not in rec
+    for name, info in SAMPLE_METRICS.items():
+        times = factor if info.unit == "data units" else 1.0
+        assert got["samples_" + name]["value"] == pytest.approx(
+            want["samples_" + name]["value"] * times, rel=1e-6, abs=1e-9 * times), name
+
+
+def test_a_row_near_the_largest_float64_is_fitted_and_its_samples_fail_apart(tmp_path):
+    """One training row of 1.7e308 beside ordinary ones: no false 'zero variance'; the
+    likelihoods are SciPy's on the data rescaled by 2^1023; the samples, spread to 1e307,
+    cannot be compared with the ordinary test rows in float64, which every sample metric
+    records as its failure (value missing, a note, the traceback) while the cell is ok."""
+    splits = _splits(np.random.default_rng(21), big_row=[1.7e308, 1.7e308])
+    rec, got = _run(tmp_path, "row", splits)
+    assert got["test_loglik"]["value"] == pytest.approx(
+        _scipy_test_loglik(splits, 2.0 ** 1023), rel=1e-12)
+    assert np.isfinite(got["val_loglik"]["value"])
+    rows = [m for name, m in got.items() if name.startswith("samples_")
+            and name != "samples_truth_loglik"]
+    assert rows and all(m["value"] is None and "too far apart to compare in float64"
+                        in m["note"] for m in rows)
+    (error,) = rec["sample_metric_errors"]
+    assert len(error["metrics"]) == len(rows) and "Traceback" in error["traceback"]
