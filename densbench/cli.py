@@ -156,7 +156,10 @@ def _cmd_list() -> int:
     print(f"Datasets (data root: {data.data_root()}):")
     for name in data.names():
         folder = data.REGISTRY.meta(name).get("folder")
-        where = folder_status(folder) if folder else "built-in"
+        try:
+            where = folder_status(folder) if folder else "built-in"
+        except OSError as exc:  # this dataset's folder, not the listing, is broken
+            where = f"unreadable: {exc.strerror or exc}: {exc.filename}"
         print(f"  {name:<18} [{where}] {data.describe(name)}")
     return 0
 

@@ -8,7 +8,9 @@ Objects from outside the package are first-class: a name that is no entry is loo
 installed plugin (the registry's entry-point group), then as a spec, ``package.module:attr``
 or ``path/to/file.py:attr``, and handed to the registry's ``resolve`` hook (which checks it
 or adapts it: a scikit-learn-style class, a data file). A spec travels as a string, so every
-process that receives it (a pool worker, a Dask worker) imports it itself.
+process that receives it (a pool worker, a Dask worker) imports it itself. A file is
+imported with its folder on ``sys.path`` (as Python runs a script), so it imports the
+modules beside it (``from mymodel import Net``) in every process alike.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ def absolute_spec(name: str, suffixes: tuple[str, ...] = ()) -> str:
 
 def _import_file(path: Path) -> Any:
     """The module at ``path``, imported once per process under a name derived from its
-    absolute path (the same name in every process, so objects from it pickle)."""
+    absolute path (the same name in every process, so objects from it pickle), with its
+    folder first on ``sys.path``, where it stays: the file's own imports of the modules
+    beside it, at import or later inside a function, find them as when it runs as a
+    script."""
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
     modname = f"densbench_plugin_{path.stem}_{digest}"
     if modname in sys.modules:
@@ -70,6 +75,8 @@ def _import_file(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"not a Python file: {path}")
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     module = importlib.util.module_from_spec(spec)
     sys.modules[modname] = module
     try:
@@ -103,7 +110,7 @@ def import_spec(spec: str, kind: str = "object") -> Any:
             module = importlib.import_module(target)
     except PluginError:
         raise
-    except Exception as exc:  # the user's module failed to import: say how, in one line
+    except (Exception, SystemExit) as exc:  # the user's module failed to import: say how
         raise PluginError(f"{kind} {spec!r}: cannot import {target} "
                           f"({type(exc).__name__}: {exc})") from exc
     try:
@@ -240,11 +247,18 @@ class Registry(Generic[T]):
         return {name: entry[0] for name, entry in self._lazy.items()}
 
     def meta(self, name: str) -> dict[str, Any]:
-        """The metadata declared with ``name`` (empty for objects registered directly)."""
-        if name not in self._lazy:
+        """The metadata declared with ``name`` (empty for objects registered directly and
+        for installed plugins, which are not loaded for it)."""
+        if name in self._lazy:
+            return dict(self._lazy[name][2])
+        if name not in self._items and name not in self._entry_points():
             self.get(name)  # an unknown name raises with the known ones
-            return {}
-        return dict(self._lazy[name][2])
+        return {}
+
+    def is_builtin(self, name: Any) -> bool:
+        """Whether ``name`` is declared or registered here: using it runs no code from
+        outside (an installed plugin or a spec runs its module's)."""
+        return isinstance(name, str) and (name in self._items or name in self._lazy)
 
     def describe(self, name: str) -> str:
         """The declared one-line description, else the first line of the docstring."""

@@ -35,6 +35,34 @@ def test_list_shows_every_estimator_and_dataset(capsys):
         assert f"  {name} " in out
 
 
+def test_list_marks_an_unreadable_data_folder_and_lists_the_rest(tmp_path):
+    """A dataset folder its user may not read (a real one; as root, the command runs
+    without the capabilities that bypass file permissions): its line says so and why,
+    every other line is there, exit 0."""
+    import shutil
+
+    root = tmp_path / "root"
+    (root / "mnist").mkdir(parents=True)
+    (root / "mnist").chmod(0)
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop its file capabilities")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    try:
+        res = subprocess.run([*prefix, sys.executable, "-m", "densbench", "list",
+                              "--data-root", str(root)], capture_output=True, text=True,
+                             timeout=120)
+    finally:
+        (root / "mnist").chmod(0o755)
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines()
+             if line.startswith("  ")}
+    assert "[unreadable: Permission denied: " in lines["mnist"], lines["mnist"]
+    assert "[missing]" in lines["cifar10"] and "[built-in]" in lines["banana"]
+    assert res.stderr == ""
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--estimators", "nope", "--datasets", "banana"], "unknown estimator 'nope'"),
     (["run", "--estimators", "kde", "--datasets", "nope"], "unknown dataset 'nope'"),

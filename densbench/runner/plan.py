@@ -46,7 +46,7 @@ import inspect
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # imported where used, as the registries are: importing the p
     from densbench.estimators.selection import SearchSpace
 
 __all__ = ["Cell", "Spec", "Suite", "SuiteError", "builtin_suite", "builtin_suite_names",
-           "canonical", "load_suite"]
+           "canonical", "load_suite", "runs_user_code"]
 
 
 class SuiteError(ValueError):
@@ -85,6 +85,12 @@ class Spec:
     only: tuple[str, ...] | None = field(default=None, compare=False)
     #: for an estimator: candidate values chosen per cell on the validation split
     tune: SearchSpace | None = None
+    #: where the entry comes from, as errors name it (a suite file's key, or the
+    #: command-line option and the name as typed)
+    origin: str | None = field(default=None, compare=False)
+    #: why its cells are not run (its check ran past a cell's limits; see
+    #: :mod:`densbench.runner.isolate`): they are recorded as timeouts with this error
+    refused: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # a file named relative to the planner's directory is found by every worker
@@ -198,32 +204,42 @@ class Suite:
             if n_seeds < 1:
                 raise SuiteError(f"--seeds must be >= 1; got {n_seeds}")
             out = replace(out, seeds=tuple(range(n_seeds)))
-        out.validate(where)
-        return out
+        return out.validate(where)
 
-    def validate(self, where: str | None = None) -> None:
+    def validate(self, where: str | None = None) -> Suite:
         """Check the whole suite before anything runs: every name against its registry,
         every estimator's hyperparameters by the estimator's own checks
         (:meth:`~densbench.estimators.base.DensityEstimator.check_params`), every
         dataset's parameters by its loader, each estimator's ``datasets`` restriction, no
         repeated entry, a name usable as a folder under ``results/``. Raises
-        :class:`SuiteError` naming the suite file and the key."""
+        :class:`SuiteError` naming the entry as the user gave it (the suite file and key,
+        or the command-line option and name).
+
+        The checks of an estimator or dataset from outside the package run its code: they
+        run in a child process under a cell's limits (:mod:`densbench.runner.isolate`).
+        Returns the suite to run: an entry whose check ran past those limits is marked
+        ``refused``, so that its cells are recorded as timeouts without running while the
+        others run."""
         where = where or self.source or f"suite {self.name}"
         _check_name(self.name, where)
         if not self.seeds:
             raise SuiteError(f"{where}: no seeds")
         for key, specs in (("estimators", self.estimators), ("datasets", self.datasets)):
             _check_unique(specs, key, where)
-        infos = [_check_dataset(spec, f"{where}: datasets[{i}] ({spec.name})")
-                 for i, spec in enumerate(self.datasets)]
+        limits = (self.cell_timeout_s, self.cell_wall_timeout_s)
+        checked = [_checked_dataset(spec, _at(spec, "datasets", i, where), limits)
+                   for i, spec in enumerate(self.datasets)]
         chosen = {d.name for d in self.datasets}
+        estimators = []
         for i, spec in enumerate(self.estimators):
-            at = f"{where}: estimators[{i}] ({spec.name})"
+            at = _at(spec, "estimators", i, where)
             if spec.only is not None:
                 _check_restriction(spec.only, chosen, at)
-            for d, info in zip(self.datasets, infos, strict=True):
-                if spec.only is None or d.name in spec.only:
-                    _check_estimator(spec, info, at)
+            infos = [info for d, info in checked if info is not None
+                     and (spec.only is None or d.name in spec.only)]
+            estimators.append(_checked_estimator(spec, infos, at, limits))
+        return replace(self, estimators=tuple(estimators),
+                       datasets=tuple(d for d, _ in checked))
 
 
 #: What a suite name may be: it names the run's folder, ``results/<name>``.
@@ -246,9 +262,14 @@ def _check_unique(specs: tuple[Spec, ...], key: str, where: str) -> None:
         for j, other in seen.get(ident, []):
             if (spec.only is None or other.only is None
                     or set(spec.only) & set(other.only)):
-                raise SuiteError(f"{where}: {key}[{i}] ({spec.name}) repeats {key}[{j}] "
-                                 f"with the same params; each cell would run twice")
+                raise SuiteError(f"{_at(spec, key, i, where)} repeats {key}[{j}] with the "
+                                 f"same params; each cell would run twice")
         seen.setdefault(ident, []).append((i, spec))
+
+
+def _at(spec: Spec, key: str, i: int, where: str) -> str:
+    """How errors name entry ``i`` of ``key``: where it comes from, else by its place."""
+    return spec.origin or f"{where}: {key}[{i}] ({spec.name})"
 
 
 def _refuse_device(spec: Spec) -> None:
@@ -315,7 +336,7 @@ def _check_dataset(spec: Spec, at: str) -> Any:
         loader = data.REGISTRY.get(spec.name)
     except UnknownNameError as exc:
         raise UnknownNameError(f"{at}: {exc}") from None
-    except PluginError as exc:
+    except ValueError as exc:  # a plugin that does not load, a data file that is not
         raise SuiteError(f"{at}: {exc}") from None
     known = set(inspect.signature(loader).parameters) - {"seed"}
     unknown = sorted(set(spec.params) - known)
@@ -328,6 +349,89 @@ def _check_dataset(spec: Spec, at: str) -> Any:
         raise SuiteError(f"{at} params: {exc}") from None
     _DATASET_INFO[key] = info
     return info
+
+
+# -- checks that run a user's code: in a child process (densbench.runner.isolate) --------
+
+#: What the isolated checks answered so far (a suite is checked again when restricted).
+_ISOLATED: dict[str, Any] = {}
+
+
+def runs_user_code(spec: Spec, registry: Any) -> bool:
+    """Whether checking ``spec`` imports or calls code from outside the package: an
+    installed plugin or a spec, or a data file with a ``log_prob`` function."""
+    from densbench.data import is_data_file
+    from densbench.registry import is_spec
+
+    if registry.is_builtin(spec.name):
+        return False
+    return (spec.name in registry or is_spec(spec.name)
+            or (is_data_file(spec.name) and "log_prob" in spec.params))
+
+
+def _isolated(kind: str, spec: Spec, target: str, infos: list[Any] | None, at: str,
+              limits: tuple[float | None, float | None]) -> tuple[Any, str | None]:
+    """``target(spec[, infos], at)`` in a child process under a cell's ``limits``: (its
+    answer, None), or (None, why the cells are not run) when it ran past them. Its errors
+    are raised as the suite's (one line, naming ``at``)."""
+    from densbench.runner.isolate import CheckError, Limits, OutOfLimits, call
+
+    args = (spec, at) if infos is None else (spec, infos, at)
+    key = canonical([target, spec.to_dict(), infos, limits])  # where it was named aside
+    if key not in _ISOLATED:
+        try:
+            _ISOLATED[key] = (call(target, args, Limits.of_cells(*limits),
+                                   errors=(SuiteError, UnknownNameError)), None)
+        except OutOfLimits as exc:
+            _ISOLATED[key] = (None, f"{kind} {spec.name} was not run: importing and "
+                                    f"checking it (in a separate process, before the run) "
+                                    f"took {exc}")
+        except CheckError as exc:
+            raise SuiteError(f"{at}: checking it failed: {exc}") from None
+    return _ISOLATED[key]
+
+
+def _checked_dataset(spec: Spec, at: str, limits: tuple[float | None, float | None]
+                     ) -> tuple[Spec, Any]:
+    """``spec`` (marked refused if its check ran past the limits) and its dataset info
+    (None if refused)."""
+    from densbench import data
+
+    if not runs_user_code(spec, data.REGISTRY):
+        return spec, _check_dataset(spec, at)
+    fields, refused = _isolated("dataset", spec, "densbench.runner.plan:_dataset_fields",
+                                None, at, limits)
+    if refused is not None:
+        return replace(spec, refused=refused), None
+    from densbench.data.base import DatasetInfo
+
+    shapes = ("image_shape", "sequence_shape")
+    return spec, DatasetInfo(**{**fields, **{k: None if fields[k] is None else
+                                             tuple(fields[k]) for k in shapes}})
+
+
+def _dataset_fields(spec: Spec, at: str) -> dict[str, Any]:
+    """:func:`_check_dataset`'s info as plain fields (run in the child process)."""
+    return asdict(_check_dataset(spec, at))
+
+
+def _checked_estimator(spec: Spec, infos: list[Any], at: str,
+                       limits: tuple[float | None, float | None]) -> Spec:
+    """``spec``, checked on each dataset info (marked refused if its check ran past the
+    limits)."""
+    from densbench import estimators
+
+    if not runs_user_code(spec, estimators.REGISTRY):
+        _check_estimator_on(spec, infos, at)
+        return spec
+    _, refused = _isolated("estimator", spec, "densbench.runner.plan:_check_estimator_on",
+                           infos, at, limits)
+    return spec if refused is None else replace(spec, refused=refused)
+
+
+def _check_estimator_on(spec: Spec, infos: list[Any], at: str) -> None:
+    for info in infos:
+        _check_estimator(spec, info, at)
 
 
 def _check_restriction(only: tuple[str, ...], chosen: set[str], at: str) -> None:
@@ -353,7 +457,10 @@ def _pick(specs: tuple[Spec, ...], names: list[str], option: str) -> tuple[Spec,
         by_name.setdefault(s.name, []).append(s)
     out: list[Spec] = []
     for n in names:
-        out.extend(by_name.get(_absolute(n), [Spec(n)]))
+        typed = f"{option} {n}"
+        out.extend([replace(s, origin=f"{typed} (as {s.origin} sets it)" if s.origin
+                            else typed) for s in by_name.get(_absolute(n), [])]
+                   or [Spec(n, origin=typed)])
     return tuple(out)
 
 
@@ -379,8 +486,9 @@ def _specs(raw: Any, key: str, where: str) -> tuple[Spec, ...]:
                                  or not all(isinstance(x, str) for x in only)):
             raise SuiteError(f"{where}: {key}[{i}] ({item['name']}): 'datasets' (only for "
                              "estimators) must be a list of dataset names")
+        at = f"{where}: {key}[{i}] ({item['name']})"
         specs.append(Spec(item["name"], dict(params), None if only is None else tuple(only),
-                          _tuning(item, f"{where}: {key}[{i}] ({item['name']})")))
+                          _tuning(item, at), origin=at))
     return tuple(specs)
 
 
@@ -453,8 +561,7 @@ def parse_suite(text: str, where: str) -> Suite:
                   seeds=tuple(seeds), cell_timeout_s=timeout, source=where,
                   n_samples=n_samples, sample_metrics=use_metrics, cell_memory_mb=memory,
                   cell_wall_timeout_s=wall)
-    suite.validate()
-    return suite
+    return suite.validate()
 
 
 def load_suite(path: str | Path) -> Suite:

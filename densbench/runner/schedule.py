@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from densbench.runner.plan import Cell, canonical
+from densbench.runner.plan import Cell, canonical, runs_user_code
 
 __all__ = ["expected_seconds", "longest_first"]
 
@@ -49,7 +49,8 @@ def _epochs(cell: Cell) -> float:
     from densbench import estimators
 
     epochs = cell.estimator.params.get("max_epochs")
-    if epochs is None:
+    # (a user's code runs in its cells only, never here)
+    if epochs is None and not runs_user_code(cell.estimator, estimators.REGISTRY):
         try:
             epochs = estimators.make(cell.estimator.name).get_params().get("max_epochs")
         except Exception:  # an estimator that cannot be made bare gets the plain prior
@@ -62,6 +63,8 @@ def _dim(cell: Cell, known: dict[str, int]) -> int:
     from densbench import data
 
     key = canonical(cell.dataset.to_dict())
+    if key not in known and runs_user_code(cell.dataset, data.REGISTRY):
+        known[key] = 2  # a user's code runs in its cells only, never here
     if key not in known:
         try:
             known[key] = int(data.info(cell.dataset.name, **cell.dataset.params).dim)

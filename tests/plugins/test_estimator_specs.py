@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 import textwrap
 from importlib.metadata import EntryPoint
 
@@ -113,3 +115,80 @@ def test_register_for_interactive_use():
         db.estimators.register("test_register_mine", Mine)
     with pytest.raises(PluginError, match="is not an estimator: a densbench"):
         db.estimators.register("test_register_int", int)
+
+
+WITHOUT_SAMPLER = MODEL.replace("    def _sample(self, n, rng):\n        return self.mean_ + "
+                                "np.sqrt(self.var_) * rng.standard_normal((n, self.mean_.size))"
+                                "\n\n", "") + '''
+
+class Column(Iso):
+    """Scores as a column (n, 1)."""
+
+    def _score_samples(self, X):
+        return super()._score_samples(X)[:, None]
+
+
+class Wider(Iso):
+    """Samples one column too many."""
+
+    def _sample(self, n, rng):
+        return rng.standard_normal((n, self.mean_.size + 1))
+'''
+
+
+@pytest.fixture
+def odd_models(tmp_path, monkeypatch):
+    (tmp_path / "odd.py").write_text(textwrap.dedent(WITHOUT_SAMPLER))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "odd.py"
+
+
+def test_a_wrong_output_shape_names_the_estimator_the_method_and_both_shapes(odd_models):
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match=r"^odd.py:Column: _score_samples returned shape "
+                                         r"\(50, 1\); expected \(50,\): one log-density"):
+        db.estimators.make("odd.py:Column").fit(X).score_samples(X)
+    with pytest.raises(ValueError, match=r"^odd.py:Wider: _sample returned shape \(7, 3\); "
+                                         r"expected \(7, 2\)"):
+        db.estimators.make("odd.py:Wider").fit(X).sample(7)
+
+
+def test_a_model_without_a_sampler_keeps_its_likelihoods(odd_models):
+    """can_sample is inferred (no _sample of its own: False; a subclass with one: True);
+    the cell records the likelihoods and says why it drew no samples. A class that says it
+    samples but whose sampler is not implemented for its settings (scikit-learn's
+    exponential KernelDensity) is noted the same way."""
+    from densbench.runner.cell import run_cell
+    from densbench.runner.plan import Cell, Spec
+
+    assert db.estimators.get("odd.py:Iso").can_sample is False
+    assert db.estimators.get("odd.py:Wider").can_sample is True
+    data = Spec("banana", {"n_train": 200, "n_val": 60, "n_test": 60})
+    for spec, note in (
+            (Spec("odd.py:Iso"), r"no samples: .*odd.py:Iso: this estimator cannot sample "
+                                 r"\(its class implements no _sample\)$"),
+            (Spec("sklearn.neighbors:KernelDensity", {"kernel": "exponential"}),
+             r"no samples: sklearn.neighbors:KernelDensity: KernelDensity.sample is not "
+             r"implemented for these settings$")):
+        rec = run_cell(Cell(spec, data, 0))
+        assert rec["status"] == "ok", rec.get("traceback")
+        names = {m["metric"] for m in rec["metrics"]}
+        assert {"test_loglik", "val_loglik"} <= names
+        assert not any(n.startswith("samples_") for n in names)
+        assert re.match(note, rec["samples_note"]), rec["samples_note"]
+
+
+def test_a_file_imports_the_module_beside_it(tmp_path, monkeypatch):
+    """``path/to/file.py:Class`` whose file does ``from helper import ...``: the helper
+    beside it is found (the file's folder is on sys.path, as for a script)."""
+    (tmp_path / "sibling_helper_27.py").write_text("def spread(X):\n    return X.var()\n")
+    (tmp_path / "withhelper.py").write_text(textwrap.dedent(MODEL).replace(
+        "import numpy as np\n", "import numpy as np\nfrom sibling_helper_27 import spread\n"
+    ).replace("X.var()", "spread(X)"))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the folder added is taken out after
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    try:
+        est = db.estimators.make(f"{tmp_path}/withhelper.py:Iso").fit(X)
+    finally:
+        sys.modules.pop("sibling_helper_27", None)
+    assert est.var_ == X.var()

@@ -152,8 +152,9 @@ def test_same_estimator_with_other_params_is_no_duplicate():
 
 def test_restriction_that_leaves_a_named_estimator_without_cells():
     default = builtin_suite("default")
-    with pytest.raises(SuiteError, match=r"estimators\[0\] \(hmm\): runs only on hmm_seq, "
-                                         r"digits, none of which .*\(banana\)"):
+    with pytest.raises(SuiteError, match=r"^--estimators hmm \(as densbench/suites/default"
+                                         r"\.toml: estimators\[\d+\] \(hmm\) sets it\): runs "
+                                         r"only on hmm_seq, digits, none of which .*\(banana\)"):
         default.restrict(estimators=["hmm"], datasets=["banana"])
     # not named: the estimators that cannot run on the chosen datasets are left out
     names = {e.name for e in default.restrict(datasets=["banana"]).estimators}
@@ -188,8 +189,12 @@ def test_cli_refuses_a_bad_suite_in_one_line_before_running(tmp_path):
     assert not (tmp_path / "out").exists()
     res = _cli(tmp_path, "--estimators", "hmm", "--datasets", "banana", "--out",
                str(tmp_path / "out"))
-    assert res.returncode == 2 and "(hmm): runs only on" in res.stderr, res.stderr
+    assert res.returncode == 2 and "--estimators hmm (as " in res.stderr, res.stderr
+    assert "sets it): runs only on" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    res = _cli(tmp_path, "--estimators", "kdee", "--datasets", "banana")
+    assert res.returncode == 2 and res.stderr.startswith(
+        "densbench: error: --estimators kdee: unknown estimator 'kdee'; known: "), res.stderr
 
 
 def test_samples_n_zero_draws_none_and_one_is_refused():
@@ -198,3 +203,19 @@ def test_samples_n_zero_draws_none_and_one_is_refused():
     with pytest.raises(SuiteError, match=r"\[samples\] n must be 0 \(draw none\) or an int "
                                          r">= 2; got 1"):
         parse_suite(SUITE + "[samples]\nn = 1\n", "t.toml")
+
+
+@pytest.mark.parametrize(("names", "message"), [
+    ({"estimators": ["kdee"]}, r"^--estimators kdee: unknown estimator 'kdee'; known: "),
+    ({"datasets": ["nope"]}, r"^--datasets nope: unknown dataset 'nope'; known: "),
+    ({"datasets": ["missing.npy"]}, r"^--datasets missing.npy: dataset \S*missing.npy: no "
+                                    r"such file"),
+    ({"estimators": ["no_such_module_xyz:M"]},
+     r"^--estimators no_such_module_xyz:M: estimator 'no_such_module_xyz:M': cannot import"),
+])
+def test_an_ad_hoc_run_names_the_option_and_the_name_as_typed(names, message):
+    """A run made of command-line names (the default suite restricted) says which option
+    and name are wrong, not the default suite's file."""
+    with pytest.raises((SuiteError, UnknownNameError), match=message) as err:
+        builtin_suite("default").restrict(**names)
+    assert "default.toml" not in str(err.value)
