@@ -328,6 +328,11 @@ class Exits(_Fault):
         sys.exit(4)
 
 
+class Interrupts(_Fault):
+    def fault(self, gate):
+        raise KeyboardInterrupt
+
+
 class Segfaults(_Fault):
     def fault(self, gate):
         print("about to read address 0", file=sys.stderr, flush=True)
@@ -424,6 +429,20 @@ def test_a_cell_that_exits_or_segfaults_fails_alone_with_what_its_process_left(t
         assert text in segv["traceback"], segv["traceback"]
     assert "2 failed in all" in res.stdout
     assert not (out / ".lock").exists()
+
+
+def test_in_the_drivers_process_too_a_cells_exit_or_interrupt_fails_only_that_cell(tmp_path):
+    # what a cell's own code raises beyond Exception ends that cell, not the driver's run
+    cells = [Cell(Spec(spec), Spec("banana", SMALL_BANANA), 0, sample_metrics=False)
+             for spec in (_faulty(tmp_path, "Exits"), _faulty(tmp_path, "Interrupts"),
+                          "diag_gaussian")]
+    store = RunStore(tmp_path / "r", create=True)
+    summary = run_cells(cells, store, executor="inprocess")
+    assert (summary.ok, len(summary.failed), summary.interrupted) == (1, 2, False)
+    exits, interrupts, ok = (store.read(c.id) for c in cells)
+    assert exits["error"] == "SystemExit: 4 (the cell's code called sys.exit(4))"
+    assert interrupts["error"] == "KeyboardInterrupt (raised by the cell's own code)"
+    assert "faulty.py" in interrupts["traceback"] and ok["pid"] == os.getpid()
 
 
 @pytest.mark.slow
