@@ -58,7 +58,10 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=1, metavar="N",
                    help="worker processes (default 1)")
     r.add_argument("--executor", choices=list(EXECUTORS), default="local",
-                   help="local (this machine) or dask (distributed)")
+                   help="local (supervised worker processes on this machine: limits "
+                        "enforced, a crashing cell fails alone), dask (distributed), or "
+                        "inprocess (in this process, for a debugger: no limits, and a "
+                        "crashing cell ends the run)")
     r.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N",
                    help="where estimators that take a device run (default cpu); with "
                         "cuda, workers take the GPUs in turn; recorded, not in cell ids")
@@ -186,10 +189,12 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     if args.scheduler and args.executor != "dask":
         raise UsageError("--scheduler needs --executor dask")
+    if args.executor == "inprocess" and args.workers != 1:
+        raise UsageError("--executor inprocess runs one cell at a time: no --workers")
     if args.cell_memory_mb is not None and not args.cell_memory_mb > 0:
         raise UsageError(f"--cell-memory-mb must be > 0; got {args.cell_memory_mb:g}")
     check_device(args.device)
-    if args.executor == "local":  # a Dask cluster's GPUs are its workers' to count
+    if args.executor != "dask":  # a Dask cluster's GPUs are its workers' to count
         local_devices(args.device, args.workers)
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
@@ -227,7 +232,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from densbench.estimators.training import progress_callback
     from densbench.metrics.timing import steady_allocator
 
-    steady_allocator()  # this process runs cells itself with one worker (workers: their own)
+    steady_allocator()  # this process computes floors (and runs cells with inprocess)
     try:
         with progress_callback(epoch):
             summary = run_suite(suite, store, command="densbench " + " ".join(argv),
