@@ -278,13 +278,23 @@ def _print_summary(out: Path, summary) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from densbench.report.render import write_report
+    import warnings
+
+    from densbench.report.render import InvalidRecordWarning, write_report
     from densbench.runner.store import RunStore
 
     RunStore(args.run_dir)  # a clear error for a folder that is not a run
     if args.out and not Path(args.out).is_dir():
         raise UsageError(f"--out must be an existing folder; got {args.out}")
-    for path in write_report(args.run_dir, tuple(_names(args.format)), args.out):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InvalidRecordWarning)
+        paths = write_report(args.run_dir, tuple(_names(args.format)), args.out)
+    for w in caught:  # a record left out: one line each, the report says which too
+        if issubclass(w.category, InvalidRecordWarning):
+            print(f"densbench: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for path in paths:
         print(f"wrote {path}")
     return 0
 

@@ -1,16 +1,18 @@
-"""Figures of a run (matplotlib, Agg backend): sample galleries saved with the run."""
+"""Figures of a run (matplotlib, Agg backend), drawn from what the records store only
+(:mod:`densbench.report.datasets`), under the report's own folder."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from densbench.metrics import catalogue as C
-from densbench.report.datasets import dataset_info, load_if_unchanged
+from densbench.report.datasets import confined, dataset_info, stored_test_rows, truth_grid
 
-__all__ = ["image_grid", "render_sample_figures", "scatter_beside_data", "tile"]
+__all__ = ["Galleries", "image_grid", "render_sample_figures", "scatter_beside_data", "tile"]
 
 
 def _pyplot():
@@ -59,15 +61,25 @@ def image_grid(images: np.ndarray, image_shape: tuple[int, int], *, levels: int 
     return path
 
 
-def scatter_beside_data(samples: np.ndarray, data: np.ndarray, *, title: str,
+def scatter_beside_data(samples: np.ndarray, data: np.ndarray | None, *, title: str,
                         path: Path) -> Path:
-    """Save model samples beside held-out data (2-D), on shared axes."""
+    """Save model samples beside held-out data (2-D), on shared axes; the samples alone
+    where the data are not at hand (``data`` None)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5), sharex=True, sharey=True)
-    lo = np.percentile(data, 0.5, axis=0)
-    hi = np.percentile(data, 99.5, axis=0)
+    samples = samples[np.isfinite(samples).all(axis=1)]
+    if data is not None:
+        data = data[np.isfinite(data).all(axis=1)]
+    if not len(samples) or data is not None and not len(data):
+        raise ValueError("no finite rows to draw")
+    panels = [(data, "test data")] if data is not None else []
+    panels.append((samples, "samples"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.5 * len(panels), 3.5), sharex=True,
+                             sharey=True, squeeze=False)
+    ref = data if data is not None else samples
+    lo = np.percentile(ref, 0.5, axis=0)
+    hi = np.percentile(ref, 99.5, axis=0)
     pad = 0.15 * (hi - lo)
-    for ax, pts, label in ((axes[0], data, "test data"), (axes[1], samples, "samples")):
+    for ax, (pts, label) in zip(axes[0], panels, strict=True):
         ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.4, color="k", linewidths=0)
         ax.set_title(label, fontsize=9)
         ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
@@ -79,35 +91,58 @@ def scatter_beside_data(samples: np.ndarray, data: np.ndarray, *, title: str,
     return path
 
 
-def render_sample_figures(records: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
-    """One gallery per ok cell with a sample preview: cell id -> PNG path.
+@dataclass
+class Galleries:
+    """By cell id: the sample galleries, what a record lacked to draw its gallery in full
+    (a key of :data:`~densbench.report.datasets.MISSING`) and why a gallery could not be
+    drawn from what its record holds."""
 
-    2-D data: samples beside the test split; image data: a grid of samples.
-    """
-    from densbench.runner.store import decode_array
+    paths: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, Path] = {}
-    datasets: dict[tuple[str, str, int], Any] = {}
+
+def render_sample_figures(records: list[dict[str, Any]], root: Path,
+                          folder: str = "figures") -> Galleries:
+    """One gallery per ok cell with a sample preview, as ``root/folder/<cell id>.png``:
+    2-D data: samples beside the stored test rows; image data: a grid of samples.
+    ``records`` are checked (:func:`~densbench.runner.store.check_record`)."""
+    out = Galleries()
+    confined(root, folder).mkdir(parents=True, exist_ok=True)
     for rec in records:
         prev = rec.get("samples_preview")
         if rec.get("status") != "ok" or not prev:
             continue
-        samples = decode_array(prev).reshape(prev["shape"])
-        key = (rec["dataset"]["name"], repr(sorted(rec["dataset"].get("params", {}).items())),
-               int(rec["seed"]))
-        if key not in datasets:  # recorded shapes: the data need not be present
-            datasets[key] = dataset_info(rec)
-        ds = datasets[key]
-        title = f"{rec['estimator']['name']} on {ds.name} (seed {rec['seed']})"
-        path = out_dir / f"{rec['id']}.png"
-        if ds.image_shape is not None:
-            paths[rec["id"]] = image_grid(samples, ds.image_shape, levels=ds.levels,
-                                          title=title, path=path)
-        elif ds.dim == 2 and (loaded := load_if_unchanged(rec)) is not None:
-            paths[rec["id"]] = scatter_beside_data(samples, loaded.test[:len(samples)],
-                                                   title=title, path=path)
-    return paths
+        title = f"{rec['estimator']['name']} on {rec['dataset']['name']} (seed {rec['seed']})"
+        path = confined(root, folder, f"{rec['id']}.png")
+        try:
+            path, lacking = _gallery(rec, title, path)
+        except (ValueError, OverflowError) as exc:  # values matplotlib cannot draw
+            out.failed[rec["id"]] = f"{title}: {exc}"
+            continue
+        if path is not None:
+            out.paths[rec["id"]] = path
+        if lacking is not None:
+            out.missing[rec["id"]] = lacking
+    return out
+
+
+def _gallery(rec: dict[str, Any], title: str, path: Path) -> tuple[Path | None, str | None]:
+    """One checked record's gallery at ``path`` (None if it has none to show), and what
+    the record lacked to draw it in full (a key of ``MISSING``, or None)."""
+    from densbench.runner.store import decode_array
+
+    prev = rec["samples_preview"]
+    samples = decode_array(prev).reshape(prev["shape"])
+    ds = dataset_info(rec)
+    if ds is not None and ds.image_shape is not None:
+        return image_grid(samples, ds.image_shape, levels=ds.levels, title=title,
+                          path=path), None
+    if samples.shape[1] != 2:
+        return None, "info" if ds is None else None
+    data = stored_test_rows(rec)
+    return (scatter_beside_data(samples, data, title=title, path=path),
+            "test_preview" if data is None else None)
 
 
 # -- run-level figures (issue: comparison reports) -------------------------------------
@@ -202,14 +237,14 @@ def pd_index(dataset: str, labels: Any) -> Any:
     return pd.MultiIndex.from_tuples([(dataset, lab) for lab in labels])
 
 
-def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> Path | None:
-    """Each estimator's density (first seed) beside the true density, on one 2-D grid
-    (``dataset``: the loaded dataset, for its truth; ``None`` where it is not available)."""
+def density_panels(records: list[dict[str, Any]], path: Path) -> tuple[Path | None, bool]:
+    """Each estimator's density (first seed) beside the true density where the records
+    store it, on one 2-D grid; (the figure or None, whether the truth was drawn)."""
     from densbench.runner.store import decode_array
 
     recs = [r for r in records if r.get("density_grid")]
     if not recs:
-        return None
+        return None, False
     first = min(int(r["seed"]) for r in recs)
     recs = sorted((r for r in recs if int(r["seed"]) == first),
                   key=lambda r: r["estimator"]["name"])
@@ -218,14 +253,13 @@ def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> P
     gx = np.linspace(grid["x"][0], grid["x"][1], size)
     gy = np.linspace(grid["y"][0], grid["y"][1], size)
     panels = []
-    if dataset is not None and dataset.truth is not None:
-        xx, yy = np.meshgrid(gx, gy)
-        with np.errstate(divide="ignore"):
-            truth = dataset.log_prob(np.column_stack([xx.ravel(), yy.ravel()]))
-        panels.append(("truth", np.exp(truth).reshape(size, size)))
+    truth = truth_grid(recs[0])
+    if truth is not None:
+        panels.append(("truth", np.exp(truth)))
     for r in recs:
-        panels.append((r["estimator"]["name"],
-                       np.exp(decode_array(r["density_grid"])).reshape(size, size)))
+        if int(r["density_grid"]["size"]) == size:  # one grid for every panel
+            panels.append((r["estimator"]["name"],
+                           np.exp(decode_array(r["density_grid"])).reshape(size, size)))
     plt = _pyplot()
     ncols = min(len(panels), 7)
     nrows = int(np.ceil(len(panels) / ncols))
@@ -241,7 +275,7 @@ def density_panels(records: list[dict[str, Any]], dataset: Any, path: Path) -> P
         ax.axis("off")
     fig.suptitle(f"Densities on {recs[0]['dataset']['name']} (seed {first})", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path), truth is not None
 
 
 def iwae_curves(agg: Any, path: Path) -> Path | None:

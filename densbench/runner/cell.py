@@ -135,7 +135,9 @@ def _prepare(st: _State, device: str) -> None:
                  "n_train": len(ds.train), "n_val": len(ds.val),
                  "n_test": len(ds.test), "has_truth": ds.has_truth,
                  # what reports read, so that they need neither data nor loader
-                 "info": _jsonable_info(ds.info)},
+                 "info": _jsonable_info(ds.info),
+                 **({"test_preview": _preview(ds.test[:PREVIEW_ROWS_2D])}
+                    if ds.dim == 2 else {})},
         "effective_params": _jsonable(st.est.get_params()),
     })
 
@@ -182,6 +184,8 @@ def _score(st: _State) -> None:
         _score_split(st, split)
     if st.ds.dim == 2 and st.prep.figure == FIGURE_CONTINUOUS:
         st.record["density_grid"] = _density_grid(st.est, st.ds.test)
+        if st.ds.truth is not None:  # reports draw the truth beside it from the record
+            st.record["truth_grid"] = _truth_grid(st.ds)
     _diagnostics(st)
 
 
@@ -256,8 +260,7 @@ def _sample(st: _State) -> None:
     st.out.samples = samples
     preview = st.prep.to_data_space(samples[:PREVIEW_ROWS_2D if st.ds.dim <= 2
                                             else PREVIEW_ROWS])
-    st.record["samples_preview"] = {"shape": list(preview.shape),
-                                    **encode_array(preview.ravel())}
+    st.record["samples_preview"] = _preview(preview)
 
 
 def _truth(st: _State) -> None:
@@ -415,6 +418,18 @@ def _density_grid(est: Any, data: np.ndarray) -> dict[str, Any]:
     logp = est.score_samples(np.column_stack([xx.ravel(), yy.ravel()]))
     return {"x": [float(gx[0]), float(gx[-1])], "y": [float(gy[0]), float(gy[-1])],
             "size": GRID_SIZE, **encode_array(logp)}
+
+
+def _truth_grid(ds: Any) -> dict[str, Any]:
+    """The true log-density on :func:`_density_grid`'s grid (encoded; -inf where it is 0)."""
+    xx, yy = np.meshgrid(*density_grid_axes(ds.test))
+    with np.errstate(divide="ignore"):
+        return encode_array(ds.log_prob(np.column_stack([xx.ravel(), yy.ravel()])))
+
+
+def _preview(rows: np.ndarray) -> dict[str, Any]:
+    """Rows (n, d) as a record stores them for reports: shape and encoded values."""
+    return {"shape": list(rows.shape), **encode_array(np.ravel(rows))}
 
 
 def _jsonable_info(info: Any) -> dict[str, Any]:
