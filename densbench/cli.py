@@ -73,13 +73,15 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
-    rep = sub.add_parser("report", help="write a Markdown report of a run")
+    rep = sub.add_parser("report", help="write a Markdown and HTML report of a run (an "
+                         "invalid record is left out with a warning)")
     rep.add_argument("run_dir", metavar="RUN")
     rep.add_argument("--format", default="md,html", metavar="md,html",
                      help="report formats (default: md,html)")
     rep.add_argument("--out", metavar="DIR", help="output folder (default: RUN)")
-    cmp_ = sub.add_parser("compare", help="compare the same cells in two runs "
-                          "(exit 1 when a test log-likelihood got significantly worse)")
+    cmp_ = sub.add_parser("compare", help="compare the same cells in two runs (exit 1 when "
+                          "a test log-likelihood got significantly worse or a cell ok in "
+                          "RUN_A is not ok or absent in RUN_B; 2 for an invalid record)")
     cmp_.add_argument("run_a", metavar="RUN_A")
     cmp_.add_argument("run_b", metavar="RUN_B")
     cmp_.add_argument("--all-metrics", action="store_true",
@@ -112,20 +114,22 @@ def _counts(frame: Any) -> str:
 def _cmd_compare(args: argparse.Namespace) -> int:
     from densbench.metrics.catalogue import TEST_LOGLIK
     from densbench.report.compare import (
+        ABSENT,
         HEADLINE,
         by_estimator_dataset,
         compare_runs,
-        likelihood_got_worse,
+        got_worse,
+        status_changes,
     )
-    from densbench.runner.store import RunStore
 
-    ids_a = RunStore(args.run_a).finished_ids()
-    ids_b = RunStore(args.run_b).finished_ids()
     table = compare_runs(args.run_a, args.run_b)
+    statuses = status_changes(args.run_a, args.run_b)
     shown = table if args.all_metrics else table[table["metric"].isin(HEADLINE)]
     changed = int(table.loc[table["settings_changed"], "cell_id"].nunique())
-    print(f"{table['cell_id'].nunique()} cells ok in both runs; {len(ids_a - ids_b)} only in "
-          f"{args.run_a}, {len(ids_b - ids_a)} only in {args.run_b}"
+    only_a = int((statuses["status_b"] == ABSENT).sum())
+    only_b = int((statuses["status_a"] == ABSENT).sum())
+    print(f"{table['cell_id'].nunique()} cells ok in both runs; {only_a} only in "
+          f"{args.run_a}, {only_b} only in {args.run_b}"
           + (f"; {changed} of them paired across changed settings (same estimator, "
              "dataset and seed)." if changed else "."))
     if not shown.empty:
@@ -134,6 +138,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                                        False: ""})
         _print_table(view[["dataset", "estimator", "seed", "metric", "unit", "a", "b",
                            "change", "se", "mark"]])
+    if not statuses.empty:
+        print("cells whose status changed (a regression: ok before, not ok or absent now):")
+        _print_table(_marked(statuses)[["dataset", "estimator", "seed", "status_a",
+                                        "status_b", "mark", "error"]])
     print("test log-likelihood (paired over test examples, 95%): "
           + _counts(table[table["metric"] == TEST_LOGLIK]))
     summary = by_estimator_dataset(table)
@@ -145,7 +153,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         _print_table(_marked(moved)[["estimator", *(["params"] if twice else []), "dataset",
                                      "seeds", "change", "se", "z", "mark"]])
     print("estimator x dataset: " + _counts(summary))
-    return 1 if likelihood_got_worse(table) else 0
+    print(f"cell status: {int(statuses['worse'].sum())} no longer ok (regressions), "
+          f"{int(statuses['better'].sum())} ok again.")
+    return 1 if got_worse(table, statuses) else 0
 
 
 def _cmd_list() -> int:

@@ -8,13 +8,19 @@ value got worse when it moved away from the target); references, settings and me
 catalogue does not know are neither.
 
 A cell whose settings changed between the runs (new defaults, say from a tuning search)
-has a new id; it is paired with the old one when the estimator, the dataset (and its
-parameters) and the seed identify one cell in each run, so that the same test points are
-compared; such rows say ``settings_changed``.
+has a new id; it is paired with the old one when the estimator, the dataset (its
+parameters and, for a data file, its content) and the seed identify one cell in each run,
+so that the same test points are compared; such rows say ``settings_changed``.
 
 A change within floating-point rounding (at most :data:`ROUNDING` times the larger of 1 and
 the figures' size) is never significant: another order of floating-point sums (another
 thread count, another BLAS) moves a figure by ~1e-14, with a paired SE smaller still.
+
+A cell ok in the first run that is not ok in the second (failed, timed out) or is absent
+from it has no figures to compare; :func:`status_changes` lists it, and it is a regression
+(:func:`got_worse`). Both runs are read as data: every record is checked first (one that is
+not a record raises :class:`~densbench.runner.store.RecordError` naming its file), and a
+run with no records at all cannot be compared (:class:`~densbench.runner.store.StoreError`).
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from scipy import stats
 from densbench.data.transforms import LN2
 from densbench.metrics import catalogue as C
 from densbench.metrics.paired import paired_difference
-from densbench.runner.store import RunStore, decode_array, load
+from densbench.runner.store import RunStore, StoreError, decode_array, frame
 
-__all__ = ["HEADLINE", "ROUNDING", "by_estimator_dataset", "compare_runs",
-           "likelihood_got_worse"]
+__all__ = ["ABSENT", "HEADLINE", "ROUNDING", "by_estimator_dataset", "compare_runs",
+           "got_worse", "likelihood_got_worse", "status_changes"]
+
+#: The status :func:`status_changes` gives a cell that a run does not have.
+ABSENT = "absent"
 
 #: Relative size of a change that is rounding, not a change (see the module docstring).
 ROUNDING = 1e-9
@@ -52,14 +61,20 @@ _PAIRED = {
 }
 
 
-def _per_example(run: Path) -> dict[str, dict]:
-    return {r["id"]: r for r in RunStore(run).records() if r.get("status") == "ok"}
+def _records(run: str | Path) -> dict[str, dict]:
+    """A run's checked records by cell id; :class:`StoreError` for a run without any."""
+    recs = RunStore(run).records()
+    if not recs:
+        raise StoreError(f"no cell records in {run}: nothing to compare")
+    return {r["id"]: r for r in recs}
 
 
-def _slot(rec: dict[str, Any]) -> tuple[str, str, str, int]:
-    """What a cell is apart from its settings: estimator, dataset and its params, seed."""
+def _slot(rec: dict[str, Any]) -> tuple[str, str, str, str | None, int]:
+    """What a cell is apart from its settings: estimator, dataset, its params and (a data
+    file) its content, seed."""
     return (rec["estimator"]["name"], rec["dataset"]["name"],
-            json.dumps(rec["dataset"].get("params", {}), sort_keys=True), int(rec["seed"]))
+            json.dumps(rec["dataset"].get("params") or {}, sort_keys=True),
+            rec["dataset"].get("sha256"), int(rec["seed"]))
 
 
 def _pairs(recs_a: dict[str, dict], recs_b: dict[str, dict]) -> dict[str, str]:
@@ -84,10 +99,11 @@ def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> p
     """One row per (cell present and ok in both runs, metric): a, b, change = b - a, its SE,
     ``significant``, ``worse`` and ``better`` (significant and in the bad or good direction
     of the catalogue); ``cell_id`` is run b's, ``settings_changed`` marks a cell paired
-    with another id (see the module docstring)."""
-    a_df, b_df = load(run_a), load(run_b)
-    recs_a, recs_b = _per_example(Path(run_a)), _per_example(Path(run_b))
-    pairs = _pairs(recs_a, recs_b)
+    with another id (see the module docstring). Cells not ok in both: :func:`status_changes`."""
+    recs_a, recs_b = _records(run_a), _records(run_b)
+    pairs = {a: b for a, b in _pairs(recs_a, recs_b).items()
+             if recs_a[a]["status"] == "ok" and recs_b[b]["status"] == "ok"}
+    a_df, b_df = frame(list(recs_a.values())), frame(list(recs_b.values()))
     a_df = a_df[a_df["cell_id"].isin(pairs) & a_df["metric"].notna()]
     a_df = a_df.assign(id_a=a_df["cell_id"], cell_id=a_df["cell_id"].map(pairs))
     b_df = b_df[b_df["cell_id"].isin(set(pairs.values())) & b_df["metric"].notna()]
@@ -95,42 +111,88 @@ def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> p
     merged = a_df[keys + ["value", "se"]].merge(b_df[["cell_id", "metric", "value", "se"]],
                                                 on=["cell_id", "metric"],
                                                 suffixes=("_a", "_b"))
-    rows = []
-    for r in merged.itertuples(index=False):
-        change = r.value_b - r.value_a
-        se, sig, paired = math.nan, False, False
-        if r.metric in _PAIRED:
-            ea = recs_a[r.id_a].get("per_example", {}).get(C.TEST_LOGLIK)
-            eb = recs_b[r.cell_id].get("per_example", {}).get(C.TEST_LOGLIK)
-            if ea and eb and ea["n"] == eb["n"]:
-                dim = int(recs_a[r.id_a].get("data", {}).get("dim", 1))
-                pd_ = paired_difference(decode_array(eb), decode_array(ea), level)
-                factor = _PAIRED[r.metric](dim)
-                se, sig, paired = abs(factor) * pd_.se, pd_.significant, True
-        if not paired and np.isfinite(r.se_a) and np.isfinite(r.se_b):
-            se = math.hypot(r.se_a, r.se_b)
-            z = float(stats.norm.ppf(0.5 + level / 2))
-            sig = bool(se > 0 and abs(change) > z * se)
-        if abs(change) <= ROUNDING * max(1.0, abs(r.value_a), abs(r.value_b)):
-            sig = False  # rounding (see the module docstring)
-        info = C.lookup(r.metric)
-        worse = bool(sig and info is not None and info.worse(r.value_a, r.value_b))
-        better = bool(sig and info is not None and info.worse(r.value_b, r.value_a))
-        rows.append({"estimator": r.estimator, "params": r.params, "dataset": r.dataset,
-                     "seed": r.seed, "metric": r.metric, "unit": r.unit, "a": r.value_a,
-                     "b": r.value_b, "change": change, "se": se, "significant": sig,
-                     "worse": worse, "better": better, "paired": paired,
-                     "cell_id": r.cell_id, "settings_changed": r.id_a != r.cell_id})
+    rows = [_changed(r, recs_a[r.id_a], recs_b[r.cell_id], level)
+            for r in merged.itertuples(index=False)]
     cols = ["estimator", "params", "dataset", "seed", "metric", "unit", "a", "b", "change",
             "se", "significant", "worse", "better", "paired", "cell_id", "settings_changed"]
     return pd.DataFrame(rows, columns=cols).sort_values(
         ["dataset", "estimator", "seed", "metric"]).reset_index(drop=True)
 
 
+def _changed(r: Any, rec_a: dict[str, Any], rec_b: dict[str, Any],
+             level: float) -> dict[str, Any]:
+    """One metric of one cell in both runs (``r``: a row of the merged frames): its
+    change, SE (paired over test examples where the metric allows it) and verdict."""
+    change = r.value_b - r.value_a
+    se, sig, paired = math.nan, False, False
+    if r.metric in _PAIRED:
+        ea = (rec_a.get("per_example") or {}).get(C.TEST_LOGLIK)
+        eb = (rec_b.get("per_example") or {}).get(C.TEST_LOGLIK)
+        if ea and eb and ea["n"] == eb["n"]:
+            dim = int((rec_a.get("data") or {}).get("dim") or 1)
+            pd_ = paired_difference(decode_array(eb), decode_array(ea), level)
+            factor = _PAIRED[r.metric](dim)
+            se, sig, paired = abs(factor) * pd_.se, pd_.significant, True
+    if not paired and np.isfinite(r.se_a) and np.isfinite(r.se_b):
+        se = math.hypot(r.se_a, r.se_b)
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        sig = bool(se > 0 and abs(change) > z * se)
+    if abs(change) <= ROUNDING * max(1.0, abs(r.value_a), abs(r.value_b)):
+        sig = False  # rounding (see the module docstring)
+    info = C.lookup(r.metric)
+    worse = bool(sig and info is not None and info.worse(r.value_a, r.value_b))
+    better = bool(sig and info is not None and info.worse(r.value_b, r.value_a))
+    return {"estimator": r.estimator, "params": r.params, "dataset": r.dataset,
+            "seed": r.seed, "metric": r.metric, "unit": r.unit, "a": r.value_a,
+            "b": r.value_b, "change": change, "se": se, "significant": sig,
+            "worse": worse, "better": better, "paired": paired,
+            "cell_id": r.cell_id, "settings_changed": r.id_a != r.cell_id}
+
+
+def status_changes(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
+    """One row per cell whose status differs between the runs (:data:`ABSENT` where a run
+    lacks it; cells paired as :func:`compare_runs` pairs them): estimator, params, dataset,
+    seed, status_a, status_b, run b's error, ``worse`` (ok in run a, not ok or absent in
+    run b: a regression), ``better`` (failed in run a, ok in run b), ``settings_changed``."""
+    recs_a, recs_b = _records(run_a), _records(run_b)
+    pairs = _pairs(recs_a, recs_b)
+    rows = [_status_row(rec, recs_b.get(pairs.get(i, ""))) for i, rec in recs_a.items()]
+    paired_b = set(pairs.values())
+    rows += [_status_row(None, rec) for i, rec in recs_b.items() if i not in paired_b]
+    cols = ["estimator", "params", "dataset", "seed", "status_a", "status_b", "error",
+            "worse", "better", "settings_changed", "cell_id"]
+    table = pd.DataFrame(rows, columns=cols)
+    table = table[table["status_a"] != table["status_b"]]
+    return table.sort_values(["dataset", "estimator", "seed"]).reset_index(drop=True)
+
+
+def _status_row(rec_a: dict[str, Any] | None, rec_b: dict[str, Any] | None) -> dict[str, Any]:
+    rec = rec_a if rec_a is not None else rec_b
+    assert rec is not None
+    status_a = rec_a["status"] if rec_a is not None else ABSENT
+    status_b = rec_b["status"] if rec_b is not None else ABSENT
+    return {"estimator": rec["estimator"]["name"],
+            "params": json.dumps(rec["estimator"].get("params") or {}, sort_keys=True),
+            "dataset": rec["dataset"]["name"], "seed": rec["seed"],
+            "status_a": status_a, "status_b": status_b,
+            "error": rec_b.get("error") if rec_b is not None else None,
+            "worse": status_a == "ok" and status_b != "ok",
+            "better": status_a not in ("ok", ABSENT) and status_b == "ok",
+            "settings_changed": None not in (rec_a, rec_b) and rec_a["id"] != rec_b["id"],
+            "cell_id": (rec_b or rec)["id"]}
+
+
 def likelihood_got_worse(table: pd.DataFrame) -> bool:
     """True when any cell's test log-likelihood got significantly worse."""
     sel = table[table["metric"] == C.TEST_LOGLIK]
     return bool(sel["worse"].any())
+
+
+def got_worse(table: pd.DataFrame, statuses: pd.DataFrame) -> bool:
+    """True when run b is worse than run a: a test log-likelihood significantly worse
+    (``table``: :func:`compare_runs`) or a cell ok in run a not ok or absent in run b
+    (``statuses``: :func:`status_changes`)."""
+    return likelihood_got_worse(table) or bool(statuses["worse"].any())
 
 
 def by_estimator_dataset(table: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:

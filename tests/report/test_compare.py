@@ -1,10 +1,11 @@
+import json
 import shutil
 
 import numpy as np
 import pytest
 
 from densbench.cli import main
-from densbench.report.compare import by_estimator_dataset, compare_runs
+from densbench.report.compare import by_estimator_dataset, compare_runs, status_changes
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore, decode_array, encode_array
@@ -173,3 +174,62 @@ def test_cells_whose_settings_changed_are_paired_by_estimator_dataset_and_seed(t
     out = capsys.readouterr().out
     assert "1 of them paired across changed settings" in out
     assert "(settings changed)" in out
+
+
+def _broken_copy(base, dst, edit):
+    """A copy of the run with ``edit(records)`` applied to its records (by file)."""
+    shutil.copytree(base, dst)
+    records = {p: json.loads(p.read_text()) for p in sorted((dst / "cells").glob("*.json"))}
+    edit(records)
+    return dst
+
+
+def _no_longer_ok(status):
+    def edit(records):
+        path, rec = next(iter(records.items()))
+        if status == "absent":
+            path.unlink()
+        else:  # as the runner records a cell that failed or ran out of time
+            rec.update(status=status, error=f"cell {status}", metrics=[])
+            rec.pop("per_example")
+            path.write_text(json.dumps(rec))
+    return edit
+
+
+@pytest.mark.parametrize("status", ["timeout", "failed", "absent"])
+def test_a_cell_ok_before_and_not_now_is_a_regression_and_exits_1(base, tmp_path, capsys,
+                                                                   status):
+    worse = _broken_copy(base, tmp_path / "worse", _no_longer_ok(status))
+    changes = status_changes(base, worse)
+    assert list(changes["status_a"]) == ["ok"] and list(changes["status_b"]) == [status]
+    assert changes["worse"].all() and not changes["better"].any()
+    assert main(["compare", str(base), str(worse)]) == 1
+    out = capsys.readouterr().out
+    assert "cell status: 1 no longer ok (regressions), 0 ok again." in out
+    # the other way round the cell is fixed (or new): not a regression
+    assert main(["compare", str(worse), str(base)]) == 0
+    assert "0 no longer ok" in capsys.readouterr().out
+
+
+def test_a_record_without_its_estimator_exits_2_naming_the_file(base, tmp_path, capsys):
+    def edit(records):
+        path, rec = next(iter(records.items()))
+        del rec["estimator"]
+        path.write_text(json.dumps(rec))
+        edit.path = path
+
+    broken = _broken_copy(base, tmp_path / "broken", edit)
+    for args in ([str(base), str(broken)], [str(broken), str(base)]):
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("densbench: error: invalid record")
+        assert str(edit.path) in err and "estimator is missing" in err
+
+
+def test_an_empty_run_is_refused_with_one_line(base, tmp_path, capsys):
+    RunStore(tmp_path / "empty", create=True)
+    for args in ([str(base), str(tmp_path / "empty")], [str(tmp_path / "empty"), str(base)]):
+        assert main(["compare", *args]) == 2
+        err = capsys.readouterr().err
+        assert err == f"densbench: error: no cell records in {tmp_path / 'empty'}: nothing " \
+                      "to compare\n"
