@@ -11,6 +11,7 @@ from scipy.stats import multivariate_normal
 
 import densbench as db
 from densbench.data.root import DataFileError
+from densbench.report.compare import compare_runs
 from densbench.report.tables import aggregate_seeds
 from densbench.runner.cell import run_cell
 from densbench.runner.plan import Cell, Spec, SuiteError, parse_suite
@@ -187,6 +188,7 @@ def test_a_changed_file_is_a_new_configuration_never_a_second_seed(files):
     want = sorted(next(m["value"] for m in r["metrics"] if m["metric"] == "test_loglik")
                   for r in recs)
     assert sorted(table["mean"]) == want  # each content's own figure, never their mean
+    assert len(compare_runs(runs[0].root, runs[2].root)) == 0  # other data: no pairs
 
 
 def test_suite_validates_file_datasets(files):
