@@ -622,23 +622,36 @@ def load(path: str | Path):
 
 
 def dataset_labels(records: list[dict[str, Any]]) -> dict[str, str]:
-    """Each record's dataset as tables name it (by cell id): its name, followed by the
-    first 12 hex digits of the file's SHA-256 where the run holds one data file (and
+    """Each record's dataset as tables name it (by cell id): its name; followed by its
+    parameters where the run holds that name with several (``mnist {"binarize": true}``),
+    and by the first 12 hex digits of the file's SHA-256 where it holds one data file (and
     parameters) with several contents, so that results of different data are never pooled
-    as seeds of one configuration."""
-    def key(rec: dict[str, Any]) -> tuple[str, str]:
-        ds = rec["dataset"]
-        return ds["name"], json.dumps(ds.get("params") or {}, sort_keys=True)
+    as seeds of one configuration.
 
+    Example:
+        >>> recs = [{"id": str(i), "dataset": {"name": "m", "params": p}}
+        ...         for i, p in enumerate([{}, {"binarize": True}])]
+        >>> sorted(dataset_labels(recs).values())
+        ['m', 'm {"binarize": true}']
+    """
+    def params(rec: dict[str, Any]) -> str:
+        return json.dumps(rec["dataset"].get("params") or {}, sort_keys=True)
+
+    settings: dict[str, set] = {}
     contents: dict[tuple[str, str], set] = {}
     for rec in records:
-        contents.setdefault(key(rec), set()).add(rec["dataset"].get("sha256"))
+        name = rec["dataset"]["name"]
+        settings.setdefault(name, set()).add(params(rec))
+        contents.setdefault((name, params(rec)), set()).add(rec["dataset"].get("sha256"))
     out = {}
     for rec in records:
         name, digest = rec["dataset"]["name"], rec["dataset"].get("sha256")
-        if len(contents[key(rec)]) > 1:
-            name = f"{name} [sha256 {digest[:12] if digest else 'unknown'}]"
-        out[rec["id"]] = name
+        label = name
+        if len(settings[name]) > 1 and params(rec) != "{}":
+            label = f"{label} {params(rec)}"
+        if len(contents[(name, params(rec))]) > 1:
+            label = f"{label} [sha256 {digest[:12] if digest else 'unknown'}]"
+        out[rec["id"]] = label
     return out
 
 

@@ -266,3 +266,17 @@ def test_processes_racing_for_a_stale_lock_leave_exactly_one_holder(tmp_path):
                 proc.join()
     assert holders == [1] * trials, holders
     assert [proc.exitcode for proc in procs] == [0] * n
+
+
+def test_one_dataset_under_two_settings_is_two_configurations_never_two_seeds(tmp_path):
+    from densbench.report.tables import aggregate_seeds
+
+    store = RunStore(tmp_path / "run", create=True)
+    for i, (params, value) in enumerate([({}, -1.0), ({"n_train": 500}, -3.0)]):
+        rec = _record(i, value=value)
+        rec.update(seed=0, dataset={"name": "banana", "params": params})
+        store.write(rec)
+    table = aggregate_seeds(load(tmp_path / "run"))
+    assert sorted(table["n_seeds"]) == [1, 1]
+    assert sorted(table["mean"]) == [-3.0, -1.0]
+    assert set(table["dataset"]) == {"banana", 'banana {"n_train": 500}'}
