@@ -172,9 +172,9 @@ def main(argv: list[str]) -> None:
     import importlib
 
     from densbench.runner.supervise import process_cpu_seconds
-    from densbench.runner.worker import _exit_with_parent
+    from densbench.runner.worker import exit_with_parent
 
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     folder = Path(argv[0])
     target, args = pickle.loads((folder / "job.pkl").read_bytes())
     module, _, name = target.partition(":")

@@ -27,7 +27,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-__all__ = ["escaped_failure", "main"]
+__all__ = ["escaped_failure", "exit_with_parent", "main"]
 
 #: How often the worker checks that its supervisor is still alive (seconds).
 PARENT_POLL_S = 0.2
@@ -43,7 +43,7 @@ PRELOAD = ("torch", "torch._dynamo", "densbench.runner.cell", "densbench.estimat
            "densbench.metrics.features")
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """Die with ``parent``: the kernel's SIGKILL when it ends (Linux), and a thread that
     exits once it is no longer this process's parent (everywhere; it cannot run while a
     cell holds the GIL). A parent gone before the kernel was asked ends this process now."""
@@ -106,7 +106,7 @@ def _serve(conn: Connection, device: str, threads: int) -> None:
 def main(argv: list[str]) -> int:
     fd, threads, device = int(argv[0]), int(argv[1]), argv[2]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent(int(os.environ.get("DENSBENCH_SUPERVISOR_PID", os.getppid())))
+    exit_with_parent(int(os.environ.get("DENSBENCH_SUPERVISOR_PID", os.getppid())))
     faulthandler.enable(all_threads=True)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     from densbench.metrics.timing import limit_threads, steady_allocator, thread_count

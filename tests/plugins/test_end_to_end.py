@@ -1,5 +1,5 @@
 """The issue's done-when: a model in a user's file and data in a .npy and a .csv run through
-``densbench run`` in-process, on a local pool and on Dask with identical figures, and
+``densbench run`` with one worker, on a local pool and on Dask with identical figures, and
 ``report`` and ``compare`` work from another directory once the user's files are gone."""
 
 from __future__ import annotations
