@@ -6,6 +6,7 @@ unpickles anything a record names. The store itself (the only writer) lives in
 :mod:`densbench.runner.store`.
 """
 
-from densbench.runner.store import RecordError, decode_array, load, load_per_example
+from densbench.runner.records import RecordError, decode_array
+from densbench.runner.store import load, load_per_example
 
 __all__ = ["RecordError", "decode_array", "load", "load_per_example"]

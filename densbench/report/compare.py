@@ -19,7 +19,7 @@ thread count, another BLAS) moves a figure by ~1e-14, with a paired SE smaller s
 A cell ok in the first run that is not ok in the second (failed, timed out) or is absent
 from it has no figures to compare; :func:`status_changes` lists it, and it is a regression
 (:func:`got_worse`). Both runs are read as data: every record is checked first (one that is
-not a record raises :class:`~densbench.runner.store.RecordError` naming its file), and a
+not a record raises :class:`~densbench.runner.records.RecordError` naming its file), and a
 run with no records at all cannot be compared (:class:`~densbench.runner.store.StoreError`).
 """
 
@@ -37,7 +37,8 @@ from scipy import stats
 from densbench.data.transforms import LN2
 from densbench.metrics import catalogue as C
 from densbench.metrics.paired import paired_difference
-from densbench.runner.store import RunStore, StoreError, decode_array, frame
+from densbench.runner.records import StoreError, decode_array
+from densbench.runner.store import RunStore, frame
 
 __all__ = ["ABSENT", "HEADLINE", "ROUNDING", "by_estimator_dataset", "compare_runs",
            "got_worse", "likelihood_got_worse", "status_changes"]

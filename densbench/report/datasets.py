@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from densbench.runner.store import decode_array
+from densbench.runner.records import decode_array
 
 __all__ = ["MISSING", "confined", "dataset_info", "file_stem", "stored_test_rows",
            "truth_grid"]

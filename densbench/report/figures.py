@@ -106,7 +106,7 @@ def render_sample_figures(records: list[dict[str, Any]], root: Path,
                           folder: str = "figures") -> Galleries:
     """One gallery per ok cell with a sample preview, as ``root/folder/<cell id>.png``:
     2-D data: samples beside the stored test rows; image data: a grid of samples.
-    ``records`` are checked (:func:`~densbench.runner.store.check_record`)."""
+    ``records`` are checked (:func:`~densbench.runner.records.check_record`)."""
     out = Galleries()
     confined(root, folder).mkdir(parents=True, exist_ok=True)
     for rec in records:
@@ -130,7 +130,7 @@ def render_sample_figures(records: list[dict[str, Any]], root: Path,
 def _gallery(rec: dict[str, Any], title: str, path: Path) -> tuple[Path | None, str | None]:
     """One checked record's gallery at ``path`` (None if it has none to show), and what
     the record lacked to draw it in full (a key of ``MISSING``, or None)."""
-    from densbench.runner.store import decode_array
+    from densbench.runner.records import decode_array
 
     prev = rec["samples_preview"]
     samples = decode_array(prev).reshape(prev["shape"])
@@ -240,7 +240,7 @@ def pd_index(dataset: str, labels: Any) -> Any:
 def density_panels(records: list[dict[str, Any]], path: Path) -> tuple[Path | None, bool]:
     """Each estimator's density (first seed) beside the true density where the records
     store it, on one 2-D grid; (the figure or None, whether the truth was drawn)."""
-    from densbench.runner.store import decode_array
+    from densbench.runner.records import decode_array
 
     recs = [r for r in records if r.get("density_grid")]
     if not recs:

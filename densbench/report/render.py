@@ -8,7 +8,7 @@ Figures are PNG files under ``<out>/figures/`` (``<out>``: the run folder unless
 is given); the HTML embeds them as data URIs so it can be opened anywhere with no network.
 
 A run folder is data, possibly someone else's: the report uses only what its records
-store, each record checked first (:func:`~densbench.runner.store.check_record`; one that
+store, each record checked first (:func:`~densbench.runner.records.check_record`; one that
 fails is left out, named in the report and in an :class:`InvalidRecordWarning`), it never
 loads, imports or calls anything a record names, and it writes under ``<out>`` only.
 """

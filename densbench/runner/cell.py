@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from densbench.runner.plan import Cell
-from densbench.runner.store import encode_array
+from densbench.runner.records import encode_array
 
 __all__ = ["GRID_SIZE", "MAX_TRAIN_SCORED", "PREVIEW_ROWS", "PREVIEW_ROWS_2D",
            "SAMPLE_REFERENCE_ROWS", "density_grid_axes", "failure_record", "floor_metrics",
