@@ -147,7 +147,7 @@ class HMM(DensityEstimator):
     probabilities and k-means centres as emission means (Rabiner 1989, section V.C: uniform
     estimates of the Markov chain suffice, the emissions need good ones; a random Dirichlet
     start, hmmlearn's default, can leave EM in a poor local optimum: on ``hmm_seq`` with 3
-    states stock hmmlearn's default fit was 1.9-9.9 nats below on 3 of 5 seeds), then EM
+    states stock hmmlearn's default fit ends several nats lower on some seeds), then EM
     (Baum-Welch) stops after ``n_iter`` iterations or when the training log-likelihood
     gains less than ``tol`` nats per sequence. Cost: ``n_init`` runs per candidate. hmmlearn's log
     messages are kept in ``fit_messages_``, never printed.

@@ -27,7 +27,7 @@ class Metric:
         for key in ("value", "se"):
             v = d[key]
             d[key] = None if v is None or not math.isfinite(v) else float(v)
-        if d["note"] is None:  # records without caveats keep their earlier form
+        if d["note"] is None:  # no key without a caveat: ``note`` is optional in a record
             del d["note"]
         return d
 

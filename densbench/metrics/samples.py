@@ -69,9 +69,9 @@ __all__ = [
 ]
 
 #: Rows (of X) and columns (of Y) per pairwise block: 512 Ki float64 values = 4 MiB, so
-#: the several elementwise passes over a block (kernels, sums) find it in the cache: with
-#: 32 MiB blocks (1024 x 4096) mmd2 and the energy distance of 1000 x 2000 rows took 135
-#: ms on one thread, with these 74 ms (2-D; 161 -> 103 ms in 64-D; 256 x 512: 80 ms).
+#: the several elementwise passes over a block (kernels, sums) find it in the cache, where
+#: larger blocks send every pass out to main memory and smaller ones add per-block
+#: overhead.
 _BLOCK_ROWS = 512
 _BLOCK_COLS = 1024
 #: The median heuristic looks at the pairwise distances of at most this many pooled points.
@@ -569,7 +569,7 @@ class _FoldMLPs:
         h = torch.relu(torch.baddbmm(b2, h, w2))
         # the output layer (one unit) as a product and a sum, not a batched product: a
         # (B, 64) x (64, 1) product takes PyTorch's slow path, nearly as long as the
-        # 64 x 64 layer forward and backward (130-155 us against 30-40 us at B = 360)
+        # 64 x 64 layer forward and backward
         return (h * w3.transpose(1, 2)).sum(dim=-1) + b3.squeeze(-1)
 
     def snapshot(self) -> list[torch.Tensor]:
@@ -643,9 +643,9 @@ def c2st(X: np.ndarray, Y: np.ndarray, *, seed: int = 0, folds: int = 5) -> Samp
     data; the binomial ``sqrt(a (1 - a) / (2 n))`` is in ``extra``).
 
     Why not scikit-learn's ``MLPClassifier`` (the same network, fitted fold by fold,
-    with batches of 200 and a patience of 10 epochs on the validation accuracy): it was
-    most of the cost of all sample metrics. Here the ``folds`` networks are stacked and
-    trained by one batched product per step, in float32 on the calling thread's PyTorch,
+    with batches of 200 and a patience of 10 epochs on the validation accuracy): it
+    would be most of the cost of all sample metrics. Here the ``folds`` networks are stacked
+    and trained by one batched product per step, in float32 on the calling thread's PyTorch,
     with larger batches and early stopping on the smoother validation loss (never before
     20 epochs: a radial difference, a change of scale or of tails, is learnt only after
     a plateau at chance), so it stops sooner; ``tests/metrics/test_samples.py`` holds it

@@ -318,7 +318,7 @@ def sample_metrics_vs_floor(agg: Any, dataset: str, path: Path) -> Path | None:
     nrows = int(np.ceil(len(names) / ncols))
     # every panel on one y axis of all labels (a label's row is the same in every panel,
     # whichever metrics it has), written once per row of panels: labels on every panel
-    # were most of the figure's drawing time
+    # would be most of the figure's drawing time
     labels = sorted(g.loc[g["metric"].isin([C.samples(n) for n in names]), "label"].unique())
     row = {label: i for i, label in enumerate(labels)}
     fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols, 0.28 * len(labels)

@@ -71,7 +71,7 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _notes(g: pd.DataFrame) -> str | None:
-    if "note" not in g.columns:  # a frame from before notes were recorded
+    if "note" not in g.columns:  # no record of the frame has a note (the key is optional)
         return None
     notes = list(dict.fromkeys(n for n in g["note"] if isinstance(n, str) and n))
     return "; ".join(notes) or None

@@ -13,8 +13,8 @@ driver computes them on the thread that writes records
 (:class:`~densbench.runner.execute._Recorder`), beside the loop that watches the cells'
 limits, never in it.
 
-Why not in the workers, beside the cell (as before): each worker process computed each
-floor again, and again after every replaced worker, and the time showed in no record.
+Why not in the workers, beside the cell: each worker process would compute each floor
+again, and again after every replaced worker, and the time would show in no record.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "params": dict(self.params)}
-        if self.tune is not None:  # an untuned cell's id is what it always was
+        if self.tune is not None:  # no key when untuned: its id is the plain spec's
             out["tune"] = self.tune.to_dict()
         return out
 
