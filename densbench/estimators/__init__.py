@@ -104,7 +104,7 @@ for _name, _target, _description in (
      "Probabilistic PCA: a q-dimensional linear-Gaussian model with isotropic noise"),
     ("factor_analysis", f"{_E}.linear:FactorAnalysis",
      "Factor analysis: a q-dimensional linear-Gaussian model with diagonal noise"),
-    ("kde", f"{_E}.kde:KDE",
+    ("kde", f"{_E}.kde.estimator:KDE",
      "Gaussian kernel density estimate, isotropic bandwidth (exact, blocked, float64)"),
     ("gmm", f"{_E}.gmm:GMM",
      "Gaussian mixture (full or diagonal covariances), EM fit, components selected"),

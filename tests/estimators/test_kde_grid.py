@@ -1,4 +1,4 @@
-"""The KDE lattice path (densbench.estimators.kde_grid): its interpolation constants and
+"""The KDE lattice path (densbench.estimators.kde.lattice): its interpolation constants and
 error formula against dense sampling, every score within its certified bound of the
 exact path (and the check failing when the bound is understated), the routing of rows it
 cannot certify to the tree path, 'auto', 'cv' and thread counts."""
@@ -12,9 +12,9 @@ import pytest
 from scipy.special import factorial
 
 import densbench as db
-from densbench.estimators import kde as kde_module
-from densbench.estimators import kde_grid
-from densbench.estimators.kde import log_kernel_sums
+from densbench.estimators.kde import estimator as kde_estimator
+from densbench.estimators.kde import lattice as kde_grid
+from densbench.estimators.kde.exact import log_kernel_sums
 
 
 def _lagrange_direct(theta: float, nodes: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def test_auto_takes_the_lattice_where_it_fits_and_the_tree_elsewhere(monkeypatch
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 2))
     assert db.estimators.make("kde").fit(X).algorithm_ == "exact"
-    monkeypatch.setattr(kde_module, "TREE_MIN_TRAIN", 3000)
+    monkeypatch.setattr(kde_estimator, "TREE_MIN_TRAIN", 3000)
     assert db.estimators.make("kde").fit(X).algorithm_ == "grid"
     # a bandwidth so narrow that the lattice would exceed GRID_MAX_NODES: the tree
     narrow = db.estimators.make("kde", bandwidth=0.002, algorithm="grid").fit(X)

@@ -2,7 +2,7 @@
 sum every kernel term: exact sums over the training points near each query, and a bound,
 computed per query, on all the others.
 
-Why. The exact path (:func:`densbench.estimators.kde.log_kernel_sums`) forms every one of
+Why. The exact path (:func:`densbench.estimators.kde.exact.log_kernel_sums`) forms every one of
 the ``n_query x n_train`` logits and skips only the exponentials of chunks below ``e^-37``
 of a row's sum: its cost grows as ``n_query x n_train`` (hours for 200,000 queries
 against 1.6 million 6-D training rows). Here each query is scored in one of two ways.
@@ -39,7 +39,7 @@ not the error: T is a loose bound, the terms left out are usually far smaller, a
 lower end is then the nearer.)
 
 Weighed against the alternatives: in one and two dimensions a lattice carries the sum
-more cheaply, with its own certified bound (:mod:`densbench.estimators.kde_grid`, which
+more cheaply, with its own certified bound (:mod:`densbench.estimators.kde.lattice`, which
 the estimator prefers there); in more, its nodes grow as ``(span / (0.1 h))^d``. A fast
 Gauss transform (Taylor or Hermite expansions about box centres) would approximate the
 near field too, with a bound, but at 1e-6 nats it needs about 100 coefficients per box
@@ -52,8 +52,8 @@ What neither part does is approximate the near field: every kernel term of a tra
 point within about ``sqrt(2 log(n / tolerance)) h`` of a query is summed, as in the exact
 path. The gain is therefore large where that ball holds few of the training points and
 small where it holds many: in 2-D, ``eight_gaussians`` at h = 0.1 (each query's whole
-cluster lies within it) the blocks sum about 12% of the terms (README, section Speed,
-gives the measured rates).
+cluster lies within it) the blocks sum about 12% of the terms (the documentation gives
+the measured rates).
 
 References:
     A. G. Gray and A. W. Moore, "Nonparametric density estimation: toward computational
@@ -74,21 +74,22 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import logsumexp
 
-from densbench.estimators.kde import (
+from densbench.estimators.kde.exact import (
     BLOCK_TRAIN,
     CHUNK,
     DROP_NATS,
     EXPANSION_ERROR_MAX,
     PILOT_POINTS,
-    _buffers,
-    _error_bound,
-    _row_block,
-    _usable_bandwidth,
-    _workers_for,
+    BlockBuffers,
     augment_train,
+    expansion_bound_of_norms,
     locality_order,
     log_kernel_sums,
     magnitude_rounding,
+    row_block_sums,
+    thread_buffers,
+    usable_bandwidth,
+    workers_for,
 )
 from densbench.parallel import run_workers
 
@@ -103,8 +104,8 @@ LEAF = CHUNK
 _K_NEAR = 8
 #: ... and the most training points a query's ball may hold to be summed through the
 #: k-d tree (explicit differences per pair; denser rows go to the blocks' products, which
-#: were faster from a few hundred pairs per row on 2-D data; on POWER-shaped 6-D data
-#: 99.9% of the balls held at most 342 points at h = 0.05).
+#: are faster from a few hundred pairs per row; on tabular data spread over many
+#: bandwidths nearly every ball holds fewer points than this).
 BALL_MAX = 512
 #: Query rows (evenly strided) on which :func:`_most_balls_fit` decides whether to use the
 #: k-d tree stage; one eighth as many query blocks judge :func:`_kept_share`.
@@ -112,11 +113,8 @@ _ROUTE_PILOT = 64
 #: Where the query blocks would sum more than this fraction of the training points, the
 #: rows left to them are summed by the exact path instead (every term, one blocked product
 #: per row block over all training points, within 1e-8 nats): a block's work per term is
-#: 2-4 times the exact path's (smaller products, gathered rows). Measured on POWER-shaped
-#: 6-D data, 200,000 training x 2,000 query rows, one thread: blocks summing 82% and 99%
-#: of the terms took 13.5 s and 15.7 s where the exact path took 4.4 s and 5.4 s; on
-#: ``eight_gaussians`` (2-D, 100,000 x 100,000, h = 0.1) blocks summing 12% were 3-4x
-#: faster than the exact path.
+#: 2-4 times the exact path's (smaller products, gathered rows), so the blocks pay off
+#: only where they sum a small share of the terms.
 EXACT_SHARE = 0.15
 #: Query rows per k-d tree call (bounds the pairs held at once to BALL_MAX times it).
 _BALL_CHUNK = 256
@@ -140,7 +138,7 @@ _MIN_BLOCK = 8
 _BLOCK_SPAN = 4.0
 #: The bound given to rows that the exact path computes by explicit differences (their
 #: expansion's rounding bound is too large): its stated accuracy, to which
-#: :func:`~densbench.estimators.kde.magnitude_rounding` adds what grows with the size of
+#: :func:`~densbench.estimators.kde.exact.magnitude_rounding` adds what grows with the size of
 #: the logits.
 DIRECT_ROW_BOUND = 1e-8
 _EPS = float(np.finfo(np.float64).eps)
@@ -167,7 +165,7 @@ class _Boxes:
 
 class Leaves:
     """Bounding boxes of the training points in leaves of :data:`LEAF` consecutive rows of
-    :func:`densbench.estimators.kde.augment_train` (its locality order; padding rows left
+    :func:`densbench.estimators.kde.exact.augment_train` (its locality order; padding rows left
     out), ``leaf``, and of groups of :data:`GROUP` consecutive leaves, ``group``: a query
     block looks at every group, then only at the leaves of the groups it keeps."""
 
@@ -356,7 +354,7 @@ def bounded_log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidth: float,
 docstring).
 
     ``train_aug``, ``leaves`` and ``kdtree`` are
-    :func:`~densbench.estimators.kde.augment_train` of ``train`` (over
+    :func:`~densbench.estimators.kde.exact.augment_train` of ``train`` (over
     :data:`ORDER_AXES` axes), its :class:`Leaves` and ``cKDTree(train)``, when already
     built. ``threads`` (default ``torch.get_num_threads()``): the k-d tree's ``workers``,
     and worker threads that take query blocks in turn, each on single-threaded PyTorch, as
@@ -373,94 +371,146 @@ docstring).
         >>> bool(np.all(np.abs(got - exact) <= bound)), bool(np.all(bound <= 1e-6))
         (True, True)
     """
-    if not _usable_bandwidth(bandwidth):
+    if not usable_bandwidth(bandwidth):
         raise ValueError(f"bounded_log_kernel_sums: bandwidth {bandwidth!r} is not a "
                          f"positive float whose -1/(2 h^2) is finite and nonzero")
     if not 0.0 < tolerance < math.inf:
         raise ValueError(f"bounded_log_kernel_sums: tolerance must be > 0; got {tolerance!r}")
     Z = np.ascontiguousarray(Z, dtype=np.float64)
     xa = augment_train(train, ORDER_AXES) if train_aug is None else train_aug
-    n_train = len(train)
-    leaves = Leaves(xa, n_train) if leaves is None else leaves
+    leaves = Leaves(xa, len(train)) if leaves is None else leaves
     n, d = Z.shape
-    values = np.empty(n, dtype=np.float64)
-    bounds = np.empty(n, dtype=np.float64)
-    summed = np.ones(n, dtype=np.float64)
+    out = BoundedSums(np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64),
+                      np.ones(n, dtype=np.float64))
     if n == 0:
-        return BoundedSums(values, bounds, summed)
+        return out
     scale = -0.5 / (float(bandwidth) ** 2)
     z_sq = np.einsum("ij,ij->i", Z, Z)
-    radius_sq = float(xa[:n_train, d + 1].max())
-    rounding = _error_bound(z_sq, radius_sq, d, [scale])
+    rounding = expansion_bound_of_norms(z_sq, float(xa[:len(train), d + 1].max()), d, [scale])
+    p = _Problem(Z, train, xa, leaves, bandwidth, scale, tolerance, threads, z_sq, rounding)
     direct = rounding > EXPANSION_ERROR_MAX
     if direct.any():  # rows the expansion cannot be trusted with: the exact path's
-        values[direct] = log_kernel_sums(Z[direct], train, [bandwidth], train_aug=xa,
-                                         threads=threads)[:, 0]
-        bounds[direct] = DIRECT_ROW_BOUND
+        out.values[direct] = _exact_sums(p, direct)
+        out.bounds[direct] = DIRECT_ROW_BOUND
     done = direct.copy()
-    rest = np.flatnonzero(~direct)
-    if len(rest):
-        kdtree = cKDTree(train) if kdtree is None else kdtree
-        if _most_balls_fit(Z[rest], kdtree, scale, tolerance, n_train,
-                           _workers_for(threads)):
-            # rows with few training points in their ball: by the k-d tree
-            ball, ok = _ball_sums(Z[rest], train, kdtree, scale, tolerance,
-                                  _workers_for(threads))
-            for have, got in zip((values, bounds, summed), ball, strict=True):
-                have[rest[ok]] = got[ok]
-            done[rest[ok]] = True
-    rows = np.flatnonzero(~done)
-    rows = rows[locality_order(Z[rows], ORDER_AXES)]
-    log_budget = math.log(_MARGIN * tolerance)
-    zt = torch.from_numpy(Z)
-    block_list = _query_blocks(Z[rows], _BLOCK_SPAN * float(bandwidth))
-    if len(rows) and _kept_share(Z[rows], block_list, leaves, scale, log_budget,
-                                 n_train) > EXACT_SHARE:
+    _ball_stage(p, np.flatnonzero(~direct), kdtree, out, done)
+    rows = _block_stage(p, np.flatnonzero(~done), out)
+    _final_bounds(p, rows, direct, out)
+    return out
+
+
+class _Problem(NamedTuple):
+    """One call of :func:`bounded_log_kernel_sums`: its arguments and what every stage
+    reads (the scale ``-1 / (2 h^2)``, the queries' squared norms and their expansion
+    rounding bounds)."""
+
+    Z: np.ndarray
+    train: np.ndarray
+    xa: torch.Tensor
+    leaves: Leaves
+    bandwidth: float
+    scale: float
+    tolerance: float
+    threads: int | None
+    z_sq: np.ndarray
+    rounding: np.ndarray
+
+
+def _exact_sums(p: _Problem, rows: np.ndarray) -> np.ndarray:
+    """The log kernel sums of ``Z[rows]`` by the exact path (every term)."""
+    return log_kernel_sums(p.Z[rows], p.train, [p.bandwidth], train_aug=p.xa,
+                           threads=p.threads)[:, 0]
+
+
+def _ball_stage(p: _Problem, rest: np.ndarray, kdtree: cKDTree | None, out: BoundedSums,
+                done: np.ndarray) -> None:
+    """Sum the rows ``rest`` whose ball holds few training points through the k-d tree
+    (where most of them do), marking them in ``done``."""
+    if not len(rest):
+        return
+    kdtree = cKDTree(p.train) if kdtree is None else kdtree
+    workers = workers_for(p.threads)
+    if _most_balls_fit(p.Z[rest], kdtree, p.scale, p.tolerance, len(p.train), workers):
+        ball, ok = _ball_sums(p.Z[rest], p.train, kdtree, p.scale, p.tolerance, workers)
+        for have, got in zip(out, ball, strict=True):
+            have[rest[ok]] = got[ok]
+        done[rest[ok]] = True
+
+
+def _block_stage(p: _Problem, rows: np.ndarray, out: BoundedSums) -> np.ndarray:
+    """Sum the rows ``rows`` in query blocks over their kept leaves, or all by the exact
+    path where the blocks would keep a large share of the leaves anyway; returns the rows
+    summed by blocks (their bounds still lack the rounding of the kept sums)."""
+    rows = rows[locality_order(p.Z[rows], ORDER_AXES)]
+    log_budget = math.log(_MARGIN * p.tolerance)
+    block_list = _query_blocks(p.Z[rows], _BLOCK_SPAN * float(p.bandwidth))
+    if len(rows) and _kept_share(p.Z[rows], block_list, p.leaves, p.scale, log_budget,
+                                 len(p.train)) > EXACT_SHARE:
         # the blocks would sum a large share of the terms anyway, at 2-4x the exact path's
         # cost per term: every term, by the exact path's products over whole row blocks
-        # (within 1e-8 nats; bounded as the missed rows below)
-        values[rows] = log_kernel_sums(Z[rows], train, [bandwidth], train_aug=xa,
-                                       threads=threads)[:, 0]
-        bounds[rows] = rounding[rows] + _SKIP_BOUND
-        done[rows] = True
-        rows = rows[:0]
-        block_list = []
+        # (within 1e-8 nats; bounded as the missed rows of _final_bounds)
+        out.values[rows] = _exact_sums(p, rows)
+        out.bounds[rows] = p.rounding[rows] + _SKIP_BOUND
+        return rows[:0]
+    if len(rows):
+        _sum_blocks(p, rows, block_list, log_budget, out)
+    return rows
+
+
+def _sum_blocks(p: _Problem, rows: np.ndarray, block_list: list[tuple[int, int]],
+                log_budget: float, out: BoundedSums) -> None:
+    """:func:`_sum_block` of each query block of ``rows``, the blocks taken in turn by
+    worker threads."""
+    zt = torch.from_numpy(p.Z)
     blocks: Iterator[tuple[int, int]] = iter(block_list)
     lock = threading.Lock()
 
     def work() -> None:
-        buffers = _buffers(QUERY_BLOCK * BLOCK_TRAIN, QUERY_BLOCK * (d + 2), False)
+        buffers = thread_buffers(QUERY_BLOCK * BLOCK_TRAIN, QUERY_BLOCK * (p.Z.shape[1] + 2),
+                                 False)
         while True:
             with lock:
                 block = next(blocks, None)
             if block is None:
                 return
-            idx = rows[block[0]:block[1]]
-            zb = Z[idx]
-            kept, rest = _choose_leaves(zb.min(axis=0), zb.max(axis=0), leaves, scale,
-                                        log_budget)
-            kept_rows = (kept[:, None] * LEAF + np.arange(LEAF)).ravel()
-            xk = xa[torch.from_numpy(kept_rows)]
-            cb = min(BLOCK_TRAIN, xk.shape[0])
-            pilot = xk[::max(1, xk.shape[0] // PILOT_POINTS)] if xk.shape[0] > cb else None
-            sums = _row_block(zt[torch.from_numpy(idx)], xk, pilot, [scale], buffers, cb,
-                              n_train)[:, 0] + scale * z_sq[idx]
-            values[idx] = sums
-            bounds[idx] = np.logaddexp(0.0, rest - sums)  # log1p(T / S_kept)
-            summed[idx] = min(1.0, len(kept_rows) / n_train)
+            _sum_block(p, zt, rows[block[0]:block[1]], log_budget, buffers, out)
 
-    if len(rows):
-        run_workers(work, _workers_for(threads))
-    # every row's rounding that grows with its size; the kept sums' own rounding and the
-    # exact path's skipped chunks
-    bounds += magnitude_rounding(np.abs(values), d, n_train, direct)
-    bounds[rows] += rounding[rows] + _SKIP_BOUND
+    run_workers(work, workers_for(p.threads))
+
+
+def _sum_block(p: _Problem, zt: torch.Tensor, idx: np.ndarray, log_budget: float,
+               buffers: BlockBuffers, out: BoundedSums) -> None:
+    """The query rows ``idx`` summed over the leaves :func:`_choose_leaves` keeps for
+    them, each bounded by ``log1p(T / S_kept)``."""
+    n_train = len(p.train)
+    zb = p.Z[idx]
+    kept, rest = _choose_leaves(zb.min(axis=0), zb.max(axis=0), p.leaves, p.scale,
+                                log_budget)
+    kept_rows = (kept[:, None] * LEAF + np.arange(LEAF)).ravel()
+    xk = p.xa[torch.from_numpy(kept_rows)]
+    cb = min(BLOCK_TRAIN, xk.shape[0])
+    pilot = xk[::max(1, xk.shape[0] // PILOT_POINTS)] if xk.shape[0] > cb else None
+    sums = row_block_sums(zt[torch.from_numpy(idx)], xk, pilot, [p.scale], buffers, cb,
+                          n_train)[:, 0] + p.scale * p.z_sq[idx]
+    out.values[idx] = sums
+    out.bounds[idx] = np.logaddexp(0.0, rest - sums)  # log1p(T / S_kept)
+    out.summed[idx] = min(1.0, len(kept_rows) / n_train)
+
+
+def _final_bounds(p: _Problem, rows: np.ndarray, direct: np.ndarray, out: BoundedSums
+                  ) -> None:
+    """Add every row's rounding that grows with its size, and to the rows summed by
+    blocks (``rows``) their kept sums' own rounding and the exact path's skipped chunks;
+    rows whose bound then exceeds the tolerance are summed again by the exact path."""
+    n, d = p.Z.shape
+    n_train = len(p.train)
+    bounds = out.bounds
+    bounds += magnitude_rounding(np.abs(out.values), d, n_train, direct)
+    bounds[rows] += p.rounding[rows] + _SKIP_BOUND
     missed = np.zeros(n, dtype=bool)  # (never a direct row)
-    missed[rows] = bounds[rows] > tolerance  # the leaves left out weigh more than guessed
+    missed[rows] = bounds[rows] > p.tolerance  # the leaves left out weigh more than guessed
     if missed.any():
-        values[missed] = log_kernel_sums(Z[missed], train, [bandwidth], train_aug=xa,
-                                         threads=threads)[:, 0]
-        bounds[missed] = (rounding[missed] + _SKIP_BOUND
-                          + magnitude_rounding(np.abs(values[missed]), d, n_train, False))
-        summed[missed] = 1.0
-    return BoundedSums(values, bounds, summed)
+        out.values[missed] = _exact_sums(p, missed)
+        bounds[missed] = (p.rounding[missed] + _SKIP_BOUND
+                          + magnitude_rounding(np.abs(out.values[missed]), d, n_train, False))
+        out.summed[missed] = 1.0

@@ -5,7 +5,7 @@ queries, with a bound on the error of every query's value computed from the band
 the data alone.
 
 Why. In 2-D the exact path's cost grows as ``n_query x n_train`` and the tree path
-(:mod:`densbench.estimators.kde_tree`) gains little where a query's ball of
+(:mod:`densbench.estimators.kde.tree`) gains little where a query's ball of
 ``sqrt(2 log(n / tolerance))`` bandwidths holds whole clusters (it sums every term in
 it). But the kernel sum is smooth on the bandwidth's scale, so it can be carried by a
 lattice of spacing ``delta = GRID_SPACING * h``, as binned estimates (KDEpy's FFT) do.
@@ -59,7 +59,7 @@ References:
 
 Example:
     >>> import numpy as np
-    >>> from densbench.estimators.kde import log_kernel_sums
+    >>> from densbench.estimators.kde.exact import log_kernel_sums
     >>> X = np.random.default_rng(0).normal(size=(20_000, 2))
     >>> Z = X[:5] + 0.01
     >>> grid = grid_for(X, 0.2)
@@ -211,6 +211,26 @@ def _contract(values: np.ndarray, axes: list[np.ndarray]) -> np.ndarray:
     return out.reshape(rows)
 
 
+def _bound_constant(n: int, d: int, shape: tuple[int, ...], p: float, lam: float) -> float:
+    """C of the module docstring for ``n`` training points on a lattice of ``shape``:
+    interpolation, rounding and position errors per unit of the envelope V."""
+    m = GRID_ORDER
+    # interpolation: d Lambda^(d-1) A s^m (1 + Lambda^d)
+    a = _CRAMER * p / math.sqrt(math.factorial(m))
+    interp = d * lam ** (d - 1) * a * GRID_SPACING ** m * (1.0 + lam ** d)
+    # rounding: spreading (sums of at most n terms, weights of 2m + 2 roundings per
+    # axis), a banded product per axis (at most max(shape) terms each, taps from exp),
+    # interpolation (m^d terms); every magnitude within Lambda^(2d) V
+    ops = n + (2 * m + 2) * d + d * (max(shape) + 4) + m ** d + 4
+    rounding = lam ** (2 * d) * _gamma(ops)
+    # positions: (x - g0) / delta moves a point by at most 2 eps of the lattice's width
+    # (bounded by 4 eps here); a kernel moved by D bandwidths changes by at most
+    # 0.86 D exp(-t^2 / 4) per axis; queries and training points both
+    width = max(shape) * GRID_SPACING
+    position = 2.0 * d * 0.86 * lam ** (2 * d) * 4.0 * _EPS * (width + 1.0)
+    return interp + rounding + position
+
+
 class KernelGrid:
     """The lattice of one training set and bandwidth (see the module docstring); build
     with :func:`grid_for`. :meth:`log_sums` scores queries. ``threads`` (default
@@ -234,29 +254,23 @@ class KernelGrid:
             offsets = (offsets[:, None] + steps[None, :] * stride).ravel()
         self._stencil_offsets = offsets
         p, lam = interpolation_constants(m)
-        reach = m / 2 * GRID_SPACING  # r, bandwidths
-        # interpolation: d Lambda^(d-1) A s^m (1 + Lambda^d)
-        a = _CRAMER * p / math.sqrt(math.factorial(m))
-        interp = d * lam ** (d - 1) * a * GRID_SPACING ** m * (1.0 + lam ** d)
-        # rounding: spreading (sums of at most n terms, weights of 2m + 2 roundings per
-        # axis), a banded product per axis (at most max(shape) terms each, taps from exp),
-        # interpolation (m^d terms); every magnitude within Lambda^(2d) V
-        ops = n + (2 * m + 2) * d + d * (max(shape) + 4) + m ** d + 4
-        rounding = lam ** (2 * d) * _gamma(ops)
-        # positions: (x - g0) / delta moves a point by at most 2 eps of the lattice's width
-        # (bounded by 4 eps here); a kernel moved by D bandwidths changes by at most
-        # 0.86 D exp(-t^2 / 4) per axis; queries and training points both
-        width = max(shape) * GRID_SPACING
-        position = 2.0 * d * 0.86 * lam ** (2 * d) * 4.0 * _EPS * (width + 1.0)
         #: C of the module docstring: the bound is constant * V(y) + truncation
-        self.constant = interp + rounding + position
-        # 1. spread the training points onto the lattice, one array per thread
-        size = int(np.prod(shape))
+        self.constant = _bound_constant(n, d, shape, p, lam)
+        self._sum_at_nodes(train, lam)
+        self._build_envelope(train, lam)
+
+    def _sum_at_nodes(self, train: np.ndarray, lam: float) -> None:
+        """Spread the training points onto the lattice (one array per thread) and
+        convolve with the kernel: ``values``, the kernel sum at every node, and
+        ``truncation``, what the kernel's cut leaves out of any query's sum."""
+        n, d = train.shape
+        size = int(np.prod(self.shape))
 
         def spread(rows: slice, acc: list[np.ndarray]) -> None:
             idx, axes, inside = self._stencil(train[rows])
             if not inside.all():  # (grid_for checks this before building)
-                raise ValueError("kde_grid: a training point's interpolation is off the lattice")
+                raise ValueError("kde lattice: a training point's interpolation is off the "
+                                 "lattice")
             add = np.bincount(idx.ravel(), weights=_outer(axes).ravel(), minlength=size)
             if acc:
                 acc[0] += add
@@ -264,16 +278,20 @@ class KernelGrid:
                 acc.append(add)
 
         weights = _sum_arrays(self._chunked(n, spread), size)
-        # 2. the kernel sum at every node, cut where n Lambda^(2d) k(t) < exp(-_CUT_NATS)
+        # the kernel cut where n Lambda^(2d) k(t) < exp(-_CUT_NATS)
         cut = math.sqrt(2.0 * (_CUT_NATS + math.log(n) + 2 * d * math.log(lam)))
         taps = np.exp(-0.5 * (np.arange(int(cut / GRID_SPACING) + 1) * GRID_SPACING) ** 2)
-        self.values = self._convolve(weights.reshape(shape), taps).ravel()
+        self.values = self._convolve(weights.reshape(self.shape), taps).ravel()
         # what the cut leaves out of any node's sum, through the query's interpolation
         self.truncation = lam ** (2 * d) * n * math.exp(-0.5 * (len(taps) * GRID_SPACING) ** 2)
-        # 3. the envelope V: counts in coarse cells convolved with the envelope at the
-        # cells' smallest distance (cells touching: 0), shifted by 2r, to exp(-100)
+
+    def _build_envelope(self, train: np.ndarray, lam: float) -> None:
+        """The envelope V: counts in coarse cells convolved with the envelope at the
+        cells' smallest distance (cells touching: 0), shifted by 2r, to exp(-100)."""
+        n, d = train.shape
+        reach = GRID_ORDER / 2 * GRID_SPACING  # r, bandwidths
         self.coarse = max(1, int(round(_COARSE / GRID_SPACING)))  # fine cells per coarse
-        self.cshape = tuple(-(-s // self.coarse) for s in shape)
+        self.cshape = tuple(-(-s // self.coarse) for s in self.shape)
         counts = np.bincount(self._coarse_index(train), minlength=int(np.prod(self.cshape)))
         c = self.coarse * GRID_SPACING
         lags = np.arange(int((2.0 * reach + 20.0) / c) + 3)

@@ -1,4 +1,5 @@
-"""Gaussian kernel density estimation, exact to rounding and with bounded memory.
+"""The exact engine of the Gaussian KDE: every kernel term summed, to rounding, in bounded
+memory.
 
 The density is ``p(x) = (1/n) sum_i N(x; x_i, h^2 I)``, so
 
@@ -44,53 +45,21 @@ blocks and run single-threaded PyTorch on them, each with its own block buffer; 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from densbench.estimators.base import DensityEstimator
-from densbench.estimators.kde_grid import GRID_MAX_DIM
-from densbench.estimators.params import Options, ParamConstraints, Satisfies, is_real
 from densbench.parallel import run_workers
 
-__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "CV_ROWS_COARSE", "CV_ROWS_TREE",
-           "CV_STOP_AFTER", "CV_STOP_Z", "DROP_NATS",
-           "EXPANSION_ERROR_MAX", "ONE_THREAD_TERMS", "TREE_MAX_DIM", "TREE_MIN_TRAIN", "EXP_FLOOR",
-           "KDE", "PILOT_POINTS", "augment_train", "expansion_error_bound", "locality_order",
-           "log_kernel_sums", "magnitude_rounding"]
-
-_RULES = ("scott", "silverman", "cv")
-_ALGORITHMS = ("auto", "exact", "tree", "grid")
-#: algorithm='auto' takes the lattice (1-D and 2-D, where it fits) or the tree path from
-#: this many training points ...
-TREE_MIN_TRAIN = 50_000
-#: ... the tree in at most this many dimensions (beyond them the leaves' boxes are too
-#: wide to prune)
-TREE_MAX_DIM = 8
-#: 'cv' on the tree and lattice paths scores at most this many validation rows (evenly
-#: strided) per bandwidth of the fine grid: the standard error of their mean is already far
-#: below the differences between the grid's bandwidths, and every bandwidth is a full pass
-#: over them ...
-CV_ROWS_TREE = 20_000
-#: ... and at most this many (strided from those) per bandwidth of the coarse grid, which
-#: only locates the fine grid (its widest bandwidths make every tree ball dense: at the
-#: size of POWER, 1.6M training rows, 25 of them on 20,000 rows each ran past 36 minutes).
-CV_ROWS_COARSE = 2_000
-#: 'cv' on the tree and lattice paths: the coarse scan stops after this many bandwidths in
-#: a row below the best so far ...
-CV_STOP_AFTER = 2
-#: ... each by more than this many paired standard errors (over the coarse rows).
-CV_STOP_Z = 5.0
-#: 'cv': the coarse grid of multiples of Scott's bandwidth ...
-_CV_GRID = np.geomspace(0.05, 5.0, 25)
-#: ... is refined with this many log-spaced points between the best point's neighbours.
-_CV_FINE = 11
+__all__ = ["BLOCK_BYTES", "BLOCK_TRAIN", "CHUNK", "DROP_NATS", "EXPANSION_ERROR_MAX",
+           "EXP_FLOOR", "ONE_THREAD_TERMS", "PILOT_POINTS", "augment_train",
+           "expansion_error_bound", "locality_order", "log_kernel_sums", "magnitude_rounding",
+           "usable_bandwidth"]
 
 #: Size in bytes of the one float64 block buffer of :func:`log_kernel_sums` (two with
 #: several bandwidths): the bound on its working memory whatever n_query x n_train. 4 MiB
@@ -108,9 +77,6 @@ EXP_FLOOR = -700.0
 #: Below this many kernel terms (n_query x n_train) scoring runs on the calling thread
 #: alone unless ``threads`` is given: a call of a few milliseconds shared by two threads
 #: pays for their meeting, and on a busy machine for a core the OS gave to another job.
-#: On digits (360 x 1437 = 517,320 terms, 64-D) on a 2-core machine at load 11-12, 380
-#: calls each, alternating: one thread best 10.6 ms, median 19.4; two threads best 9.8 ms,
-#: median 23.3 (issue 18 saw one thread as fast as two there, at load 1-3).
 ONE_THREAD_TERMS = 2_000_000
 #: Query rows whose :func:`expansion_error_bound` exceeds this many nats (a bandwidth tiny
 #: against the data's scale, or a query far from every training point) are computed by
@@ -154,9 +120,8 @@ def locality_order(X: np.ndarray, axes: int = 4) -> np.ndarray:
     Xc = X - X.mean(axis=0)
     # principal axes from at most 4096 evenly strided rows: cheap, and only the order
     # (not the result) depends on them. On one BLAS thread whatever the process allows:
-    # this thin SVD (4096 x 784 at 784-D) took 0.68-0.74 s on one OpenBLAS thread and
-    # 12.7-17.1 s on two on a loaded 2-core machine (each step waits for the thread the
-    # OS put aside).
+    # this thin SVD's steps are small, and on a loaded machine each would wait for a
+    # second thread the OS put aside.
     with threadpool_limits(limits=1, user_api="blas"):
         _, _, vt = np.linalg.svd(Xc[::max(1, n // 4096)], full_matrices=False)
     P = Xc @ vt[:min(d, axes)].T
@@ -293,7 +258,7 @@ def _block_sum(logits: torch.Tensor, chunk_top: torch.Tensor, floor: torch.Tenso
     return out
 
 
-def _usable_bandwidth(h: Any) -> bool:
+def usable_bandwidth(h: Any) -> bool:
     """Whether the scale ``s = -1/(2 h^2)`` of ``h`` is a finite negative float (about
     1e-154 <= h <= 1e154): s = 0 or -inf would make every logit 0 or -inf."""
     try:
@@ -324,12 +289,12 @@ def expansion_error_bound(Z: np.ndarray, train: np.ndarray, scales: Sequence[flo
     """
     Z = np.asarray(Z, dtype=np.float64)
     train = np.asarray(train, dtype=np.float64)
-    return _error_bound(np.einsum("ij,ij->i", Z, Z),
+    return expansion_bound_of_norms(np.einsum("ij,ij->i", Z, Z),
                         float(np.max(np.einsum("ij,ij->i", train, train), initial=0.0)),
                         Z.shape[1], scales)
 
 
-def _error_bound(z_sq: np.ndarray, radius_sq: float, d: int, scales: Sequence[float]
+def expansion_bound_of_norms(z_sq: np.ndarray, radius_sq: float, d: int, scales: Sequence[float]
                  ) -> np.ndarray:
     """:func:`expansion_error_bound` from the queries' squared norms and the largest
     squared norm of a training point (scoring has both at hand)."""
@@ -353,7 +318,7 @@ def magnitude_rounding(size: np.ndarray, d: int, n_train: int, direct: np.ndarra
     return 2.0 * eps * size + np.where(direct, logits, 0.0)
 
 
-def _workers_for(threads: int | None) -> int:
+def workers_for(threads: int | None) -> int:
     """Threads :func:`log_kernel_sums` uses: ``threads`` (at least 1), or PyTorch's now."""
     return torch.get_num_threads() if threads is None else max(1, int(threads))
 
@@ -414,18 +379,11 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
         >>> log_kernel_sums(Z, X, [1.0, 5.0]).round(6).tolist()  # log(1 + e^-12.5), log(1 + e^-0.5)
         [[4e-06, 0.474077]]
     """
-    if block_bytes < 8 or (block_rows is not None and block_rows < 1) or (
-            block_train is not None and block_train < 1):
-        raise ValueError("log_kernel_sums: block sizes must be >= 1")
+    _check_blocks(block_bytes, block_rows, block_train)
     zt = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float64))
     xa = augment_train(train) if train_aug is None else train_aug
     n, d = zt.shape
-    m = xa.shape[0]
-    bad = [h for h in bandwidths if not _usable_bandwidth(h)]
-    if bad:
-        raise ValueError(f"log_kernel_sums: bandwidth {bad[0]!r} is not a positive float "
-                         f"whose -1/(2 h^2) is finite and nonzero (h in ~[1e-154, 1e154])")
-    scales = [-0.5 / (float(h) * float(h)) for h in bandwidths]
+    scales = _scales(bandwidths)
     out = np.empty((n, len(scales)), dtype=np.float64)
     if n == 0:
         return out
@@ -433,21 +391,56 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
     z_sq = np.einsum("ij,ij->i", zn, zn)
     # the largest ||x||^2: the augmented rows' last column, padding rows (inf) left out
     radius_sq = float(xa[:len(train), d + 1].max()) if len(train) else 0.0
-    direct = _error_bound(z_sq, radius_sq, d, scales) > EXPANSION_ERROR_MAX
+    direct = expansion_bound_of_norms(z_sq, radius_sq, d, scales) > EXPANSION_ERROR_MAX
     if direct.any():  # these rows by explicit differences, the others as usual
-        before = torch.get_num_threads()
-        try:
-            torch.set_num_threads(_workers_for(threads))
-            out[direct] = _direct_sums(zt[torch.from_numpy(direct)], train, scales,
-                                       block_bytes)
-        finally:
-            torch.set_num_threads(before)
+        out[direct] = _direct_rows(zt[torch.from_numpy(direct)], train, scales, block_bytes,
+                                   threads)
         if not direct.all():
             out[~direct] = log_kernel_sums(
                 zn[~direct], train, bandwidths, train_aug=xa, block_bytes=block_bytes,
                 block_rows=block_rows, block_train=block_train, threads=threads)
         return out
-    workers = 1 if threads is None and n * m < ONE_THREAD_TERMS else _workers_for(threads)
+    plan = _row_blocks(n, xa.shape[0], threads, block_bytes, block_rows, block_train)
+    _sum_row_blocks(zt, xa, scales, out, len(train), *plan)
+    # the rows' own ||z||^2 term, left out of the product
+    out += z_sq[:, None] * np.asarray(scales)
+    return out
+
+
+def _check_blocks(block_bytes: int, block_rows: int | None, block_train: int | None
+                  ) -> None:
+    """An error for a block size below 1 (or a buffer below one float64)."""
+    if block_bytes < 8 or (block_rows is not None and block_rows < 1) or (
+            block_train is not None and block_train < 1):
+        raise ValueError("log_kernel_sums: block sizes must be >= 1")
+
+
+def _scales(bandwidths: Sequence[float]) -> list[float]:
+    """The scales ``s = -1 / (2 h^2)`` of ``bandwidths``; an error for a bandwidth whose
+    scale is 0 or infinite."""
+    bad = [h for h in bandwidths if not usable_bandwidth(h)]
+    if bad:
+        raise ValueError(f"log_kernel_sums: bandwidth {bad[0]!r} is not a positive float "
+                         f"whose -1/(2 h^2) is finite and nonzero (h in ~[1e-154, 1e154])")
+    return [-0.5 / (float(h) * float(h)) for h in bandwidths]
+
+
+def _direct_rows(zq: torch.Tensor, train: np.ndarray, scales: Sequence[float],
+                 block_bytes: int, threads: int | None) -> np.ndarray:
+    """:func:`_direct_sums` on ``threads`` PyTorch threads, the caller's count restored."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(workers_for(threads))
+        return _direct_sums(zq, train, scales, block_bytes)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _row_blocks(n: int, m: int, threads: int | None, block_bytes: int,
+                block_rows: int | None, block_train: int | None) -> tuple[int, int, int]:
+    """For ``n`` query rows against ``m`` augmented training rows: the worker threads,
+    the training rows per block and the query rows per block."""
+    workers = 1 if threads is None and n * m < ONE_THREAD_TERMS else workers_for(threads)
     cb = min(-(-(block_train or BLOCK_TRAIN) // CHUNK) * CHUNK, m)
     rb = block_rows or max(1, block_bytes // (8 * cb))
     if workers > 1:
@@ -457,33 +450,38 @@ def log_kernel_sums(Z: np.ndarray, train: np.ndarray, bandwidths: Sequence[float
         per_worker = 2 if n >= 2 * workers * 128 else 1
         rb = min(rb, -(-n // (per_worker * workers)))
     rb = min(rb, n)
+    if n <= rb:
+        workers = 1  # one block: nothing to share
+    return workers, cb, rb
+
+
+def _sum_row_blocks(zt: torch.Tensor, xa: torch.Tensor, scales: list[float], out: np.ndarray,
+                    n_train: int, workers: int, cb: int, rb: int) -> None:
+    """Fill ``out`` with :func:`row_block_sums` of each block of ``rb`` rows of ``zt``, the
+    blocks taken in turn by ``workers`` threads."""
+    n, d = zt.shape
+    m = xa.shape[0]
     # with one training block, that block's own maxima are the exact shifts: no pilot
     pilot = xa[::max(1, m // PILOT_POINTS)] if m > cb else None
     starts = iter(range(0, n, rb))
     lock = threading.Lock()
-    n_train = len(train)
 
     def work() -> None:
-        buffers = _buffers(rb * cb, rb * (d + 2), len(scales) > 1)
+        buffers = thread_buffers(rb * cb, rb * (d + 2), len(scales) > 1)
         while True:
             with lock:
                 r0 = next(starts, None)
             if r0 is None:
                 return
-            out[r0:r0 + rb] = _row_block(zt[r0:r0 + rb], xa, pilot, scales, buffers, cb,
+            out[r0:r0 + rb] = row_block_sums(zt[r0:r0 + rb], xa, pilot, scales, buffers, cb,
                                          n_train)
 
-    if n <= rb:
-        workers = 1  # one block: nothing to share
     # each worker thread runs single-threaded PyTorch on whole row blocks: no barrier per
     # operation, so a thread held back by a busy machine delays only its own blocks
     run_workers(work, workers)
-    # the rows' own ||z||^2 term, left out of the product
-    out += z_sq[:, None] * np.asarray(scales)
-    return out
 
 
-class _Buffers:
+class BlockBuffers:
     """Block buffers of one thread: the block, a second block for several bandwidths, and
     the query side ``[-2 s z, -shift, s]``; flat, viewed at the sizes of each call."""
 
@@ -500,18 +498,18 @@ class _Buffers:
 _LOCAL = threading.local()
 
 
-def _buffers(block: int, query: int, second: bool) -> _Buffers:
+def thread_buffers(block: int, query: int, second: bool) -> BlockBuffers:
     """This thread's buffers, kept from call to call: a fresh multi-MiB buffer per call
     would cost its page faults every time (glibc maps large blocks anew)."""
-    bufs: _Buffers | None = getattr(_LOCAL, "buffers", None)
+    bufs: BlockBuffers | None = getattr(_LOCAL, "buffers", None)
     if bufs is None or not bufs.fits(block, query, second):
         _LOCAL.buffers = None  # the old ones go before the new ones come
-        bufs = _LOCAL.buffers = _Buffers(block, query, second)
+        bufs = _LOCAL.buffers = BlockBuffers(block, query, second)
     return bufs
 
 
-def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor | None,
-               scales: list[float], buffers: _Buffers, cb: int, n_train: int) -> np.ndarray:
+def row_block_sums(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor | None,
+               scales: list[float], buffers: BlockBuffers, cb: int, n_train: int) -> np.ndarray:
     """The log kernel sums of the query rows ``zb`` (q, d) for every scale, less each row's
     ``s ||z||^2`` term: (q, n_scales)."""
     q, d = zb.shape
@@ -532,360 +530,3 @@ def _row_block(zb: torch.Tensor, xa: torch.Tensor, pilot: torch.Tensor | None,
     sums = _exp_sums(za, scales, shifts, xa, buffers.block, buffers.work, cb, pilot is None,
                      n_train)
     return torch.log_(sums).add_(shifts).numpy()
-
-
-class KDE(DensityEstimator):
-    """Gaussian kernel density estimate with isotropic bandwidth (exact, blocked, float64).
-
-    Each training point carries a Gaussian kernel with covariance ``h^2 I``. The bandwidth
-    h is a float, a rule of thumb, or chosen on validation data:
-
-    - ``'scott'``: ``h = sigma * n^(-1/(d+4))``;
-    - ``'silverman'``: ``h = sigma * (n (d+2) / 4)^(-1/(d+4))``;
-
-      where n is the number of training rows and ``sigma = sqrt(mean_j var_j)``, the root of
-      the mean per-dimension sample variance (ddof=1);
-    - ``'cv'``: the h maximizing the mean log-likelihood of ``X_val`` over 25 log-spaced
-      multiples (0.05x to 5x) of Scott's h plus Scott's and Silverman's h themselves, then
-      11 log-spaced points between the best one's neighbours. Needs ``X_val``.
-
-    Three ways to score, chosen by ``algorithm``: ``'exact'`` sums every kernel term
-    (:func:`log_kernel_sums`, exact to rounding); ``'tree'`` sums the terms of the training
-    points near each query (found with a k-d tree, or by boxes for dense blocks of queries)
-    and bounds the others, so each log-density is within
-    ``tolerance`` nats of the exact one, a bound computed per point
-    (:mod:`densbench.estimators.kde_tree`); ``'grid'`` (1-D and 2-D data) interpolates
-    the kernel sum from a lattice a tenth of a bandwidth fine, with a certified bound per
-    point too (:mod:`densbench.estimators.kde_grid`; rows it cannot certify within
-    ``tolerance``, far from the data, go to the tree path, and where the lattice would
-    be too large, data spread over thousands of bandwidths, every row does:
-    ``algorithm_`` then says ``'tree'``). ``'auto'`` (the default) takes the lattice
-    from :data:`TREE_MIN_TRAIN` (50,000) training points in 1-D and 2-D, the tree from
-    that many in at most :data:`TREE_MAX_DIM` (8) dimensions (where the exact sum's
-    ``n_query x n_train`` terms take minutes to hours), and the exact path below.
-    ``algorithm_`` says which path the fit chose;
-    ``diagnostics`` gives per test point the certified error bound (``kde_error_bound``,
-    nats: its mean bounds the error of the mean test log-likelihood; on the exact path the
-    expansion's rounding bound) and the fraction of kernel terms summed one by one
-    (``kde_terms_summed``: 1 on the exact path, 0 for rows from the lattice).
-
-    The exact path covers all query rows
-    in its own blocked loop: memory is bounded by one block buffer of :data:`BLOCK_BYTES`
-    (4 MiB; two during 'cv' selection) per PyTorch thread, plus the stored training data
-    (``train_``, n x d, and n x (d + 2) float64 values for the distance product) and
-    O(n_query) for the result, whatever the number of query or training rows
-    (``tests/benchmarks/test_bench_memory.py`` scores a million training points in a
-    child process with a memory limit). Samples are a uniformly chosen training point plus
-    ``N(0, h^2 I)``.
-
-    On the tree and lattice paths, ``'cv'`` scores the coarse grid on at most
-    :data:`CV_ROWS_COARSE` (2,000) evenly strided validation rows and the fine grid (with
-    the coarse best and its neighbours) on at most :data:`CV_ROWS_TREE` (20,000), and
-    chooses among the latter (each within ``tolerance`` of its exact value; a lattice per
-    bandwidth); ``cv_coarse_`` keeps the coarse scores. There the coarse grid is scanned
-    from its narrowest bandwidth up and stops once :data:`CV_STOP_AFTER` bandwidths in a
-    row score below the best so far by more than :data:`CV_STOP_Z` paired standard errors:
-    the widest bandwidths cost the most (every training point is near every query) and,
-    past a clear decline, oversmoothing only loses more (a validation curve with a second,
-    wider peak behind such a decline would be missed).
-
-    Parameters:
-        bandwidth: a float > 0, or one of ``'scott'``, ``'silverman'``, ``'cv'``.
-        algorithm: ``'auto'``, ``'exact'``, ``'tree'`` or ``'grid'`` (see above).
-        tolerance: the tree and lattice paths' largest error per log-density, in nats
-            (> 0).
-        random_state: unused (the fit is deterministic); kept for a uniform interface.
-
-    Attributes:
-        bandwidth_: the bandwidth h used (float), in the units of ``X / data_scale_``
-            (``data_scale_`` is 1 unless the data's magnitude is extreme).
-        center_: (d,) training mean; train_: (n, d) the training data minus ``center_``.
-        selection_: for 'cv', list of (h, mean validation log-likelihood), sorted by h
-            (on the tree and lattice paths with more than :data:`CV_ROWS_COARSE`
-            validation rows: the fine stage's; ``cv_coarse_`` the coarse stage's, else
-            empty).
-        algorithm_: ``'exact'``, ``'tree'`` or ``'grid'``, the path that scores.
-
-    References:
-        E. Parzen, "On estimation of a probability density function and mode", Annals of
-        Mathematical Statistics 33(3), 1962; D. W. Scott, *Multivariate Density
-        Estimation*, Wiley 1992 (Scott's rule); B. W. Silverman, *Density Estimation for
-        Statistics and Data Analysis*, Chapman & Hall 1986 (Silverman's rule).
-
-    Example:
-        >>> import numpy as np, densbench as db
-        >>> X = np.random.default_rng(0).normal(size=(200, 2))
-        >>> est = db.estimators.make("kde", bandwidth=0.5).fit(X)
-        >>> direct = np.log(np.mean(np.exp(-(X ** 2).sum(1) / 0.5))) - np.log(2 * np.pi / 4)
-        >>> bool(abs(est.score_samples(np.zeros((1, 2)))[0] - direct) < 1e-12)
-        True
-        >>> est.n_parameters()
-        401
-    """
-
-    #: Query rows per distance block (None: as many as fit in :data:`BLOCK_BYTES`).
-    block_rows: ClassVar[int | None] = None
-    #: Training rows per distance block (None: ``min(BLOCK_TRAIN, n_train)``).
-    block_train: ClassVar[int | None] = None
-    # the blocked loop of log_kernel_sums bounds the memory: the base class's batches of
-    # rows would only add calls (and fresh buffers) per 4096 rows
-    score_batch_rows: ClassVar[int | None] = None
-
-    _parameter_constraints: ClassVar[ParamConstraints] = {
-        "bandwidth": [Satisfies(lambda b: is_real(b) and _usable_bandwidth(b),
-                                "> 0 (at most ~1e154, at least ~1e-154)"),
-                      Options(*_RULES)],
-        "algorithm": [Options(*_ALGORITHMS)],
-        "tolerance": [Satisfies(lambda t: is_real(t) and 0.0 < float(t) < math.inf,
-                                "> 0 (nats)")],
-    }
-
-    def __init__(self, *, bandwidth: float | str = "scott", algorithm: str = "auto",
-                 tolerance: float = 1e-6, random_state: int = 0) -> None:
-        self.bandwidth = bandwidth
-        self.algorithm = algorithm
-        self.tolerance = tolerance
-        self.random_state = random_state
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"bandwidth": "scott"}
-
-    def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
-        n, d = X.shape
-        if self.bandwidth == "cv" and X_val is None:
-            raise ValueError(f"{self.name}: bandwidth='cv' needs X_val")
-        self.center_ = X.mean(axis=0)
-        self.train_ = X - self.center_
-        if self.algorithm == "grid" and d > GRID_MAX_DIM:
-            raise ValueError(f"{self.name}: algorithm='grid' works in at most {GRID_MAX_DIM} "
-                             f"dimensions; the data have {d}: use 'tree' or 'auto'")
-        path = self.algorithm if self.algorithm != "auto" else (
-            "grid" if n >= TREE_MIN_TRAIN and d <= GRID_MAX_DIM else
-            "tree" if n >= TREE_MIN_TRAIN and d <= TREE_MAX_DIM else "exact")
-        self._bounded: tuple[bytes, Any] | None = None
-        # the lattice of the chosen bandwidth and the tree's parts, built when first needed
-        self._grids: dict[float, Any] = {}
-        self._tree_parts: tuple[Any, Any, Any] | None = None
-        self._train_aug: torch.Tensor | None = None
-        if path == "exact":
-            # [x, 1, ||x||^2] rows for the distance product, in locality order, built once
-            self._train_aug = augment_train(self.train_)
-        self.algorithm_ = path
-        self.selection_: list[tuple[float, float]] = []
-        self.cv_coarse_: list[tuple[float, float]] = []
-        if not isinstance(self.bandwidth, str):
-            # a given bandwidth is a length in the units of the data given to fit
-            self.bandwidth_ = float(self.bandwidth) / self.data_scale_
-            if not _usable_bandwidth(self.bandwidth_):
-                raise ValueError(f"{self.name}: bandwidth={self.bandwidth!r} is out of reach "
-                                 f"for data of magnitude ~{self.data_scale_:.3g}: the kernel "
-                                 f"would be 0 or flat everywhere; give a bandwidth nearer "
-                                 f"the data's spread, or 'scott'")
-            self._settle_path()
-            return
-        sigma = math.sqrt(float(np.mean(np.var(X, axis=0, ddof=1))))
-        if not sigma > 0.0:
-            raise ValueError(f"{self.name}: the training data have zero variance; give "
-                             f"bandwidth as a float")
-        scott = sigma * n ** (-1.0 / (d + 4))
-        silverman = sigma * (n * (d + 2) / 4.0) ** (-1.0 / (d + 4))
-        if self.bandwidth == "scott":
-            self.bandwidth_ = scott
-        elif self.bandwidth == "silverman":
-            self.bandwidth_ = silverman
-        else:
-            assert X_val is not None
-            self.bandwidth_ = self._select(X_val, scott, silverman)
-        self._settle_path()
-
-    def _settle_path(self) -> None:
-        """On the lattice path, build the chosen bandwidth's lattice; where it does not
-        fit (data spread over too many bandwidths) every row goes to the tree path."""
-        if self.algorithm_ == "grid":
-            grid = self._grid(self.bandwidth_)
-            if grid is None:
-                self.algorithm_ = "tree"
-        if self.algorithm_ == "tree":
-            self._tree()  # built at fit, as a fit's cost
-
-    def _grid(self, h: float, keep: bool = True) -> Any:
-        """The lattice of bandwidth h (None where it would be too large), kept for the
-        next call unless ``keep`` is false ('cv' builds one per bandwidth tried: keeping
-        them all would hold dozens of lattices)."""
-        if h in self._grids:
-            return self._grids[h]
-        from densbench.estimators.kde_grid import grid_for
-
-        grid = grid_for(self.train_, h)
-        if keep:
-            self._grids = {h: grid}
-        return grid
-
-    def _tree(self) -> tuple[Any, Any, Any]:
-        """The tree path's augmented training rows, leaves and k-d tree, built once."""
-        if self._tree_parts is None:
-            # imported here: kde_tree builds on this module's blocked sums
-            from scipy.spatial import cKDTree
-
-            from densbench.estimators.kde_tree import ORDER_AXES, Leaves
-
-            aug = augment_train(self.train_, ORDER_AXES)
-            self._tree_parts = (aug, Leaves(aug, len(self.train_)), cKDTree(self.train_))
-        return self._tree_parts
-
-    def _select(self, X_val: np.ndarray, scott: float, silverman: float) -> float:
-        """'cv': coarse grid (with Scott and Silverman), then a finer grid around the best.
-        On the tree and lattice paths the coarse grid is scored on at most
-        :data:`CV_ROWS_COARSE` validation rows and the best point, its neighbours and the
-        fine grid on at most :data:`CV_ROWS_TREE`; the choice is made among the latter."""
-        rows = X_val
-        coarse_rows = X_val
-        if self.algorithm_ in ("tree", "grid"):
-            rows = X_val[::max(1, -(-len(X_val) // CV_ROWS_TREE))]
-            coarse_rows = rows[::max(1, -(-len(rows) // CV_ROWS_COARSE))]
-        two_stage = len(coarse_rows) < len(rows)
-
-        def evaluate(tried: dict[float, float], X: np.ndarray, hs: Sequence[float]) -> None:
-            hs = np.array([h for h in hs if float(h) not in tried])
-            if hs.size:
-                for h, s in zip(hs, self._mean_loglik(X, hs), strict=True):
-                    tried[float(h)] = float(s)
-
-        coarse: dict[float, float] = {}
-        grid = np.concatenate([scott * _CV_GRID, [scott, silverman]])
-        if two_stage:
-            self._scan(coarse, coarse_rows, sorted(set(map(float, grid))))
-        else:
-            evaluate(coarse, coarse_rows, grid)
-        hs = sorted(coarse)
-        i = max(range(len(hs)), key=lambda j: (coarse[hs[j]], -j))
-        lo, hi = hs[max(i - 1, 0)], hs[min(i + 1, len(hs) - 1)]
-        final = {} if two_stage else coarse
-        if two_stage:
-            evaluate(final, rows, [lo, hs[i], hi])
-        if hi > lo:
-            evaluate(final, rows, np.geomspace(lo, hi, _CV_FINE))
-        self.selection_ = sorted(final.items())
-        self.cv_coarse_ = sorted(coarse.items()) if two_stage else []
-        # the best score; the smallest such h on ties
-        return max(self.selection_, key=lambda hs_: (hs_[1], -hs_[0]))[0]
-
-    def _scan(self, tried: dict[float, float], X: np.ndarray, hs: list[float]) -> None:
-        """Score ``hs`` (ascending) on ``X`` one by one into ``tried``, stopping after
-        :data:`CV_STOP_AFTER` in a row that are each below the best so far by more than
-        :data:`CV_STOP_Z` paired standard errors."""
-        from densbench.metrics.base import mean_se
-
-        best: np.ndarray | None = None
-        below = 0
-        for h in hs:
-            ll = self._row_logliks(X, np.array([h]))[:, 0]
-            tried[h] = float(np.mean(ll))
-            if best is None or tried[h] > float(np.mean(best)):
-                best, below = ll, 0
-                continue
-            gap, se = mean_se(best - ll)  # paired over the rows
-            below = below + 1 if gap > CV_STOP_Z * se else 0
-            if below >= CV_STOP_AFTER:
-                return
-
-    def _row_logliks(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
-        """Log-likelihood of each row of ``X`` (in the fit's units) at each bandwidth of
-        ``hs``: (len(X), len(hs))."""
-        n, d = self.train_.shape
-        if self.algorithm_ in ("tree", "grid"):
-            sums = np.column_stack([self._bounded_sums(X, float(h), keep=False).values
-                                    for h in hs])
-        else:
-            sums = self._log_kernel_sums(X, list(hs))
-        return sums - (math.log(n) + 0.5 * d * np.log(2.0 * math.pi * hs ** 2))
-
-    def _mean_loglik(self, X: np.ndarray, hs: np.ndarray) -> np.ndarray:
-        return np.mean(self._row_logliks(X, hs), axis=0)
-
-    def _score_samples(self, X: np.ndarray) -> np.ndarray:
-        n, d = self.train_.shape
-        h = self.bandwidth_
-        if self.algorithm_ in ("tree", "grid"):
-            bounded = self._bounded_sums(X, h)
-            # kept for diagnostics on the same rows (the runner asks right after scoring)
-            self._bounded = (self._fingerprint(X), bounded)
-            sums = bounded.values
-        else:
-            sums = self._log_kernel_sums(X, [h])[:, 0]
-        return sums - math.log(n) - 0.5 * d * math.log(2.0 * math.pi * h * h)
-
-    def _log_kernel_sums(self, X: np.ndarray, hs: list[float]) -> np.ndarray:
-        return log_kernel_sums(X - self.center_, self.train_, hs, train_aug=self._train_aug,
-                               block_rows=self.block_rows, block_train=self.block_train)
-
-    def _bounded_sums(self, X: np.ndarray, h: float, keep: bool = True) -> Any:
-        """Log kernel sums within ``tolerance``, each with its certified bound: from the
-        lattice where it reaches (``algorithm_ == 'grid'``), by the tree path elsewhere."""
-        from densbench.estimators.kde_tree import BoundedSums, bounded_log_kernel_sums
-
-        Z = X - self.center_
-        tol = float(self.tolerance)
-        grid = self._grid(h, keep) if self.algorithm_ == "grid" else None
-        if grid is not None:
-            values, bounds, ok = grid.log_sums(Z)
-            # with the rounding the log adds; rows whose bound exceeds the tolerance: the tree
-            bounds += magnitude_rounding(np.abs(values), Z.shape[1], len(self.train_), False)
-            ok &= bounds <= tol
-            summed = np.zeros(len(Z))  # no kernel term summed one by one
-        else:
-            values, bounds, summed = np.empty(len(Z)), np.empty(len(Z)), np.empty(len(Z))
-            ok = np.zeros(len(Z), dtype=bool)
-        if not ok.all():
-            aug, leaves, kdtree = self._tree()
-            rest = bounded_log_kernel_sums(Z[~ok], self.train_, h, tol, train_aug=aug,
-                                           leaves=leaves, kdtree=kdtree)
-            values[~ok], bounds[~ok], summed[~ok] = rest
-        return BoundedSums(values, bounds, summed)
-
-    @staticmethod
-    def _fingerprint(X: np.ndarray) -> bytes:
-        return hashlib.blake2b(np.ascontiguousarray(X).tobytes(), digest_size=16,
-                               person=str(X.shape).encode()[:16]).digest()
-
-    def _diagnostics(self, X: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
-        """Per row: the certified bound on the error of its log-density (nats) and the
-        fraction of kernel terms summed (see the class docstring)."""
-        if self.algorithm_ in ("tree", "grid"):
-            key = self._fingerprint(X)
-            if self._bounded is None or self._bounded[0] != key:
-                self._bounded = (key, self._bounded_sums(X, self.bandwidth_))
-            bounded = self._bounded[1]
-            size = np.abs(bounded.values)
-            return {"kde_error_bound": (bounded.bounds + self._density_rounding(size), "nats"),
-                    "kde_terms_summed": (bounded.summed, "fraction")}
-        n, d = self.train_.shape
-        Z = X - self.center_
-        scale = -0.5 / self.bandwidth_ ** 2
-        rounding = expansion_error_bound(Z, self.train_, [scale])
-        # rows past EXPANSION_ERROR_MAX go to explicit differences: within 1e-8 and what
-        # grows with the logits' size, |log sum| <= max(log n, |s| (||z|| + R)^2)
-        direct = rounding > EXPANSION_ERROR_MAX
-        reach = (np.linalg.norm(Z, axis=1)
-                 + np.sqrt(np.max(np.einsum("ij,ij->i", self.train_, self.train_)))) ** 2
-        size = np.maximum(math.log(n), -scale * reach)
-        bound = (np.where(direct, 1e-8, rounding) + math.exp(-DROP_NATS)
-                 + magnitude_rounding(size, d, n, direct))
-        return {"kde_error_bound": (bound + self._density_rounding(size), "nats"),
-                "kde_terms_summed": (np.ones(len(X)), "fraction")}
-
-    def _density_rounding(self, size: np.ndarray) -> np.ndarray:
-        """Rounding of the log density ``log sum - log n - d/2 log(2 pi h^2)`` beyond that
-        of the log sum (``size``: its size): the two subtractions, each to eps."""
-        n, d = self.train_.shape
-        c = abs(math.log(n) + 0.5 * d * math.log(2.0 * math.pi * self.bandwidth_ ** 2))
-        return 2.0 * float(np.finfo(np.float64).eps) * (size + 2.0 * c)
-
-    def _sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        idx = rng.integers(0, self.train_.shape[0], size=n)
-        eps = rng.standard_normal((n, self.n_features_in_))
-        return self.center_ + self.train_[idx] + self.bandwidth_ * eps
-
-    def _n_parameters(self) -> int:
-        return int(self.train_.size) + 1
