@@ -561,3 +561,28 @@ def test_small_sums_run_on_one_thread(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert seen == [1, 2, 2]
+
+
+def test_the_engines_never_import_the_estimator():
+    # the package's imports (lazy ones included) point one way: estimator -> engines ->
+    # exact, so an engine can be read, tested and changed without the estimator
+    import ast
+    import pathlib
+
+    import densbench.estimators.kde as package
+
+    root = pathlib.Path(package.__file__).parent
+    imports = {}
+    for path in root.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        prefix = "densbench.estimators.kde."
+        imports[path.stem] = {m[len(prefix):].split(".")[0] for m in found
+                              if m.startswith(prefix)}
+    assert imports["exact"] == set() and imports["lattice"] == set()
+    assert imports["bandwidth"] == set() and imports["tree"] == {"exact"}
+    assert imports["estimator"] == {"exact", "tree", "lattice", "bandwidth"}
