@@ -37,8 +37,8 @@ from densbench.report.tables import (
     sample_quality_tables,
     tuning_tables,
 )
+from densbench.report.tuning import found_settings
 from densbench.runner.store import RunStore, StoreError, dataset_labels, frame, per_example
-from densbench.runner.tuning import found_settings
 
 __all__ = ["FIGURES", "FORMATS", "InvalidRecordWarning", "write_report"]
 
@@ -354,7 +354,7 @@ def write_report(run_dir: str | Path, formats: tuple[str, ...] = FORMATS,
     ``out_dir`` (default: the run folder; nothing is written anywhere else); published
     figures come from ``reference_dir`` (default: ``results/reference``). A run with tuned
     cells also gets ``tuning.toml``, the settings its searches chose
-    (:func:`~densbench.runner.tuning.found_settings`). Each record that fails its check is
+    (:func:`~densbench.report.tuning.found_settings`). Each record that fails its check is
     left out with an :class:`InvalidRecordWarning` naming its file and what is wrong."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:

@@ -2,6 +2,8 @@
 
 import itertools
 import math
+import subprocess
+import sys
 import tomllib
 
 import numpy as np
@@ -223,3 +225,15 @@ def test_report_has_a_tuning_table_per_estimator_and_dataset(tmp_path):
         (r["seed"], r["tuning"]["chosen"]) for r in recs]
     assert found[0]["params"] == {"bandwidth": recs[0]["tuning"]["chosen"]["bandwidth"]}
     assert found[0]["search"] == "grid" and found[0]["n_trials"] == 3
+
+
+def test_the_report_writes_tuning_toml_and_the_runner_writes_only_records():
+    # A fresh interpreter: rendering a report must not load the tuning search, and the
+    # search module holds no report writer.
+    code = ("import sys, densbench.report.render; "
+            "loaded = 'densbench.runner.tuning' in sys.modules; "
+            "import densbench.runner.tuning as t; "
+            "print(loaded, hasattr(t, 'found_settings'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["False", "False"]
