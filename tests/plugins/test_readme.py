@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +40,113 @@ def test_compare_your_model_runs_as_written(tmp_path):
     assert "3 cells: 3 ran (3 ok, 0 failed)" in res.stdout
     report = (tmp_path / "mine" / "report.md").read_text()
     assert "mymodel.py:Isotropic" in report and "KernelDensity" in report
+
+
+# --- every command the README shows parses, every link it gives leads somewhere -------------
+
+ROOT = README.parent
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def _bash_lines(path: Path) -> list[str]:
+    """The command lines of a Markdown file's bash blocks: continuations joined, heredoc
+    bodies left out (they are file contents, not commands)."""
+    lines: list[str] = []
+    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
+        text = block.replace("\\\n", " ")
+        heredoc = None
+        for line in text.splitlines():
+            if heredoc is not None:
+                heredoc = None if line.strip() == heredoc else heredoc
+                continue
+            end = re.search(r"<<-?\s*'?\"?(\w+)", line)
+            heredoc = end.group(1) if end else None
+            lines.append(line)
+    return lines
+
+
+def _densbench_commands(path: Path) -> list[list[str]]:
+    """Each `densbench ...` command of the file's bash blocks as its argument list (a line
+    chained with && or ; gives each of its commands)."""
+    commands = []
+    for line in _bash_lines(path):
+        words = shlex.split(line, comments=True)
+        part: list[str] = []
+        for word in [*words, "&&"]:
+            if word in ("&&", ";", "||", "|"):
+                if part[:1] == ["densbench"]:
+                    commands.append(part[1:])
+                part = []
+            else:
+                part.append(word)
+    return commands
+
+
+def _parses(args: list[str]) -> str | None:
+    """None when the CLI's own parser takes ``args``, else its one-line complaint. Flags
+    must be spelled out: argparse would take a prefix (``--worker``) the README should not
+    teach."""
+    import argparse
+
+    from densbench.cli import UsageError, _build_parser
+
+    parser = _build_parser()
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers += list(action.choices.values())
+    for each in parsers:
+        each.allow_abbrev = False
+    try:
+        parser.parse_args(args)
+    except UsageError as exc:
+        return str(exc)
+    return None
+
+
+def test_every_readme_densbench_command_parses():
+    commands = _densbench_commands(README)
+    assert {c[0] for c in commands} >= {"list", "run", "report", "compare"}, commands
+    for doc in DOCS:
+        commands += _densbench_commands(doc)
+    bad = {" ".join(c): err for c in commands if (err := _parses(c)) is not None}
+    assert not bad, f"commands the CLI refuses: {bad}"
+
+
+def test_a_mistyped_flag_is_caught(tmp_path):
+    doc = tmp_path / "README.md"
+    doc.write_text("```bash\ndensbench run --all --wokers 2  # a typo\n"
+                   "densbench run --all --worker 2   # a prefix\n"
+                   "densbench lsit                   # no such command\n```\n")
+    typo, prefix, command = _densbench_commands(doc)
+    assert "--wokers" in (_parses(typo) or "")
+    assert "--worker" in (_parses(prefix) or "")
+    assert "lsit" in (_parses(command) or "")
+    assert _parses(["run", "--all", "--workers", "2"]) is None
+
+
+def _links(path: Path) -> list[str]:
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+    return [t.split("#")[0] for t in targets
+            if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def test_every_relative_link_leads_to_a_file():
+    for doc in [README, *DOCS]:
+        missing = [t for t in _links(doc) if not (doc.parent / t).exists()]
+        assert not missing, f"{doc.relative_to(ROOT)} links to missing files: {missing}"
+    assert "docs/metrics.md" in _links(README)
+
+
+def _words(line: str) -> list[str]:
+    return [w for w in shlex.split(line) if w != "-q"]
+
+
+def test_ci_runs_the_readme_set_up_and_test_command():
+    script = (ROOT / ".ci" / "run").read_text().replace("\\\n", " ")
+    ci = [_words(line) for line in script.splitlines()
+          if line.strip() and not line.lstrip().startswith("#")]
+    test_line = next(line for line in _bash_lines(README) if "pytest" in line)
+    steps = [_words(step) for step in test_line.split("&&")]
+    for step in (s for s in steps if s[:2] in (["pip", "install"], ["python", "-m"])):
+        assert step in ci, f".ci/run does not run the README's {' '.join(step)!r}"
