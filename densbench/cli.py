@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from densbench.runner.executors import RunOptions
 
 __all__ = ["main"]
 
@@ -36,6 +39,7 @@ _DATA_ROOT_HELP = ("folder of file-based datasets (default: $DENSBENCH_DATA_ROOT
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from densbench.devices import DEFAULT_DEVICE
     from densbench.runner.executors import EXECUTORS
     from densbench.runner.plan import builtin_suite_names
 
@@ -62,7 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         "enforced, a crashing cell fails alone), dask (distributed), or "
                         "inprocess (in this process, for a debugger: no limits, and a "
                         "crashing cell ends the run)")
-    r.add_argument("--device", default="cpu", metavar="cpu|cuda|cuda:N",
+    r.add_argument("--device", default=DEFAULT_DEVICE, metavar="cpu|cuda|cuda:N",
                    help="where estimators that take a device run (default cpu); with "
                         "cuda, workers take the GPUs in turn; recorded, not in cell ids")
     r.add_argument("--cell-memory-mb", type=float, metavar="MB",
@@ -177,13 +181,30 @@ def _cmd_list() -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    """The run settings of ``densbench run``, checked (a UsageError names the bad one)."""
+    from densbench.runner.executors import RunOptions
+    from densbench.runner.supervise import local_devices
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1; got {args.workers}")
+    if args.scheduler and args.executor != "dask":
+        raise UsageError("--scheduler needs --executor dask")
+    if args.executor == "inprocess" and args.workers != 1:
+        raise UsageError("--executor inprocess runs one cell at a time: no --workers")
+    options = RunOptions(workers=args.workers, device=args.device, scheduler=args.scheduler,
+                         executor=args.executor, retry_failed=args.retry_failed)
+    if args.executor != "dask":  # a Dask cluster's GPUs are its workers' to count
+        local_devices(args.device, args.workers)
+    return options
+
+
 def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     import dataclasses
 
     from densbench.runner.execute import run_suite
     from densbench.runner.plan import builtin_suite, load_suite
     from densbench.runner.store import RunStore
-    from densbench.runner.supervise import check_device, local_devices
 
     if args.suite:
         is_file = Path(args.suite).exists() or args.suite.endswith(".toml")
@@ -195,17 +216,9 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         raise UsageError("choose what to run: --all, --quick, --suite FILE, or "
                          "--estimators/--datasets")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be >= 1; got {args.workers}")
-    if args.scheduler and args.executor != "dask":
-        raise UsageError("--scheduler needs --executor dask")
-    if args.executor == "inprocess" and args.workers != 1:
-        raise UsageError("--executor inprocess runs one cell at a time: no --workers")
+    options = _run_options(args)
     if args.cell_memory_mb is not None and not args.cell_memory_mb > 0:
         raise UsageError(f"--cell-memory-mb must be > 0; got {args.cell_memory_mb:g}")
-    check_device(args.device)
-    if args.executor != "dask":  # a Dask cluster's GPUs are its workers' to count
-        local_devices(args.device, args.workers)
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
     from densbench.data import require_files
@@ -245,10 +258,8 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     steady_allocator()  # this process computes floors (and runs cells with inprocess)
     try:
         with progress_callback(epoch):
-            summary = run_suite(suite, store, command="densbench " + " ".join(argv),
-                                workers=args.workers, retry_failed=args.retry_failed,
-                                executor=args.executor, scheduler=args.scheduler,
-                                device=args.device, on_progress=progress)
+            summary = run_suite(suite, store, options,
+                                command="densbench " + " ".join(argv), on_progress=progress)
     finally:
         if bar is not None:
             bar.close()

@@ -58,8 +58,8 @@ def test_threads_follow_the_cores_the_process_was_given_not_the_machines():
     # a process pinned to one core (as by taskset or a batch scheduler) runs one thread per
     # worker, where os.cpu_count() would give every worker all of the machine's cores
     code = ("from densbench.parallel import usable_cores\n"
-            "from densbench.runner.executors import ExecOptions\n"
-            "print(usable_cores(), ExecOptions(workers=1).threads_per_worker)")
+            "from densbench.runner.executors import RunOptions\n"
+            "print(usable_cores(), RunOptions(workers=1).threads_per_worker)")
     pinned = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
     assert pinned.stdout.split() == ["1", "1"]

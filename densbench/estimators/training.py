@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from densbench.devices import DEFAULT_DEVICE, check_device
 from densbench.estimators.base import DensityEstimator
 from densbench.estimators.params import Interval, ParamConstraints, Satisfies
 
@@ -95,10 +96,8 @@ def on_device(generator: torch.Generator, device: torch.device) -> torch.Generat
 
 
 def _usable_device(device: Any) -> bool:
-    if not isinstance(device, str):
-        return False
     try:
-        resolve_device(device)
+        resolve_device(check_device(device, auto=True))
     except (RuntimeError, ValueError):
         return False
     return True
@@ -298,7 +297,7 @@ class TorchDensityEstimator(DensityEstimator):
     #: The shared training hyperparameters and their defaults.
     training_defaults: ClassVar[dict[str, Any]] = {
         "max_epochs": 100, "batch_size": 256, "lr": 1e-3, "patience": 20,
-        "time_budget_s": None, "device": "cpu", "random_state": 0}
+        "time_budget_s": None, "device": DEFAULT_DEVICE, "random_state": 0}
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "max_epochs": [Interval(int, 1, None)],
         "batch_size": [Interval(int, 1, None)],

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from densbench.runner.cell import now, run_cell
-from densbench.runner.executors import EXECUTORS, ExecOptions, StopFlag, make_executor
+from densbench.runner.executors import EXECUTORS, RunOptions, StopFlag, make_executor
 from densbench.runner.plan import Cell
 from densbench.runner.store import RunStore
 
-__all__ = ["COST_METRICS", "EXECUTORS", "Progress", "RunSummary", "run_cell", "run_cells",
-           "run_suite"]
+__all__ = ["COST_METRICS", "EXECUTORS", "Progress", "RunOptions", "RunSummary", "run_cell",
+           "run_cells", "run_options", "run_suite"]
 
 
 #: Metrics that measure cost (they vary from run to run; everything else is reproducible).
@@ -105,26 +105,39 @@ def _todo(cells: list[Cell], store: RunStore, summary: RunSummary,
     return longest_first(todo, records.values())
 
 
-def run_cells(cells: list[Cell], store: RunStore, *, workers: int = 1,
-              retry_failed: bool = False, executor: str = "local",
-              scheduler: str | None = None, device: str = "cpu",
-              on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+def run_options(options: RunOptions | None = None, **settings: Any) -> RunOptions:
+    """``options`` (default: :class:`RunOptions`' defaults) with the fields named in
+    ``settings`` replaced; a name that is no field is a TypeError, a bad value a
+    ValueError.
+
+    Example:
+        >>> run_options(workers=2).workers, run_options(RunOptions(device="cuda")).device
+        (2, 'cuda')
+    """
+    import dataclasses
+
+    return dataclasses.replace(options or RunOptions(), **settings)
+
+
+def run_cells(cells: list[Cell], store: RunStore, options: RunOptions | None = None, *,
+              on_progress: Callable[[Progress], None] | None = None,
+              **settings: Any) -> RunSummary:
     """Run every cell not yet recorded in ``store``; write each record as it finishes.
 
-    ``executor="local"`` runs them in ``workers`` supervised worker processes (limits
-    enforced, a crash fails its cell only); ``executor="dask"`` submits the cells to the
-    Dask scheduler at ``scheduler`` (``tcp://host:8786``) or, without an address, to a
-    LocalCluster of ``workers`` processes; ``executor="inprocess"`` runs them in this
-    process, for a debugger (no limits; a crash ends the run). ``device`` (``cpu``,
-    ``cuda``, ``cuda:N``) is where estimators that take a device run; with ``cuda`` the
-    workers share out the GPUs in turn. Whatever the executor, this process alone writes
-    the records, holding the run folder's lock (:class:`~densbench.runner.store.RunLocked`
-    if another run holds it).
+    ``options`` (or the same fields as keywords, e.g. ``workers=2``: see
+    :func:`run_options`) say how. ``executor="local"`` runs the cells in ``workers``
+    supervised worker processes (limits enforced, a crash fails its cell only);
+    ``executor="dask"`` submits them to the Dask scheduler at ``scheduler``
+    (``tcp://host:8786``) or, without an address, to a LocalCluster of ``workers``
+    processes; ``executor="inprocess"`` runs them in this process, for a debugger (no
+    limits; a crash ends the run). ``device`` (``cpu``, ``cuda``, ``cuda:N``) is where
+    estimators that take a device run; with ``cuda`` the workers share out the GPUs in
+    turn. Whatever the executor, this process alone writes the records, holding the run
+    folder's lock (:class:`~densbench.runner.store.RunLocked` if another run holds it).
     """
+    options = run_options(options, **settings)
     with store.lock():
-        return _run_locked(cells, store, ExecOptions(workers=workers, device=device,
-                                                     scheduler=scheduler),
-                           executor, retry_failed, on_progress)
+        return _run_locked(cells, store, options, on_progress)
 
 
 class _Recorder:
@@ -204,12 +217,11 @@ class _Recorder:
             raise self._error
 
 
-def _run_locked(cells: list[Cell], store: RunStore, options: ExecOptions, executor: str,
-                retry_failed: bool,
+def _run_locked(cells: list[Cell], store: RunStore, options: RunOptions,
                 on_progress: Callable[[Progress], None] | None) -> RunSummary:
-    runner = make_executor(executor, cells, options)
+    runner = make_executor(cells, options)
     summary, stop = RunSummary(total=len(cells)), StopFlag()
-    todo = _todo(cells, store, summary, retry_failed)
+    todo = _todo(cells, store, summary, options.retry_failed)
     # between cells in this process, floors take the cells' threads; beside workers that
     # hold the cores, one thread (which also never waits at a barrier for a thread the
     # OS has put aside)
@@ -271,18 +283,19 @@ def _machine() -> dict[str, Any]:
             "hostname": platform.node()}
 
 
-def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 1,
-              retry_failed: bool = False, executor: str = "local",
-              scheduler: str | None = None, device: str = "cpu",
-              on_progress: Callable[[Progress], None] | None = None) -> RunSummary:
+def run_suite(suite: Any, store: RunStore, options: RunOptions | None = None, *,
+              command: str = "", on_progress: Callable[[Progress], None] | None = None,
+              **settings: Any) -> RunSummary:
     """Run ``suite`` into ``store``: manifest first, then cells (resuming), then the end time,
-    all under the run folder's lock."""
-    options = ExecOptions(workers=workers, device=device, scheduler=scheduler)
+    all under the run folder's lock. ``options`` and ``settings`` as for :func:`run_cells`;
+    the manifest records them with ``command``."""
+    options = run_options(options, **settings)
     with store.lock():
         manifest = store.read_manifest()
         invocation = {"command": command, "started": now(), "finished": None,
-                      "workers": workers, "executor": executor, "scheduler": scheduler,
-                      "device": device, "suite": suite.name, "n_cells": len(suite.cells())}
+                      "workers": options.workers, "executor": options.executor,
+                      "scheduler": options.scheduler, "device": options.device,
+                      "suite": suite.name, "n_cells": len(suite.cells())}
         manifest.update({
             "schema": 1,
             "suite": {"name": suite.name, "source": suite.source, "seeds": list(suite.seeds),
@@ -295,8 +308,7 @@ def run_suite(suite: Any, store: RunStore, *, command: str = "", workers: int = 
         })
         manifest.setdefault("invocations", []).append(invocation)
         store.write_manifest(manifest)
-        summary = _run_locked(suite.cells(), store, options, executor, retry_failed,
-                              on_progress)
+        summary = _run_locked(suite.cells(), store, options, on_progress)
         invocation.update(finished=now(), ok=summary.ok, failed=summary.n_failed,
                           skipped=summary.skipped, interrupted=summary.interrupted,
                           floor_seconds=summary.floor_seconds)

@@ -52,6 +52,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import IO, Any
 
+from densbench.devices import check_device
 from densbench.runner.cell import failure_record, now
 from densbench.runner.plan import Cell
 
@@ -75,14 +76,6 @@ DUMP_WAIT_S = 0.5
 #: The end of a dead worker's stderr that its cell's record keeps (characters).
 STDERR_TAIL = 8000
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def check_device(device: str) -> str:
-    """``device`` if it is ``cpu``, ``cuda`` or ``cuda:N``, else a ValueError."""
-    kind, colon, index = device.partition(":")
-    if not (device == "cpu" or (kind == "cuda" and (not colon or index.isdigit()))):
-        raise ValueError(f"device must be cpu, cuda or cuda:N; got {device!r}")
-    return device
 
 
 def assign_devices(device: str, n_workers: int, n_gpus: int) -> list[str]:

@@ -12,7 +12,7 @@ from densbench.metrics.catalogue import SAMPLE_METRICS
 from densbench.metrics.timing import blas_thread_count
 from densbench.runner.cell import floor_metrics
 from densbench.runner.execute import run_cell, run_cells
-from densbench.runner.executors import ExecOptions
+from densbench.runner.executors import RunOptions
 from densbench.runner.executors.pool import PoolExecutor
 from densbench.runner.plan import Cell, Spec, SuiteError, load_suite
 from densbench.runner.store import RunStore, decode_array
@@ -320,7 +320,7 @@ def test_devices_are_shared_out_to_workers_in_turn(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    pool = PoolExecutor(ExecOptions(workers=3, device="cuda"))
+    pool = PoolExecutor(RunOptions(workers=3, device="cuda"))
     assert [w.device for w in pool._workers()] == ["cuda:0", "cuda:1", "cuda:0"]
 
 
@@ -334,3 +334,26 @@ def test_the_device_is_recorded_and_kept_out_of_the_cell_id():
     # a device given as a hyperparameter would split a cell's results by where it ran
     with pytest.raises(ValueError, match="'device' is a setting of the run"):
         Cell(Spec("maf", {"device": "cpu"}), Spec("banana"), 0)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cpu:0", "cuda:x", "cuda:", ""])
+def test_a_run_and_an_estimator_refuse_the_same_devices(device):
+    # One check of a device's name: what a run refuses, an estimator's parameter refuses.
+    with pytest.raises(ValueError, match="device must be cpu, cuda or cuda:N"):
+        RunOptions(device=device)
+    with pytest.raises(ValueError, match="device"):
+        db.estimators.REGISTRY.get("made").check_params({"device": device})
+    assert RunOptions(device="cuda:1").device == "cuda:1"
+
+
+def test_run_settings_are_one_object_or_its_fields_as_keywords(tmp_path):
+    cells = [Cell(Spec("gaussian"), Spec("banana", SMALL), 0)]
+    settings = RunOptions(executor="inprocess")
+    summary = run_cells(cells, RunStore(tmp_path / "a", create=True), settings)
+    assert summary.ok == 1
+    again = run_cells(cells, RunStore(tmp_path / "a"), settings, retry_failed=True)
+    assert (again.ok, again.skipped) == (0, 1)
+    with pytest.raises(TypeError, match="threads"):
+        run_cells(cells, RunStore(tmp_path / "b", create=True), threads=2)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        run_cells(cells, RunStore(tmp_path / "c", create=True), workers=0)

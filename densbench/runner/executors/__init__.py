@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from densbench.devices import DEFAULT_DEVICE, check_device
 from densbench.runner.plan import Cell
 
-__all__ = ["EXECUTORS", "ExecOptions", "Executor", "Finish", "StopFlag", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "Finish", "RunOptions", "StopFlag", "make_executor"]
 
 Finish = Callable[[Cell, dict[str, Any]], None]
 
@@ -35,12 +36,27 @@ class StopFlag:
 
 
 @dataclass(frozen=True)
-class ExecOptions:
-    """Run-level settings every executor honours."""
+class RunOptions:
+    """How a run runs its cells, from the command line down to every executor: ``workers``
+    processes (a Dask LocalCluster's, without a ``scheduler`` address), the ``executor``
+    that runs them (:data:`EXECUTORS`), the ``device`` estimators that take one run on, and
+    whether cells already recorded as failed run again (``retry_failed``). None of these
+    changes a cell's id or its numbers."""
 
     workers: int = 1
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     scheduler: str | None = None
+    executor: str = "local"
+    retry_failed: bool = False
+
+    def __post_init__(self) -> None:
+        check_device(self.device)
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
+                or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1; got {self.workers!r}")
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"unknown executor {self.executor!r}; known: "
+                             f"{', '.join(EXECUTORS)}")
 
     @property
     def threads_per_worker(self) -> int:
@@ -62,31 +78,29 @@ class Executor(Protocol):
         """Run ``cells``, calling ``finish(cell, record)`` for each as it ends."""
 
 
-def _local(cells: list[Cell], options: ExecOptions) -> Executor:
+def _local(cells: list[Cell], options: RunOptions) -> Executor:
     from densbench.runner.executors.pool import PoolExecutor
 
     return PoolExecutor(options)
 
 
-def _inprocess(cells: list[Cell], options: ExecOptions) -> Executor:
+def _inprocess(cells: list[Cell], options: RunOptions) -> Executor:
     from densbench.runner.executors.inprocess import InProcessExecutor
 
     return InProcessExecutor(options)
 
 
-def _dask(cells: list[Cell], options: ExecOptions) -> Executor:
+def _dask(cells: list[Cell], options: RunOptions) -> Executor:
     from densbench.runner.executors.dask import DaskExecutor
 
     return DaskExecutor(options)
 
 
 #: The executors a run can name (``--executor``), each with its factory.
-EXECUTORS: dict[str, Callable[[list[Cell], ExecOptions], Executor]] = {
+EXECUTORS: dict[str, Callable[[list[Cell], RunOptions], Executor]] = {
     "local": _local, "dask": _dask, "inprocess": _inprocess}
 
 
-def make_executor(name: str, cells: list[Cell], options: ExecOptions) -> Executor:
-    """The executor called ``name`` for these cells (see the module docstring)."""
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
-    return EXECUTORS[name](cells, options)
+def make_executor(cells: list[Cell], options: RunOptions) -> Executor:
+    """The executor ``options`` names, for these cells (see the module docstring)."""
+    return EXECUTORS[options.executor](cells, options)

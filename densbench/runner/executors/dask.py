@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any
 
-from densbench.runner.executors import ExecOptions, Finish, StopFlag
+from densbench.runner.executors import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
 
@@ -95,7 +95,7 @@ def run_supervised(cell: Cell) -> dict[str, Any]:
 class DaskExecutor:
     in_driver = False
 
-    def __init__(self, options: ExecOptions) -> None:
+    def __init__(self, options: RunOptions) -> None:
         self.options = options
 
     def _connect(self) -> tuple[Any, Any, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from densbench.runner.cell import run_cell
-from densbench.runner.executors import ExecOptions, Finish, StopFlag
+from densbench.runner.executors import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import local_devices
 from densbench.runner.worker import escaped_failure
@@ -37,7 +37,7 @@ def _run(cell: Cell, device: str, stop: StopFlag) -> dict[str, Any]:
 class InProcessExecutor:
     in_driver = True
 
-    def __init__(self, options: ExecOptions) -> None:
+    def __init__(self, options: RunOptions) -> None:
         self.options = options
 
     def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:

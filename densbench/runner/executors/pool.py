@@ -14,7 +14,7 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
-from densbench.runner.executors import ExecOptions, Finish, StopFlag
+from densbench.runner.executors import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
 
@@ -27,7 +27,7 @@ POLL_S = 0.1
 class PoolExecutor:
     in_driver = False
 
-    def __init__(self, options: ExecOptions) -> None:
+    def __init__(self, options: RunOptions) -> None:
         self.options = options
 
     def _workers(self) -> list[SupervisedWorker]:
