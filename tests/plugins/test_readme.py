@@ -150,3 +150,16 @@ def test_ci_runs_the_readme_set_up_and_test_command():
     steps = [_words(step) for step in test_line.split("&&")]
     for step in (s for s in steps if s[:2] in (["pip", "install"], ["python", "-m"])):
         assert step in ci, f".ci/run does not run the README's {' '.join(step)!r}"
+
+
+def test_the_dask_hint_is_the_readmes(monkeypatch):
+    """Without dask.distributed the executor's one-line error gives the install command
+    the README gives for a checkout, and the one for an installed package."""
+    from densbench.runner.executors.dask import DaskExecutor
+
+    checkout = 'pip install -e ".[dask]"'
+    assert checkout in README.read_text()
+    monkeypatch.setitem(sys.modules, "distributed", None)  # importing it raises ImportError
+    with pytest.raises(ValueError) as err:
+        DaskExecutor(None)._connect()
+    assert checkout in str(err.value) and "pip install 'densbench[dask]'" in str(err.value)

@@ -105,7 +105,8 @@ class DaskExecutor:
             from distributed import Client, LocalCluster
         except ImportError:
             raise ValueError("the dask executor needs dask.distributed: "
-                             "pip install 'densbench[dask]'") from None
+                             'pip install -e ".[dask]" in a checkout, '
+                             "pip install 'densbench[dask]' otherwise") from None
         if self.options.scheduler is None:
             n = max(1, self.options.workers)
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
