@@ -28,7 +28,7 @@ __all__ = [
     "SAMPLE_METRICS", "SCORE_EXAMPLES_PER_S", "SPLITS", "TEST_BITS_PER_DIM", "TEST_ELBO",
     "TEST_LOGLIK", "TEST_LOGLIK_PER_DIM", "TEST_LOGLIK_TRUTH", "Direction", "Group",
     "MetricInfo", "bits_per_dim", "floor", "get", "iwae_k", "iwae_k_of", "lookup", "loglik",
-    "loglik_per_dim", "markdown_table", "metric", "samples",
+    "loglik_per_dim", "markdown_table", "metric", "samples", "validation",
 ]
 
 
@@ -335,6 +335,21 @@ def lookup(name: str) -> MetricInfo | None:
         if pattern.match(name):
             return info
     return None
+
+
+def validation(name: str) -> MetricInfo | None:
+    """The entry that gives the unit and direction of the tuning criterion ``name``: a
+    likelihood figure (``val_loglik``) or ``val_<m>`` for the sample metric ``<m>`` of
+    validation rows; None for any other name.
+
+    Example:
+        >>> validation("val_loglik").direction, validation("val_energy_distance").unit
+        (<Direction.HIGHER: 'higher'>, 'data units')
+    """
+    prefix = "val_"
+    if not name.startswith(prefix):
+        return None
+    return lookup(name) or SAMPLE_METRICS.get(name[len(prefix):])
 
 
 def get(name: str) -> MetricInfo:

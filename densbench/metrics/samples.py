@@ -35,7 +35,7 @@ import math
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import ot
@@ -92,6 +92,44 @@ class SampleScore:
     value: float
     se: float | None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class _How:
+    """How :func:`sample_metrics` calls a sample metric's function ``fn``: with ``seed=``
+    when ``seeded``, as ``fn(X, train, Y)`` when ``needs_train``; ``unit_extras`` are the
+    keys of a score's ``extra`` in the data's units. Whether the value and SE are in the
+    data's units is the catalogue's unit (``data units``)."""
+
+    fn: Callable[..., Any]
+    seeded: bool = False
+    needs_train: bool = False
+    unit_extras: tuple[str, ...] = ()
+
+
+#: The function of each sample metric, filled by :func:`_computes` where each is defined.
+_HOW: dict[str, _How] = {}
+
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
+
+
+def _computes(*names: str, seeded: bool = False, needs_train: bool = False,
+              unit_extras: tuple[str, ...] = ()) -> Callable[[_Fn], _Fn]:
+    """Declare the decorated function as the one :func:`sample_metrics` calls for the
+    catalogue's sample metrics ``names`` (a function of several returns a dict of
+    :class:`SampleScore` keyed by name). A name the catalogue lacks is an error here, so
+    no metric is computed that a record could not describe."""
+    unknown = [n for n in names if n not in SAMPLE_METRICS]
+    if unknown:
+        raise UnknownNameError(f"sample metric {unknown[0]!r} has no entry in "
+                               "densbench.metrics.catalogue.SAMPLE_METRICS")
+
+    def declare(fn: _Fn) -> _Fn:
+        for name in names:
+            _HOW[name] = _How(fn, seeded, needs_train, unit_extras)
+        return fn
+
+    return declare
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,6 +481,8 @@ def _energy_score(u: _TwoSampleU, n: int, m: int, unbiased: bool) -> SampleScore
     return SampleScore(float(value), u.se, extra)
 
 
+@_computes("mmd2", "energy_distance", seeded=True,
+           unit_extras=("bandwidths", "median_distance", "mean_xy", "mean_xx", "mean_yy"))
 def _kernel_statistics(X: np.ndarray, Y: np.ndarray, *, seed: int = 0
                        ) -> dict[str, SampleScore]:
     """:func:`mmd2` and :func:`energy_distance` (their defaults) from one pass over the
@@ -463,6 +503,7 @@ def _kernel_statistics(X: np.ndarray, Y: np.ndarray, *, seed: int = 0
 # sliced Wasserstein
 
 
+@_computes("sliced_wasserstein", seeded=True)
 def sliced_wasserstein(X: np.ndarray, Y: np.ndarray, *, n_projections: int = 200,
                        p: int = 1, seed: int = 0) -> SampleScore:
     """Sliced p-Wasserstein distance ``(E_theta W_p^p(theta.X, theta.Y))^(1/p)``, POT's
@@ -628,6 +669,7 @@ def _train_fold_mlps(z: torch.Tensor, y: torch.Tensor, fit: list[np.ndarray],
     return net
 
 
+@_computes("c2st_accuracy", seeded=True)
 def c2st(X: np.ndarray, Y: np.ndarray, *, seed: int = 0, folds: int = 5) -> SampleScore:
     """Classifier two-sample test: cross-validated accuracy of telling ``X`` from ``Y``.
 
@@ -716,6 +758,7 @@ def _kth_neighbour_distance(A: np.ndarray, k: int) -> np.ndarray:
     return dist[:, -1]
 
 
+@_computes("precision", "recall", "density", "coverage")
 def prdc(X: np.ndarray, Y: np.ndarray, *, k: int = 5) -> dict[str, SampleScore]:
     """Precision, recall, density and coverage of fake samples ``X`` against real data ``Y``.
 
@@ -780,6 +823,8 @@ def prdc(X: np.ndarray, Y: np.ndarray, *, k: int = 5) -> dict[str, SampleScore]:
     return out
 
 
+@_computes("memorization_ratio", seeded=True, needs_train=True,
+           unit_extras=("median_sample_distance", "median_heldout_distance"))
 def memorization_ratio(X: np.ndarray, train: np.ndarray, Y: np.ndarray, *, seed: int = 0,
                        n_boot: int = 200) -> SampleScore:
     """Median distance from each sample in ``X`` to its nearest ``train`` point, divided by
@@ -865,6 +910,7 @@ def gaussian_frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray
     return max(value, 0.0)
 
 
+@_computes("frechet_distance")
 def frechet_distance(X: np.ndarray, Y: np.ndarray,
                      features: Callable[[np.ndarray], np.ndarray] | None = None) -> SampleScore:
     """Frechet distance between Gaussians fitted to the features of ``X`` and of ``Y``
@@ -909,47 +955,7 @@ def frechet_distance(X: np.ndarray, Y: np.ndarray,
 
 
 # --------------------------------------------------------------------------------------------
-# metadata and the all-in-one entry point
-
-
-@dataclass(frozen=True)
-class _How:
-    """How a sample metric is computed: ``fn`` takes ``seed=`` when ``seeded`` and is
-    ``fn(X, train, Y)`` when ``needs_train``; a function that yields several metrics at once
-    (:func:`prdc`) returns a dict of :class:`SampleScore` keyed by metric name.
-    ``data_units``: the value and SE are in the data's units (they scale with the data);
-    ``unit_extras``: the keys of ``extra`` that do."""
-
-    fn: Callable[..., Any]
-    seeded: bool = False
-    needs_train: bool = False
-    data_units: bool = False
-    unit_extras: tuple[str, ...] = ()
-
-
-#: The function of each metric of :data:`~densbench.metrics.catalogue.SAMPLE_METRICS`
-#: (which holds their units, directions and meanings).
-_HOW: dict[str, _How] = {
-    "mmd2": _How(_kernel_statistics, seeded=True,
-                 unit_extras=("bandwidths", "median_distance")),
-    "energy_distance": _How(_kernel_statistics, seeded=True, data_units=True,
-                            unit_extras=("mean_xy", "mean_xx", "mean_yy")),
-    "sliced_wasserstein": _How(sliced_wasserstein, seeded=True, data_units=True),
-    "c2st_accuracy": _How(c2st, seeded=True),
-    "precision": _How(prdc),
-    "recall": _How(prdc),
-    "density": _How(prdc),
-    "coverage": _How(prdc),
-    "frechet_distance": _How(frechet_distance),
-    "memorization_ratio": _How(memorization_ratio, seeded=True, needs_train=True,
-                               unit_extras=("median_sample_distance",
-                                            "median_heldout_distance")),
-}
-if list(_HOW) != list(SAMPLE_METRICS) or any(  # a metric added to one and not the other
-        how.data_units != (SAMPLE_METRICS[name].unit == "data units")
-        for name, how in _HOW.items()):
-    raise ImportError("densbench.metrics.samples: the sample metrics computed here differ "
-                      "from the catalogue's")
+# the all-in-one entry point
 
 
 def common_scale(Y: np.ndarray) -> float:
@@ -1002,18 +1008,19 @@ def failed(error: Exception) -> SampleScore:
                                         "traceback": traceback.format_exc(limit=8)})
 
 
-def _in_data_units(score: SampleScore, how: _How, scale: float) -> SampleScore:
-    """``score`` of data divided by ``scale`` as the score of the data themselves."""
+def _in_data_units(score: SampleScore, name: str, scale: float) -> SampleScore:
+    """``score`` of the metric ``name`` of data divided by ``scale`` as the score of the
+    data themselves."""
     if scale == 1.0 or "error" in score.extra:
         return score
     extra = dict(score.extra)
-    for key in how.unit_extras:
+    for key in _HOW[name].unit_extras:
         value = extra.get(key)
         if isinstance(value, list):
             extra[key] = [v * scale for v in value]
         elif value is not None:
             extra[key] = value * scale
-    if not how.data_units:
+    if SAMPLE_METRICS[name].unit != "data units":
         return SampleScore(score.value, score.se, extra)
     return SampleScore(score.value * scale, None if score.se is None else score.se * scale,
                        extra)
@@ -1021,7 +1028,7 @@ def _in_data_units(score: SampleScore, how: _How, scale: float) -> SampleScore:
 
 def _names(which: Iterable[str] | None, with_train: bool) -> list[str]:
     if which is None:
-        return [n for n, how in _HOW.items() if with_train or not how.needs_train]
+        return [n for n in SAMPLE_METRICS if with_train or not _HOW[n].needs_train]
     names = list(which)
     unknown = [n for n in names if n not in SAMPLE_METRICS]
     if unknown:
@@ -1086,7 +1093,7 @@ def sample_metrics(X: np.ndarray, Y: np.ndarray, *, train: np.ndarray | None = N
                 results[how.fn] = failed(exc)
         result = results[how.fn]
         score = result[name] if isinstance(result, dict) else result
-        out[name] = _in_data_units(score, how, scale)
+        out[name] = _in_data_units(score, name, scale)
     return out
 
 
@@ -1116,3 +1123,8 @@ def _metric(name: str, score: SampleScore) -> Metric:
         return replace(row, note=f"not computed: the value is {row.value} in float64 (the "
                                  "samples or the data are too far apart to compare)")
     return row
+
+
+if set(_HOW) != set(SAMPLE_METRICS):  # a catalogue entry with no function computing it
+    raise ImportError("densbench.metrics.samples: no function computes the sample metrics "
+                      f"{sorted(set(SAMPLE_METRICS) - set(_HOW))}")

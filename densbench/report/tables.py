@@ -268,7 +268,8 @@ def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.Data
                     row["ses"].append(trial["se"])
                 if i == t["chosen_index"]:
                     row["chosen"].append(str(r["seed"]))
-        better = first.get("better", "higher")
+        info = C.validation(first.get("criterion", ""))
+        better = info.direction.value if info else first.get("better", "higher")
         sign = 1.0 if better == "higher" else -1.0
         means = {k: float(np.mean(v["scores"])) if v["scores"] else math.nan
                  for k, v in rows.items()}

@@ -146,7 +146,7 @@ def _tune(st: _State) -> None:
     """The suite's tuning protocol (:mod:`densbench.runner.tuning`): candidates judged on
     the validation split; the estimator is remade with the chosen values (fitted next)."""
     from densbench import estimators
-    from densbench.metrics import Metric
+    from densbench.metrics.catalogue import metric
     from densbench.runner.tuning import tune
 
     name = st.cell.estimator.name
@@ -154,20 +154,20 @@ def _tune(st: _State) -> None:
                                        st.cell.estimator.tune, st.prep, st.cell.seed)
     st.est = estimators.make(name, **params)
     st.record["effective_params"] = _jsonable(st.est.get_params())
-    st.cost.append(Metric("tuning_seconds", st.record["tuning"]["seconds"], None, "s"))
-    st.cost.append(Metric("tuning_trials", float(len(st.record["tuning"]["trials"])), None,
-                          "count"))
+    st.cost.append(metric("tuning_seconds", st.record["tuning"]["seconds"], None))
+    st.cost.append(metric("tuning_trials", float(len(st.record["tuning"]["trials"])), None))
 
 
 def _fit(st: _State) -> None:
-    from densbench.metrics import CellOutputs, Metric
+    from densbench.metrics import CellOutputs
+    from densbench.metrics.catalogue import FIT_SECONDS, metric
     from densbench.metrics.timing import Stopwatch
 
     with Stopwatch() as sw:
         st.est.fit(st.prep.train, st.prep.val)
-    st.cost.append(Metric("fit_seconds", sw.seconds, None, "s"))
-    st.cost.append(Metric("train_examples_per_s", len(st.prep.train) / max(sw.seconds, 1e-9),
-                          None, "examples/s"))
+    st.cost.append(metric(FIT_SECONDS, sw.seconds, None))
+    st.cost.append(metric("train_examples_per_s", len(st.prep.train) / max(sw.seconds, 1e-9),
+                          None))
     st.out = CellOutputs(dim=st.ds.dim, discrete=st.ds.kind == "discrete",
                          likelihood_kind=st.est.likelihood.value)
 
@@ -190,7 +190,7 @@ def _score(st: _State) -> None:
 
 
 def _score_split(st: _State, split: str) -> None:
-    from densbench.metrics import Metric
+    from densbench.metrics.catalogue import SCORE_EXAMPLES_PER_S, metric
     from densbench.metrics.timing import Stopwatch
 
     X = getattr(st.prep, split)
@@ -207,8 +207,7 @@ def _score_split(st: _State, split: str) -> None:
                 "small for float64)" if minus_inf else ""))
     st.out.loglik[split] = ll
     if split == "test":
-        st.cost.append(Metric("score_examples_per_s", len(ll) / max(sw.seconds, 1e-9), None,
-                              "examples/s"))
+        st.cost.append(metric(SCORE_EXAMPLES_PER_S, len(ll) / max(sw.seconds, 1e-9), None))
 
 
 def _diagnostics(st: _State) -> None:
@@ -234,8 +233,7 @@ def _sample(st: _State) -> None:
     """Draw samples (as many as validation rows unless the suite says) and keep a preview
     for the report's galleries, in the data's own space. A sampler that fails (or cannot
     sample) is noted in the record, which keeps its likelihoods."""
-    from densbench.metrics import Metric
-    from densbench.metrics.catalogue import SAMPLE_METRICS
+    from densbench.metrics.catalogue import SAMPLE_METRICS, metric
     from densbench.metrics.samples import failed
     from densbench.metrics.timing import Stopwatch
 
@@ -255,8 +253,7 @@ def _sample(st: _State) -> None:
         if st.cell.sample_metrics:
             _record_sample_scores(st, dict.fromkeys(SAMPLE_METRICS, failed(exc)))
         return
-    st.cost.append(Metric("sample_examples_per_s", n / max(sw.seconds, 1e-9), None,
-                          "examples/s"))
+    st.cost.append(metric("sample_examples_per_s", n / max(sw.seconds, 1e-9), None))
     st.out.samples = samples
     preview = st.prep.to_data_space(samples[:PREVIEW_ROWS_2D if st.ds.dim <= 2
                                             else PREVIEW_ROWS])
@@ -279,8 +276,7 @@ def _sample_metrics(st: _State) -> None:
     """Samples against the TEST split, in the data's own space (their floor is added by the
     driver: :mod:`densbench.runner.floors`). A metric that fails is recorded as failed
     (see :func:`_record_sample_scores`); the cell's other figures stand."""
-    from densbench.metrics import Metric
-    from densbench.metrics.catalogue import SAMPLE_METRICS
+    from densbench.metrics.catalogue import SAMPLE_METRICS, metric
     from densbench.metrics.samples import failed
     from densbench.metrics.timing import Stopwatch
 
@@ -291,7 +287,7 @@ def _sample_metrics(st: _State) -> None:
         except Exception as exc:  # every metric failed alike
             scores = dict.fromkeys(SAMPLE_METRICS, failed(exc))
     _record_sample_scores(st, scores)
-    st.cost.append(Metric("sample_metrics_seconds", sw.seconds, None, "s"))
+    st.cost.append(metric("sample_metrics_seconds", sw.seconds, None))
 
 
 def _record_sample_scores(st: _State, scores: dict[str, Any]) -> None:
@@ -314,18 +310,18 @@ def _record_sample_scores(st: _State, scores: dict[str, Any]) -> None:
 
 
 def _costs(st: _State, mem: Any) -> None:
-    from densbench.metrics import Metric
+    from densbench.metrics.catalogue import metric
     from densbench.metrics.timing import blas_thread_count, thread_count
 
-    st.cost.append(Metric("peak_rss_mb", mem.peak_bytes / 2**20, None, "MB"))
+    st.cost.append(metric("peak_rss_mb", mem.peak_bytes / 2**20, None))
     if mem.device_peak_bytes is not None:  # only where CUDA was used
-        st.cost.append(Metric("peak_device_mb", mem.device_peak_bytes / 2**20, None, "MB"))
+        st.cost.append(metric("peak_device_mb", mem.device_peak_bytes / 2**20, None))
     try:
-        st.cost.append(Metric("n_parameters", float(st.est.n_parameters()), None, "count"))
+        st.cost.append(metric("n_parameters", float(st.est.n_parameters()), None))
     except NotImplementedError:  # an outside estimator need not count its parameters
         pass
-    st.cost.append(Metric("threads", float(thread_count()), None, "count"))
-    st.cost.append(Metric("blas_threads", float(blas_thread_count()), None, "count"))
+    st.cost.append(metric("threads", float(thread_count()), None))
+    st.cost.append(metric("blas_threads", float(blas_thread_count()), None))
 
 
 def _finish(st: _State) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from densbench.metrics.catalogue import COST_METRICS
 from densbench.runner.cell import now, run_cell
 from densbench.runner.executors import EXECUTORS, RunOptions, StopFlag, make_executor
 from densbench.runner.plan import Cell
@@ -27,12 +28,6 @@ from densbench.runner.store import RunStore
 
 __all__ = ["COST_METRICS", "EXECUTORS", "Progress", "RunOptions", "RunSummary", "run_cell",
            "run_cells", "run_options", "run_suite"]
-
-
-#: Metrics that measure cost (they vary from run to run; everything else is reproducible).
-COST_METRICS = ("fit_seconds", "train_examples_per_s", "score_examples_per_s",
-                "sample_examples_per_s", "sample_metrics_seconds", "peak_rss_mb",
-                "peak_device_mb", "threads", "blas_threads")
 
 
 @dataclass

@@ -48,10 +48,23 @@ class Trial:
     error: str | None = None
 
 
-def _criterion(est: Any, prep: Any, seed: int) -> tuple[str, str, str, float, float]:
+def _judged(name: str, value: float, se: float | None
+            ) -> tuple[str, str, str, float, float | None]:
+    """A criterion's row with the unit and direction its catalogue entry gives."""
+    from densbench.metrics.catalogue import validation
+
+    info = validation(name)
+    if info is None:
+        raise LookupError(f"tuning criterion {name!r} has no catalogue entry")
+    return name, info.unit, info.direction.value, value, se
+
+
+def _criterion(est: Any, prep: Any, seed: int
+               ) -> tuple[str, str, str, float, float | None]:
     """(name, unit, direction, value, SE over validation rows) of a fitted candidate."""
     from densbench.estimators.base import LikelihoodKind
     from densbench.metrics import mean_se
+    from densbench.metrics.catalogue import loglik
     from densbench.metrics.samples import energy_distance
 
     if est.likelihood is not LikelihoodKind.NONE:
@@ -59,12 +72,12 @@ def _criterion(est: Any, prep: Any, seed: int) -> tuple[str, str, str, float, fl
         if not np.isfinite(ll).all():
             raise FloatingPointError("validation log-likelihoods are not all finite")
         m, se = mean_se(ll)
-        return "val_loglik", "nats/example", "higher", m, se
+        return _judged(loglik("val"), m, se)
     samples = est.sample(len(prep.val), random_state=seed)
     if not np.isfinite(samples).all():
         raise FloatingPointError("samples contain NaN or inf")
     d = energy_distance(prep.to_data_space(samples), prep.to_data_space(prep.val))
-    return "val_energy_distance", "data units", "lower", float(d.value), d.se
+    return _judged("val_energy_distance", float(d.value), d.se)
 
 
 def tune(name: str, base: dict[str, Any], space: SearchSpace, prep: Any,

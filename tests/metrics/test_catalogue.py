@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 
 from densbench import estimators
+from densbench.estimators.selection import SearchSpace
 from densbench.metrics import catalogue as C
 from densbench.metrics import samples as S
 from densbench.registry import UnknownNameError
+from densbench.report.tables import tuning_tables
+from densbench.runner import execute
+from densbench.runner.cell import run_cell
 from densbench.runner.execute import run_cells
 from densbench.runner.plan import Cell, Spec
 from densbench.runner.store import RunStore
@@ -67,6 +71,57 @@ def test_names_are_unique_and_every_entry_is_complete():
         assert m.unit and m.label and m.meaning.endswith(".") and "\n" not in m.meaning
         assert (m.target is not None) == (m.direction is C.Direction.TARGET), m.name
     assert set(C.COST_METRICS) <= {m.name for m in C.CATALOGUE if m.group is C.Group.COST}
+
+
+def test_the_cost_metrics_the_driver_sets_aside_are_the_catalogues():
+    """The metrics left out when two runs are compared are exactly the catalogue's
+    measurements of the run itself, so a new cost entry needs no second list."""
+    assert execute.COST_METRICS == C.COST_METRICS
+    assert set(C.COST_METRICS) == {m.name for m in C.CATALOGUE if not m.reproducible}
+
+
+def test_a_cells_cost_rows_are_catalogue_figures_in_its_units():
+    """Every cost row ``run_cell`` writes (a tuned cell, so the tuning rows too) has a
+    catalogue entry of the cost group and its unit."""
+    space = SearchSpace.parse({"bandwidth": [0.3, 0.6]}, who="kde")
+    cell = Cell(Spec("kde", {"bandwidth": 0.5}, tune=space),
+                Spec("banana", {"n_train": 80, "n_val": 40, "n_test": 40}), 0,
+                sample_metrics=False)
+    rec = run_cell(cell)
+    assert rec["status"] == "ok", rec["error"]
+    cost = [m for m in rec["metrics"] if C.get(m["metric"]).group is C.Group.COST]
+    assert {"tuning_seconds", "tuning_trials", C.FIT_SECONDS} <= {m["metric"] for m in cost}
+    for m in rec["metrics"]:
+        assert m["unit"] == C.get(m["metric"]).unit, m["metric"]
+
+
+def test_samples_dispatch_is_the_catalogues_and_refuses_a_name_it_lacks():
+    assert set(S._HOW) == set(C.SAMPLE_METRICS)
+    with pytest.raises(UnknownNameError, match="'dummy' has no entry"):
+        S._computes("dummy")
+
+
+def _tuned_record(criterion: str, scores: list[float]) -> dict:
+    trials = [{"params": {"h": h}, "score": s, "se": 0.1, "seconds": 1.0}
+              for h, s in zip((1, 2), scores, strict=True)]
+    tuning = {"space": {"h": [1, 2]}, "trials": trials, "chosen_index": 0, "seconds": 2.0,
+              "criterion": criterion, "search": "grid", "seed": 0, "final": "refit"}
+    return {"status": "ok", "seed": 0, "tuning": tuning, "dataset": {"name": "d"},
+            "estimator": {"name": "e", "params": {}, "tune": {"h": [1, 2]}}}
+
+
+@pytest.mark.parametrize(("criterion", "best", "arrow"), [
+    ("val_loglik", "2", "↑"), ("val_energy_distance", "1", "↓")])
+def test_the_tuning_table_takes_the_criterions_direction_from_the_catalogue(
+        criterion, best, arrow):
+    """The best candidate (bold) and the heading's arrow follow the catalogue's direction
+    of the criterion, whatever the record's own direction string says."""
+    (_, _, table), = tuning_tables([_tuned_record(criterion, [1.0, 3.0])])
+    column = next(c for c in table.columns if c.startswith(criterion))
+    assert column.endswith(arrow)
+    bold = [str(i) for i, h in zip(table["h"], table[column], strict=True)
+            if h.startswith("**")]
+    assert bold == [best]
 
 
 def test_lookup_matches_families_and_refuses_unknown_names():
