@@ -122,7 +122,7 @@ def test_time_budget_stops_the_cell_in_compiled_code_and_the_run_goes_on(tmp_pat
     assert rec["error"] == "cell exceeded its CPU-time budget of 0.5 s per thread"
     # what it used, and the stack it was stopped in (the fault handler's, on SIGUSR1)
     assert rec["usage"]["limit"] == "cpu" and rec["usage"]["cpu_seconds_per_thread"] > 0.5
-    assert "most recent call first" in rec["traceback"] and "kde.py" in rec["traceback"]
+    assert "most recent call first" in rec["traceback"] and "estimators/kde/" in rec["traceback"]
     assert store.read(fast.id)["status"] == "ok"
     assert store.read(fast.id)["pid"] != rec["pid"]  # a fresh worker
     assert (summary.ok, len(summary.failed)) == (1, 1)
