@@ -52,7 +52,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import IO, Any
 
-from densbench.devices import check_device
+from densbench.devices import DEFAULT_DEVICE, check_device
 from densbench.runner.cell import failure_record, now
 from densbench.runner.plan import Cell
 
@@ -214,7 +214,7 @@ class SupervisedWorker:
     """One worker process and the cell it runs; started on the first :meth:`submit` and
     after every death."""
 
-    def __init__(self, *, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, *, device: str = DEFAULT_DEVICE, threads: int = 0) -> None:
         self.device, self.threads = device, threads
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+from densbench.devices import DEFAULT_DEVICE
 from densbench.runner.executors import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
@@ -37,7 +38,7 @@ IDLE_S = float(os.environ.get("DENSBENCH_DASK_IDLE_S", "60"))
 #: This Dask worker's settings (set by :func:`configure_worker`) and its idle supervised
 #: children by worker thread, with the time each became idle (a busy child is its task's
 #: alone until it returns it).
-_SETTINGS: dict[str, Any] = {"device": "cpu", "threads": 0}
+_SETTINGS: dict[str, Any] = {"device": DEFAULT_DEVICE, "threads": 0}
 _IDLE: dict[int, tuple[SupervisedWorker, float]] = {}
 _LOCK = threading.Lock()
 _REAPER_PID: list[int] = []
