@@ -307,7 +307,7 @@ class VAE(TorchDensityEstimator):
     #: Decoder rows (rows of X times samples) per evaluation chunk: bounds the memory for
     #: any K and any number of rows, and sets the speed: a chunk whose activations stay in
     #: cache keeps the decoder near the matrix-product rate, where much larger chunks
-    #: wait on memory (figures: benchmark group iwae-k5000, the README's Speed section).
+    #: wait on memory (figures: benchmark group iwae-k5000, docs/speed.md).
     eval_decoder_rows: ClassVar[int] = 1024
     #: Samples of the early-stopping IWAE estimate.
     k_val: ClassVar[int] = 10

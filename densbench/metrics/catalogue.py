@@ -3,7 +3,7 @@ its group and what it means.
 
 This is the one place where a metric's name, unit and direction are decided. The code that
 computes figures builds its rows with :func:`metric` (so a record's unit is the catalogue's),
-and the tables, figures, ``densbench compare`` and the README's metric list read it. A
+and the tables, figures, ``densbench compare`` and the metric list in docs/metrics.md read it. A
 direction is one of higher, lower, a target value (C2ST accuracy 0.5: a classifier that
 cannot tell samples from data) or none (a reference figure or a setting of the run, for
 which "better" has no meaning); :meth:`MetricInfo.badness` turns all four into one number
@@ -99,7 +99,7 @@ class MetricInfo:
 
     @property
     def better(self) -> str:
-        """The direction in words, for the README's list."""
+        """The direction in words, for the list in docs/metrics.md."""
         if self.direction is Direction.TARGET:
             return f"closest to {self.target:g}"
         return {Direction.HIGHER: "higher", Direction.LOWER: "lower",

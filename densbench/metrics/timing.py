@@ -339,8 +339,8 @@ def steady_allocator(threshold_bytes: int = 1 << 30) -> bool:
     size of the last freed mapped block, at most 32 MiB) afresh and unmaps it on free, so
     a PyTorch CPU tensor of a few MiB made and dropped on every call costs a page fault
     per 4 KiB on every call, and whether it does depends on what ran before: a timing
-    would measure the allocator's history rather than the code (figures: the README's
-    Speed section).
+    would measure the allocator's history rather than the code (figures:
+    docs/speed.md).
     PyTorch's CPU performance guide recommends replacing the allocator (jemalloc,
     tcmalloc) for the same reason. The cost: freed memory stays with the process and
     would count in the next measurement of peak resident memory, so

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from densbench.devices import DEFAULT_DEVICE
 from densbench.runner.plan import Cell
 from densbench.runner.records import encode_array
 
@@ -78,7 +79,7 @@ class _State:
         return self.est.likelihood is not LikelihoodKind.NONE
 
 
-def run_cell(cell: Cell, device: str = "cpu") -> dict[str, Any]:
+def run_cell(cell: Cell, device: str = DEFAULT_DEVICE) -> dict[str, Any]:
     """Fit, score and sample one cell on ``device``; return its record (never raises for
     the cell's own errors: they are recorded)."""
     from densbench.metrics.timing import PeakMemory, release_free_memory

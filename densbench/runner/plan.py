@@ -283,12 +283,13 @@ def _check_estimator(spec: Spec, info: Any, at: str) -> None:
     """The estimator's own checks of its params as a cell on dataset ``info`` would give
     them: with what it takes from the data (the number of levels, a sequence shape)."""
     from densbench import estimators
+    from densbench.devices import DEFAULT_DEVICE
 
     try:
         _refuse_device(spec)
         cls = estimators.get(spec.name)
         cls.check_param_names(spec.params)
-        base = {**cls.run_params(info, seed=0, device="cpu"), **spec.params}
+        base = {**cls.run_params(info, seed=0, device=DEFAULT_DEVICE), **spec.params}
         cls.check_params(base)
         if spec.tune is not None:
             _check_tuning(cls, spec, base)

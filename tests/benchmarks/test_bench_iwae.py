@@ -73,9 +73,8 @@ def per_example_loop(est, X: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("impl", ["batched", "loop"])
 def test_iwae_k5000(benchmark, impl, vae_digits):
     """The batched evaluation beside the per-example loop, and the decoder's fraction of
-    the matrix-product rate measured in this process (figures: the README's Speed
-    section). A warm-up round each: the first call of either pays for its fresh
-    activation buffers."""
+    the matrix-product rate measured in this process (figures: docs/speed.md). A warm-up
+    round each: the first call of either pays for its fresh activation buffers."""
     est, X = vae_digits
     benchmark.group = "iwae-k5000"
     benchmark.extra_info["rows"] = len(X)
