@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from densbench.runner.executors import RunOptions
+    from densbench.runner.plan import Suite
+    from densbench.runner.store import RunStore
 
 __all__ = ["main"]
 
@@ -199,47 +201,65 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     return options
 
 
-def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    import dataclasses
-
-    from densbench.runner.execute import run_suite
+def _chosen_suite(args: argparse.Namespace) -> Suite:
+    """The suite named by --suite, --quick or --all/--estimators/--datasets."""
     from densbench.runner.plan import builtin_suite, load_suite
-    from densbench.runner.store import RunStore
 
     if args.suite:
         is_file = Path(args.suite).exists() or args.suite.endswith(".toml")
-        suite = load_suite(args.suite) if is_file else builtin_suite(args.suite)
-    elif args.quick:
-        suite = builtin_suite("quick")
-    elif args.all or args.estimators or args.datasets:
-        suite = builtin_suite("default")
-    else:
-        raise UsageError("choose what to run: --all, --quick, --suite FILE, or "
-                         "--estimators/--datasets")
-    options = _run_options(args)
+        return load_suite(args.suite) if is_file else builtin_suite(args.suite)
+    if args.quick:
+        return builtin_suite("quick")
+    if args.all or args.estimators or args.datasets:
+        return builtin_suite("default")
+    raise UsageError("choose what to run: --all, --quick, --suite FILE, or "
+                     "--estimators/--datasets")
+
+
+def _narrowed_suite(suite: Suite, args: argparse.Namespace) -> Suite:
+    """``suite`` cut to the chosen estimators, datasets and seeds, with its data files
+    checked and --cell-memory-mb applied."""
+    import dataclasses
+
+    from densbench.data import require_files
+
     if args.cell_memory_mb is not None and not args.cell_memory_mb > 0:
         raise UsageError(f"--cell-memory-mb must be > 0; got {args.cell_memory_mb:g}")
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
-    from densbench.data import require_files
-
     for name in sorted({d.name for d in suite.datasets}):
         require_files(name)  # a missing or wrong data file: one line, exit 2
     if args.cell_memory_mb is not None:
         suite = dataclasses.replace(suite, cell_memory_mb=args.cell_memory_mb)
-    cells = suite.cells()
-    if args.out:
-        out = Path(args.out)
-    else:
-        out = Path("results") / suite.name
-        out.parent.mkdir(parents=True, exist_ok=True)
-    store = RunStore(out, create=True)
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
+    return suite
 
-        bar = tqdm(total=len(cells), desc=f"densbench {suite.name}", unit="cell",
-                   file=sys.stderr, dynamic_ncols=True, disable=None)
+
+def _output_folder(args: argparse.Namespace, suite_name: str) -> Path:
+    """--out, else results/<suite> (its parent made here)."""
+    if args.out:
+        return Path(args.out)
+    out = Path("results") / suite_name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _progress_bar(args: argparse.Namespace, suite_name: str, n_cells: int) -> Any:
+    """A tqdm bar on stderr, or None with --no-progress."""
+    if args.no_progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=n_cells, desc=f"densbench {suite_name}", unit="cell",
+                file=sys.stderr, dynamic_ncols=True, disable=None)
+
+
+def _run_with_bar(suite: Suite, store: RunStore, options: RunOptions, argv: list[str],
+                  bar: Any) -> Any:
+    """Run ``suite`` into ``store``, showing cells and neural epochs on ``bar`` (if any);
+    the bar is closed however the run ends."""
+    from densbench.estimators.training import progress_callback
+    from densbench.metrics.timing import steady_allocator
+    from densbench.runner.execute import run_suite
 
     def progress(ev):
         if bar is not None:
@@ -252,17 +272,19 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             bar.set_postfix_str(f"{ev['who']}: epoch {ev['epoch']}/{ev['max_epochs']}, "
                                 f"val {ev['val_loglik']:.3f}")
 
-    from densbench.estimators.training import progress_callback
-    from densbench.metrics.timing import steady_allocator
-
     steady_allocator()  # this process computes floors (and runs cells with inprocess)
     try:
         with progress_callback(epoch):
-            summary = run_suite(suite, store, options,
-                                command="densbench " + " ".join(argv), on_progress=progress)
+            return run_suite(suite, store, options,
+                             command="densbench " + " ".join(argv), on_progress=progress)
     finally:
         if bar is not None:
             bar.close()
+
+
+def _run_outcome(out: Path, summary: Any) -> int:
+    """Print the run's warnings and summary; its exit code (130 interrupted, 1 a cell
+    failed, else 0)."""
     for path, why in summary.moved_aside:
         print(f"densbench: warning: {why}; moved aside to {path}, its cell was run again",
               file=sys.stderr)
@@ -272,6 +294,20 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
               "command to resume", file=sys.stderr)
         return 130
     return 1 if summary.n_failed else 0
+
+
+def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+    from densbench.runner.store import RunStore
+
+    suite = _chosen_suite(args)
+    options = _run_options(args)
+    suite = _narrowed_suite(suite, args)
+    n_cells = len(suite.cells())
+    out = _output_folder(args, suite.name)
+    store = RunStore(out, create=True)
+    bar = _progress_bar(args, suite.name, n_cells)
+    summary = _run_with_bar(suite, store, options, argv, bar)
+    return _run_outcome(out, summary)
 
 
 def _print_summary(out: Path, summary) -> None:

@@ -192,6 +192,31 @@ class TrainingHooks:
         result.best_val_loglik = -math.inf if best.select is None else best.select
 
 
+def _train_epoch(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor,
+                 gen: torch.Generator, *, who: str, epoch: int, batch_size: int,
+                 deadline: float | None) -> tuple[tuple[float, ...], int, bool]:
+    """One pass over shuffled minibatches: the mean of each loss per example, the examples
+    seen and whether ``deadline`` (a ``perf_counter`` time) passed, which ends the pass."""
+    model.train()
+    n = X_train.shape[0]
+    perm = torch.randperm(n, generator=gen).to(X_train.device)
+    sums, seen = [0.0] * len(hooks.loss_names), 0
+    out_of_time = False
+    for b, start in enumerate(range(0, n, batch_size)):
+        batch = X_train[perm[start:start + batch_size]]
+        losses = hooks.step(batch, b)
+        if not all(math.isfinite(v) for v in losses):
+            shown = losses[0] if len(losses) == 1 else losses
+            raise TrainingError(f"{who}: training loss became {shown} at epoch {epoch}, "
+                                f"batch {b}; lower lr or check the data")
+        sums = [t + v * batch.shape[0] for t, v in zip(sums, losses, strict=True)]
+        seen += batch.shape[0]
+        if deadline is not None and time.perf_counter() > deadline:
+            out_of_time = True
+            break
+    return tuple(t / max(seen, 1) for t in sums), seen, out_of_time
+
+
 def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who: str,
           max_epochs: int, batch_size: int, patience: int, time_budget_s: float | None,
           seed: int) -> TrainResult:
@@ -204,30 +229,16 @@ def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who:
     """
     result = hooks.new_result()
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
-    n = X_train.shape[0]
     best_state = copy.deepcopy(hooks.keep.state_dict())
     best: Evaluation | None = None
     since_best = 0
     t0 = time.perf_counter()
-    out_of_time = False
+    deadline = None if time_budget_s is None else t0 + time_budget_s
     for epoch in range(1, max_epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(X_train.device)
-        sums, seen = [0.0] * len(hooks.loss_names), 0
-        for b, start in enumerate(range(0, n, batch_size)):
-            batch = X_train[perm[start:start + batch_size]]
-            losses = hooks.step(batch, b)
-            if not all(math.isfinite(v) for v in losses):
-                shown = losses[0] if len(losses) == 1 else losses
-                raise TrainingError(f"{who}: training loss became {shown} at epoch {epoch}, "
-                                    f"batch {b}; lower lr or check the data")
-            sums = [t + v * batch.shape[0] for t, v in zip(sums, losses, strict=True)]
-            seen += batch.shape[0]
-            if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
-                out_of_time = True
-                break
+        means, seen, out_of_time = _train_epoch(model, hooks, X_train, gen, who=who,
+                                                epoch=epoch, batch_size=batch_size,
+                                                deadline=deadline)
         result.examples_seen += seen
-        means = tuple(t / max(seen, 1) for t in sums)
         model.eval()
         with torch.no_grad():
             ev = hooks.evaluate(means)

@@ -235,11 +235,9 @@ def _short(value: Any) -> str:
     return json.dumps(value)
 
 
-def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.DataFrame]]:
-    """One table per tuned estimator x dataset (title, explanation, table): a row per
-    candidate setting (its values), its validation score (mean ± SE across the seeds that
-    scored it; with one seed, ± SE over validation rows), the seeds that chose it (best in
-    **bold**) and its mean fit-and-score seconds."""
+def _tuned_groups(records: list[dict[str, Any]]) -> dict[tuple[str, str, str],
+                                                           list[dict[str, Any]]]:
+    """The finished tuned records, grouped by estimator, dataset and search set-up."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in records:
         tuning = r.get("tuning")
@@ -248,56 +246,88 @@ def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.Data
                    _key({"params": r["estimator"].get("params", {}),
                          "tune": r["estimator"].get("tune")}))
             groups.setdefault(key, []).append(r)
+    return groups
+
+
+def _candidate_rows(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per candidate setting (in first-tried order): its params, the scores and SEs of the
+    seeds that scored it, its seconds, the seeds that chose it and how many failed."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in recs:
+        t = r["tuning"]
+        for i, trial in enumerate(t["trials"]):
+            row = rows.setdefault(_key(trial["params"]), {
+                "params": trial["params"], "scores": [], "ses": [], "seconds": [],
+                "chosen": [], "failed": 0})
+            row["seconds"].append(trial["seconds"])
+            if trial["score"] is None:
+                row["failed"] += 1
+            else:
+                row["scores"].append(trial["score"])
+                row["ses"].append(trial["se"])
+            if i == t["chosen_index"]:
+                row["chosen"].append(str(r["seed"]))
+    return rows
+
+
+def _score_text(row: dict[str, Any], mean: float, best: bool) -> str:
+    """A candidate's score cell: mean ± SE across seeds (one seed: its validation SE),
+    its failures, in bold when best."""
+    s = row["scores"]
+    se = (float(np.std(s, ddof=1) / math.sqrt(len(s))) if len(s) >= 2
+          else row["ses"][0] if s and row["ses"][0] is not None else math.nan)
+    text = format_pm(mean, se) if s else "--"
+    if row["failed"]:
+        text += f" ({row['failed']} failed)"
+    return f"**{text}**" if best else text
+
+
+def _candidate_table(first: dict[str, Any], names: list[str],
+                     rows: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """The table of one tuning: a row per candidate, the best by the criterion's direction
+    in bold."""
+    info = C.validation(first.get("criterion", ""))
+    better = info.direction.value if info else first.get("better", "higher")
+    sign = 1.0 if better == "higher" else -1.0
+    means = {k: float(np.mean(v["scores"])) if v["scores"] else math.nan
+             for k, v in rows.items()}
+    finite = {k: m for k, m in means.items() if math.isfinite(m)}
+    best = max(finite, key=lambda k: sign * finite[k]) if finite else None
+    header = (f"{first.get('criterion', '?')} [{first.get('unit', '?')}] "
+              f"{'↑' if better == 'higher' else '↓'}")
+    table = pd.DataFrame(index=range(1, len(rows) + 1))
+    for n in names:
+        table[n] = [_short(v["params"].get(n)) for v in rows.values()]
+    table[header] = [_score_text(v, means[k], k == best) for k, v in rows.items()]
+    table["chosen in seeds"] = [", ".join(v["chosen"]) or "--" for v in rows.values()]
+    table["seconds"] = [_fmt_cost(float(np.mean(v["seconds"]))) for v in rows.values()]
+    table.index.name = "candidate"
+    return table
+
+
+def _tuning_text(first: dict[str, Any], names: list[str], n_candidates: int,
+                 recs: list[dict[str, Any]]) -> str:
+    """The explanation under a tuning table: the search, the final model and its cost."""
+    total = sum(r["tuning"]["seconds"] for r in recs)
+    return (f"{first['search']} search over {', '.join(names)}: {n_candidates} candidates "
+            f"(search seed {first['seed']}), chosen per dataset and seed on the "
+            f"validation split only; final model: {first['final']}. Cost: "
+            f"{total:.1f} s of tuning over {len(recs)} seed(s) "
+            f"({total / len(recs):.1f} s per cell).")
+
+
+def tuning_tables(records: list[dict[str, Any]]) -> list[tuple[str, str, pd.DataFrame]]:
+    """One table per tuned estimator x dataset (title, explanation, table): a row per
+    candidate setting (its values), its validation score (mean ± SE across the seeds that
+    scored it; with one seed, ± SE over validation rows), the seeds that chose it (best in
+    **bold**) and its mean fit-and-score seconds."""
     out = []
-    for (est, dataset, _), recs in sorted(groups.items()):
+    for (est, dataset, _), recs in sorted(_tuned_groups(records).items()):
         recs = sorted(recs, key=lambda r: int(r["seed"]))
         first = recs[0]["tuning"]
         names = sorted(first["space"])
-        rows: dict[str, dict[str, Any]] = {}
-        for r in recs:
-            t = r["tuning"]
-            for i, trial in enumerate(t["trials"]):
-                row = rows.setdefault(_key(trial["params"]), {
-                    "params": trial["params"], "scores": [], "ses": [], "seconds": [],
-                    "chosen": [], "failed": 0})
-                row["seconds"].append(trial["seconds"])
-                if trial["score"] is None:
-                    row["failed"] += 1
-                else:
-                    row["scores"].append(trial["score"])
-                    row["ses"].append(trial["se"])
-                if i == t["chosen_index"]:
-                    row["chosen"].append(str(r["seed"]))
-        info = C.validation(first.get("criterion", ""))
-        better = info.direction.value if info else first.get("better", "higher")
-        sign = 1.0 if better == "higher" else -1.0
-        means = {k: float(np.mean(v["scores"])) if v["scores"] else math.nan
-                 for k, v in rows.items()}
-        finite = {k: m for k, m in means.items() if math.isfinite(m)}
-        best = max(finite, key=lambda k: sign * finite[k]) if finite else None
-        header = (f"{first.get('criterion', '?')} [{first.get('unit', '?')}] "
-                  f"{'↑' if better == 'higher' else '↓'}")
-        table = pd.DataFrame(index=range(1, len(rows) + 1))
-        for n in names:
-            table[n] = [_short(v["params"].get(n)) for v in rows.values()]
-        cells = []
-        for k, v in rows.items():
-            s = v["scores"]
-            se = (float(np.std(s, ddof=1) / math.sqrt(len(s))) if len(s) >= 2
-                  else v["ses"][0] if s and v["ses"][0] is not None else math.nan)
-            text = format_pm(means[k], se) if s else "--"
-            if v["failed"]:
-                text += f" ({v['failed']} failed)"
-            cells.append(f"**{text}**" if k == best else text)
-        table[header] = cells
-        table["chosen in seeds"] = [", ".join(v["chosen"]) or "--" for v in rows.values()]
-        table["seconds"] = [_fmt_cost(float(np.mean(v["seconds"]))) for v in rows.values()]
-        table.index.name = "candidate"
-        total = sum(r["tuning"]["seconds"] for r in recs)
-        text = (f"{first['search']} search over {', '.join(names)}: {len(rows)} candidates "
-                f"(search seed {first['seed']}), chosen per dataset and seed on the "
-                f"validation split only; final model: {first['final']}. Cost: "
-                f"{total:.1f} s of tuning over {len(recs)} seed(s) "
-                f"({total / len(recs):.1f} s per cell).")
-        out.append((f"Tuning: {est} on {dataset}", text, table))
+        rows = _candidate_rows(recs)
+        table = _candidate_table(first, names, rows)
+        out.append((f"Tuning: {est} on {dataset}", _tuning_text(first, names, len(rows), recs),
+                    table))
     return out
