@@ -96,9 +96,9 @@ def test_a_cells_cost_rows_are_catalogue_figures_in_its_units():
 
 
 def test_samples_dispatch_is_the_catalogues_and_refuses_a_name_it_lacks():
-    assert set(S._HOW) == set(C.SAMPLE_METRICS)
+    assert set(S.dispatch._HOW) == set(C.SAMPLE_METRICS)
     with pytest.raises(UnknownNameError, match="'dummy' has no entry"):
-        S._computes("dummy")
+        S.dispatch._computes("dummy")
 
 
 def _tuned_record(criterion: str, scores: list[float]) -> dict:

@@ -36,8 +36,8 @@ def _one_torch_thread():
 @pytest.fixture
 def tiny_blocks(monkeypatch):
     """Blocks of 7 x 11 distances, so that every reference test crosses block edges."""
-    monkeypatch.setattr(S, "_BLOCK_ROWS", 7)
-    monkeypatch.setattr(S, "_BLOCK_COLS", 11)
+    monkeypatch.setattr(S.pairwise, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(S.pairwise, "_BLOCK_COLS", 11)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,7 +271,7 @@ def test_sliced_wasserstein_se_matches_the_spread_over_seeds(monkeypatch):
     ratio = np.mean([r.se for r in runs]) / np.std([r.value for r in runs], ddof=1)
     assert 0.7 < ratio < 1.4, ratio
     # POT called on groups of 7 directions gives the same figure
-    monkeypatch.setattr(S, "_PROJECTION_BLOCK", 7 * 400)
+    monkeypatch.setattr(S.transport, "_PROJECTION_BLOCK", 7 * 400)
     again = S.sliced_wasserstein(X, Y, n_projections=100, seed=0)
     assert again.value == pytest.approx(runs[0].value, abs=1e-12)
     assert again.se == pytest.approx(runs[0].se, abs=1e-12)
