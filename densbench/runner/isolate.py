@@ -56,7 +56,7 @@ class Limits:
     def of_cells(cls, cpu_s: float | None, wall_s: float | None) -> Limits:
         """The limits of a cell with CPU budget ``cpu_s`` and wall-clock limit ``wall_s``
         (None: the defaults a cell gets, :data:`CHECK_CPU_S` where it has no budget)."""
-        from densbench.runner.supervise import WALL_FACTOR
+        from densbench.runner.processes import WALL_FACTOR
 
         cpu = CHECK_CPU_S if cpu_s is None else float(cpu_s)
         return cls(cpu, WALL_FACTOR * cpu if wall_s is None else float(wall_s))
@@ -105,7 +105,7 @@ def _start(folder: Path, stderr: Any) -> subprocess.Popen:
 def _watch(proc: subprocess.Popen, folder: Path, limits: Limits) -> None:
     """Wait for the child to end; stop it (SIGKILL) past its limits, counted from the
     moment it says it is ready (its start-up apart)."""
-    from densbench.runner.supervise import STARTUP_LIMIT_S, process_cpu_seconds
+    from densbench.runner.processes import STARTUP_LIMIT_S, process_cpu_seconds
 
     started, ready = time.monotonic(), None
     while proc.poll() is None and not (folder / "answer.json").exists():
@@ -171,8 +171,7 @@ def main(argv: list[str]) -> None:
     worker does."""
     import importlib
 
-    from densbench.runner.supervise import process_cpu_seconds
-    from densbench.runner.worker import exit_with_parent
+    from densbench.runner.processes import exit_with_parent, process_cpu_seconds
 
     exit_with_parent(os.getppid())
     folder = Path(argv[0])

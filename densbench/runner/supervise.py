@@ -55,6 +55,7 @@ from typing import IO, Any
 from densbench.devices import DEFAULT_DEVICE, check_device
 from densbench.runner.cell import failure_record, now
 from densbench.runner.plan import Cell
+from densbench.runner.processes import STARTUP_LIMIT_S, WALL_FACTOR, process_cpu_seconds
 
 __all__ = ["STARTUP_LIMIT_S", "WALL_FACTOR", "SupervisedWorker", "assign_devices",
            "cell_limits", "check_device", "describe_exit", "local_devices",
@@ -66,16 +67,11 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 STOP_GRACE_S = 2.0
 #: How long a worker that closed its connection gets to exit before it is killed (s).
 EXIT_GRACE_S = 10.0
-#: The default wall-clock backstop, as a multiple of a cell's CPU budget: room for a
-#: machine loaded about ten times over before a computing cell meets it.
-WALL_FACTOR = 10.0
-#: Wall-clock seconds a worker process may take to start and take up a cell.
-STARTUP_LIMIT_S = 600.0
 #: How long a cell stopped at a limit gets to write the stack it is in (seconds).
 DUMP_WAIT_S = 0.5
 #: The end of a dead worker's stderr that its cell's record keeps (characters).
 STDERR_TAIL = 8000
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
 
 
 def assign_devices(device: str, n_workers: int, n_gpus: int) -> list[str]:
@@ -135,19 +131,6 @@ def resident_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid``, all of its threads (``/proc``, in
-    clock ticks; None where unavailable). Read the same way in the worker and in its
-    supervisor, so that differences of the two are exact to a tick."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            # after the command name, which may itself hold spaces and parentheses
-            fields = fh.read().rsplit(b")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def cell_limits(cell: Cell) -> tuple[float | None, float | None]:

@@ -15,24 +15,20 @@ record)`` at the end, with what the cell used (``usage``).
 
 from __future__ import annotations
 
-import ctypes
 import faulthandler
 import importlib
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-__all__ = ["escaped_failure", "exit_with_parent", "main"]
+from densbench.runner.processes import exit_with_parent
 
-#: How often the worker checks that its supervisor is still alive (seconds).
-PARENT_POLL_S = 0.2
-#: prctl(2)'s option that sets the signal a process gets when its parent dies.
-PR_SET_PDEATHSIG = 1
+__all__ = ["escaped_failure", "main"]
+
 #: What every cell uses, imported before the first cell starts: start-up, not the first
 #: cell's budget, pays for it. An estimator's own modules are its cell's. (PyTorch's
 #: optimizers, which the C2ST sample metric and every neural estimator use, import
@@ -41,24 +37,6 @@ PRELOAD = ("torch", "torch._dynamo", "densbench.runner.cell", "densbench.estimat
            "densbench.estimators.base", "densbench.estimators.training", "densbench.data",
            "densbench.data.transforms", "densbench.metrics", "densbench.metrics.samples",
            "densbench.metrics.features")
-
-
-def exit_with_parent(parent: int) -> None:
-    """Die with ``parent``: the kernel's SIGKILL when it ends (Linux), and a thread that
-    exits once it is no longer this process's parent (everywhere; it cannot run while a
-    cell holds the GIL). A parent gone before the kernel was asked ends this process now."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_POLL_S)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="densbench-parent-watch", daemon=True).start()
 
 
 def escaped_failure(cell: Any, exc: BaseException) -> dict[str, Any]:
@@ -84,7 +62,8 @@ def _run(cell: Any, device: str) -> dict[str, Any]:
 
 def _serve(conn: Connection, device: str, threads: int) -> None:
     from densbench.estimators.training import progress_callback
-    from densbench.runner.supervise import process_cpu_seconds, usage_since
+    from densbench.runner.processes import process_cpu_seconds
+    from densbench.runner.supervise import usage_since
 
     pid = os.getpid()
     with progress_callback(lambda event: conn.send(("epoch", event))):
