@@ -125,11 +125,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         by_estimator_dataset,
         compare_runs,
         got_worse,
+        read_run,
         status_changes,
     )
 
-    table = compare_runs(args.run_a, args.run_b)
-    statuses = status_changes(args.run_a, args.run_b)
+    run_a, run_b = read_run(args.run_a), read_run(args.run_b)
+    table = compare_runs(run_a, run_b)
+    statuses = status_changes(run_a, run_b)
     shown = table if args.all_metrics else table[table["metric"].isin(HEADLINE)]
     changed = int(table.loc[table["settings_changed"], "cell_id"].nunique())
     only_a = int((statuses["status_b"] == ABSENT).sum())

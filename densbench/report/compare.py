@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from densbench.runner.records import StoreError, decode_array
 from densbench.runner.store import RunStore, frame
 
 __all__ = ["ABSENT", "HEADLINE", "ROUNDING", "by_estimator_dataset", "compare_runs",
-           "got_worse", "likelihood_got_worse", "status_changes"]
+           "got_worse", "likelihood_got_worse", "read_run", "status_changes"]
 
 #: The status :func:`status_changes` gives a cell that a run does not have.
 ABSENT = "absent"
@@ -62,8 +63,15 @@ _PAIRED = {
 }
 
 
-def _records(run: str | Path) -> dict[str, dict]:
-    """A run's checked records by cell id; :class:`StoreError` for a run without any."""
+Run = str | Path | Mapping[str, dict]
+
+
+def read_run(run: Run) -> dict[str, dict]:
+    """A run's checked records by cell id (``run`` a folder, or records already read by
+    this function, returned as they are, so that one comparison reads each run once);
+    :class:`StoreError` for a run without any."""
+    if isinstance(run, Mapping):
+        return dict(run)
     recs = RunStore(run).records()
     if not recs:
         raise StoreError(f"no cell records in {run}: nothing to compare")
@@ -96,12 +104,12 @@ def _pairs(recs_a: dict[str, dict], recs_b: dict[str, dict]) -> dict[str, str]:
     return pairs
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, level: float = 0.95) -> pd.DataFrame:
+def compare_runs(run_a: Run, run_b: Run, level: float = 0.95) -> pd.DataFrame:
     """One row per (cell present and ok in both runs, metric): a, b, change = b - a, its SE,
     ``significant``, ``worse`` and ``better`` (significant and in the bad or good direction
     of the catalogue); ``cell_id`` is run b's, ``settings_changed`` marks a cell paired
     with another id (see the module docstring). Cells not ok in both: :func:`status_changes`."""
-    recs_a, recs_b = _records(run_a), _records(run_b)
+    recs_a, recs_b = read_run(run_a), read_run(run_b)
     pairs = {a: b for a, b in _pairs(recs_a, recs_b).items()
              if recs_a[a]["status"] == "ok" and recs_b[b]["status"] == "ok"}
     a_df, b_df = frame(list(recs_a.values())), frame(list(recs_b.values()))
@@ -150,12 +158,12 @@ def _changed(r: Any, rec_a: dict[str, Any], rec_b: dict[str, Any],
             "cell_id": r.cell_id, "settings_changed": r.id_a != r.cell_id}
 
 
-def status_changes(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
+def status_changes(run_a: Run, run_b: Run) -> pd.DataFrame:
     """One row per cell whose status differs between the runs (:data:`ABSENT` where a run
     lacks it; cells paired as :func:`compare_runs` pairs them): estimator, params, dataset,
     seed, status_a, status_b, run b's error, ``worse`` (ok in run a, not ok or absent in
     run b: a regression), ``better`` (failed in run a, ok in run b), ``settings_changed``."""
-    recs_a, recs_b = _records(run_a), _records(run_b)
+    recs_a, recs_b = read_run(run_a), read_run(run_b)
     pairs = _pairs(recs_a, recs_b)
     rows = [_status_row(rec, recs_b.get(pairs.get(i, ""))) for i, rec in recs_a.items()]
     paired_b = set(pairs.values())
