@@ -13,94 +13,16 @@ cell that crashes the process ends the run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from importlib import import_module
 
-from densbench.devices import DEFAULT_DEVICE, check_device
+from densbench.runner.executors.base import EXECUTORS, Executor, Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 
 __all__ = ["EXECUTORS", "Executor", "Finish", "RunOptions", "StopFlag", "make_executor"]
 
-Finish = Callable[[Cell, dict[str, Any]], None]
-
-
-@dataclass
-class StopFlag:
-    """Set by the driver's first Ctrl-C: hand out no more cells."""
-
-    requested: bool = False
-    #: set by a second Ctrl-C, just before it raises KeyboardInterrupt to stop the running
-    #: cells: a KeyboardInterrupt without it was raised by a cell's own code
-    forced: bool = False
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How a run runs its cells, from the command line down to every executor: ``workers``
-    processes (a Dask LocalCluster's, without a ``scheduler`` address), the ``executor``
-    that runs them (:data:`EXECUTORS`), the ``device`` estimators that take one run on, and
-    whether cells already recorded as failed run again (``retry_failed``). None of these
-    changes a cell's id or its numbers."""
-
-    workers: int = 1
-    device: str = DEFAULT_DEVICE
-    scheduler: str | None = None
-    executor: str = "local"
-    retry_failed: bool = False
-
-    def __post_init__(self) -> None:
-        check_device(self.device)
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
-                or self.workers < 1:
-            raise ValueError(f"workers must be an integer >= 1; got {self.workers!r}")
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"unknown executor {self.executor!r}; known: "
-                             f"{', '.join(EXECUTORS)}")
-
-    @property
-    def threads_per_worker(self) -> int:
-        """PyTorch and BLAS threads of each of the local workers: usable cores (the
-        process's CPU affinity) / workers, at least 1, so that N workers never
-        oversubscribe the cores they were given (and one worker, the in-process executor,
-        uses them all, whatever each library's own default)."""
-        from densbench.parallel import usable_cores
-
-        return max(1, usable_cores() // max(1, self.workers))
-
-
-class Executor(Protocol):
-    #: True where cells run in the driver's own process and thread (records are then
-    #: finished between cells, not beside them)
-    in_driver: bool
-
-    def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
-        """Run ``cells``, calling ``finish(cell, record)`` for each as it ends."""
-
-
-def _local(cells: list[Cell], options: RunOptions) -> Executor:
-    from densbench.runner.executors.pool import PoolExecutor
-
-    return PoolExecutor(options)
-
-
-def _inprocess(cells: list[Cell], options: RunOptions) -> Executor:
-    from densbench.runner.executors.inprocess import InProcessExecutor
-
-    return InProcessExecutor(options)
-
-
-def _dask(cells: list[Cell], options: RunOptions) -> Executor:
-    from densbench.runner.executors.dask import DaskExecutor
-
-    return DaskExecutor(options)
-
-
-#: The executors a run can name (``--executor``), each with its factory.
-EXECUTORS: dict[str, Callable[[list[Cell], RunOptions], Executor]] = {
-    "local": _local, "dask": _dask, "inprocess": _inprocess}
-
 
 def make_executor(cells: list[Cell], options: RunOptions) -> Executor:
     """The executor ``options`` names, for these cells (see the module docstring)."""
-    return EXECUTORS[options.executor](cells, options)
+    module, name = EXECUTORS[options.executor]
+    executor: Executor = getattr(import_module(f"{__name__}.{module}"), name)(options)
+    return executor

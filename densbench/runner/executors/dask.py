@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from densbench.devices import DEFAULT_DEVICE
-from densbench.runner.executors import Finish, RunOptions, StopFlag
+from densbench.runner.executors.base import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
 

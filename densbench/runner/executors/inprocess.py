@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from densbench.runner.cell import run_cell
-from densbench.runner.executors import Finish, RunOptions, StopFlag
+from densbench.runner.executors.base import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import local_devices
 from densbench.runner.worker import escaped_failure

@@ -14,7 +14,7 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
-from densbench.runner.executors import Finish, RunOptions, StopFlag
+from densbench.runner.executors.base import Finish, RunOptions, StopFlag
 from densbench.runner.plan import Cell
 from densbench.runner.supervise import SupervisedWorker, local_devices
 
