@@ -38,7 +38,8 @@ from torch.nn import functional as F  # noqa: N812
 
 from densbench.estimators.base import LikelihoodKind
 from densbench.estimators.params import Interval, Options, ParamConstraints, When
-from densbench.estimators.training import TorchDensityEstimator, mlp, resolve_device
+from densbench.estimators.training import TorchDensityEstimator, resolve_device
+from densbench.estimators.vae_networks import VAEModule, linear_gaussian_module
 
 __all__ = ["MC_SE_BLOCKS", "VAE", "log_mean_exp_jackknife_se"]
 
@@ -52,22 +53,6 @@ _OBJECTIVES = ("elbo", "iwae")
 MC_SE_BLOCKS = 50
 #: The K values reported by ``diagnostics`` (those above ``k_eval`` are left out).
 DIAGNOSTIC_KS = (1, 10, 100, 1000, 5000)
-#: Soft bounds of the log standard deviations of the encoder and of the Gaussian decoder's
-#: log-variance: they keep training finite (a collapsing variance would make the Gaussian
-#: likelihood unbounded) and are far from the values met on standardized data.
-_LOG_STD_BOUNDS = (-9.0, 4.0)
-_LOG_VAR_BOUNDS = (-14.0, 6.0)
-#: Initial log-variance of the Gaussian decoder (standardized units). A small initial
-#: variance makes the reconstruction term dominate early, so the decoder uses z: started
-#: at 0 (the whole data variance) the decoder explained everything as noise and training
-#: stopped in the collapsed, Gaussian solution (eight_gaussians, grid_5x5, banana).
-INIT_LOG_VAR = -2.0
-
-
-
-def _soft_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """``x`` pushed smoothly into (lo, hi) (the identity well inside it)."""
-    return hi - F.softplus(hi - (lo + F.softplus(x - lo)))
 
 
 def log_mean_exp_jackknife_se(log_weights: torch.Tensor,
@@ -121,108 +106,6 @@ def log_mean_exp_jackknife_se(log_weights: torch.Tensor,
     return torch.where(torch.isinf(without).any(-1), math.inf, se)
 
 
-class _VAEModule(nn.Module):
-    """Encoder, decoder and the decoder likelihood ``log p(x | z)``."""
-
-    def __init__(self, d: int, *, latent_dim: int, hidden: int, n_layers: int,
-                 decoder: str, levels: int, variance: str) -> None:
-        super().__init__()
-        self.d, self.latent_dim, self.kind = d, latent_dim, decoder
-        self.levels, self.variance = levels, variance
-        self.encoder = mlp(d, 2 * latent_dim, hidden, n_layers)
-        if decoder == "gaussian":
-            out = 2 * d if variance == "output" else d
-            if variance == "dimension":
-                self.log_var = nn.Parameter(torch.full((d,), INIT_LOG_VAR))
-        elif decoder == "bernoulli":
-            out = d
-        else:
-            out = d * levels
-        self.decoder = mlp(latent_dim, out, hidden, n_layers)
-        if decoder == "gaussian" and variance == "output":
-            with torch.no_grad():
-                self.decoder[-1].bias[d:] = INIT_LOG_VAR
-
-    # -- the encoder -------------------------------------------------------------------
-    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        """What the encoder sees: standardized data, or levels scaled to [0, 1]."""
-        if self.kind == "categorical":
-            return x / (self.levels - 1)
-        return x
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, log sigma) of q(z | x), each (n, latent_dim)."""
-        h = self.encoder(self.encoder_input(x))
-        mu, log_std = h[..., :self.latent_dim], h[..., self.latent_dim:]
-        return mu, _soft_clamp(log_std, *_LOG_STD_BOUNDS)
-
-    # -- the decoder -------------------------------------------------------------------
-    def log_px(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) for x (n, d) and z (n, m, latent): shape (n, m)."""
-        n, m = z.shape[0], z.shape[1]
-        h = self.decoder(z.reshape(n * m, self.latent_dim))
-        xb = x[:, None, :]
-        if self.kind == "gaussian":
-            if self.variance == "output":
-                mean = h[:, :self.d].reshape(n, m, self.d)
-                log_var = _soft_clamp(h[:, self.d:], *_LOG_VAR_BOUNDS).reshape(n, m, self.d)
-                lp = -0.5 * ((xb - mean).square() * torch.exp(-log_var) + log_var)
-                return lp.sum(-1) - 0.5 * self.d * math.log(2 * math.pi)
-            mean = h.reshape(n, m, self.d)
-            log_var = _soft_clamp(self.log_var, *_LOG_VAR_BOUNDS)
-            lp = -0.5 * (xb - mean).square() * torch.exp(-log_var)
-            return lp.sum(-1) - 0.5 * (log_var.sum() + self.d * math.log(2 * math.pi))
-        if self.kind == "bernoulli":
-            logits = h.reshape(n, m, self.d)
-            return -F.binary_cross_entropy_with_logits(
-                logits, xb.expand(n, m, self.d), reduction="none").sum(-1)
-        logits = h.reshape(n, m, self.d, self.levels)
-        idx = xb.long().unsqueeze(-1).expand(n, m, self.d, 1)
-        # log_softmax is one fused pass; logsumexp over the few levels of the last axis
-        # runs as five separate passes (max, subtract, exp, sum, log)
-        return torch.gather(F.log_softmax(logits, -1), -1, idx).squeeze(-1).sum(-1)
-
-    def sample_x(self, z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One draw of x ~ p(x | z) per row of z (n, latent)."""
-        n = z.shape[0]
-        h = self.decoder(z)
-        if self.kind == "gaussian":
-            if self.variance == "output":
-                mean, log_var = h[:, :self.d], _soft_clamp(h[:, self.d:], *_LOG_VAR_BOUNDS)
-            else:
-                mean, log_var = h, _soft_clamp(self.log_var, *_LOG_VAR_BOUNDS).expand(n, -1)
-            eps = torch.randn(mean.shape, generator=generator, device=z.device)
-            return mean + torch.exp(0.5 * log_var) * eps
-        if self.kind == "bernoulli":
-            u = torch.rand(h.shape, generator=generator, device=z.device)
-            return (u < torch.sigmoid(h)).to(z.dtype)
-        probs = torch.softmax(h.reshape(n * self.d, self.levels), -1)
-        draws = torch.multinomial(probs, 1, generator=generator)
-        return draws.reshape(n, self.d).to(z.dtype)
-
-    # -- importance weights ------------------------------------------------------------
-    def log_weights(self, x: torch.Tensor, k: int,
-                    generator: torch.Generator | None) -> torch.Tensor:
-        """log p(x, z_j) - log q(z_j | x) for k draws z_j ~ q(z | x): shape (n, k)."""
-        mu, log_std = self.encode(x)
-        eps = torch.randn((x.shape[0], k, self.latent_dim), generator=generator,
-                          device=x.device, dtype=mu.dtype)
-        z = mu[:, None, :] + torch.exp(log_std)[:, None, :] * eps
-        # the (2 pi) constants of log p(z) and log q(z | x) cancel
-        log_pz = -0.5 * z.square().sum(-1)
-        log_qz = -0.5 * eps.square().sum(-1) - log_std.sum(-1, keepdim=True)
-        return self.log_px(x, z) + log_pz - log_qz
-
-    def elbo(self, x: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
-        """The ELBO with the analytic KL and k reconstruction samples: shape (n,)."""
-        mu, log_std = self.encode(x)
-        eps = torch.randn((x.shape[0], k, self.latent_dim), generator=generator,
-                          device=x.device, dtype=mu.dtype)
-        z = mu[:, None, :] + torch.exp(log_std)[:, None, :] * eps
-        kl = 0.5 * (mu.square() + torch.exp(2 * log_std) - 1 - 2 * log_std).sum(-1)
-        return self.log_px(x, z).mean(-1) - kl
-
-
 class VAE(TorchDensityEstimator):
     """Variational autoencoder (MLP encoder/decoder), IWAE-K bound as score (stochastic).
 
@@ -256,7 +139,7 @@ class VAE(TorchDensityEstimator):
     ``k_eval``-sample estimate (a jackknife over blocks of the draws,
     :func:`log_mean_exp_jackknife_se`).
 
-    The Gaussian decoder starts with a small variance (``INIT_LOG_VAR``, standardized
+    The Gaussian decoder starts with a small variance (``vae_networks.INIT_LOG_VAR``, standardized
     units) so that it uses z from the start; started at the data variance, training
     settles in the collapsed solution (a Gaussian, z ignored) on eight_gaussians,
     grid_5x5 and banana. The defaults are tuned for banana, eight_gaussians, funnel,
@@ -403,7 +286,7 @@ class VAE(TorchDensityEstimator):
         super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
-        return _VAEModule(int(X.shape[1]), latent_dim=int(self.latent_dim),
+        return VAEModule(int(X.shape[1]), latent_dim=int(self.latent_dim),
                           hidden=int(self.hidden), n_layers=int(self.n_layers),
                           decoder=self.decoder_, levels=int(self.levels_ or 2),
                           variance=self.decoder_variance)
@@ -572,32 +455,5 @@ class VAE(TorchDensityEstimator):
         est.decoder_, est.levels_ = "gaussian", None
         est.shift_, est.scale_ = np.zeros(d), np.ones(d)
         est.log_jacobian_ = 0.0
-        module = _VAEModule(d, latent_dim=q, hidden=1, n_layers=0, decoder="gaussian",
-                            levels=2, variance="dimension")
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(np.array(a), dtype=torch.float32)
-
-        with torch.no_grad():
-            module.decoder[0].weight.copy_(t(W))
-            module.decoder[0].bias.copy_(t(b))
-            module.log_var.copy_(t(_inverse_soft_clamp(np.log(noise_var), *_LOG_VAR_BOUNDS)))
-            module.encoder[0].weight.copy_(t(np.vstack([A, np.zeros((q, d))])))
-            module.encoder[0].bias.copy_(t(np.concatenate(
-                [c, _inverse_soft_clamp(np.log(s), *_LOG_STD_BOUNDS)])))
-        est.module_ = module.to(est.device_).eval()
+        est.module_ = linear_gaussian_module(W, b, noise_var, A, c, s).to(est.device_).eval()
         return est
-
-
-def _inverse_soft_clamp(y: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """The x with ``_soft_clamp(x, lo, hi) == y`` for lo < y < hi (float64)."""
-    y = np.asarray(y, dtype=np.float64)
-    if not ((y > lo) & (y < hi)).all():
-        raise ValueError(f"value(s) outside the representable range ({lo}, {hi}): {y}")
-    # hi - softplus(hi - u) = y  =>  u = hi - softplus^{-1}(hi - y); softplus^{-1}(a) =
-    # a + log(-expm1(-a)); then lo + softplus(x - lo) = u likewise
-    def inv_softplus(a: np.ndarray) -> np.ndarray:
-        return a + np.log(-np.expm1(-a))
-
-    u = hi - inv_softplus(hi - y)
-    return lo + inv_softplus(u - lo)

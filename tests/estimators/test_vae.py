@@ -13,12 +13,8 @@ from scipy import stats
 from scipy.special import log_softmax, logsumexp
 
 import densbench as db
-from densbench.estimators.vae import (
-    _LOG_STD_BOUNDS,
-    VAE,
-    _inverse_soft_clamp,
-    log_mean_exp_jackknife_se,
-)
+from densbench.estimators.vae import VAE, log_mean_exp_jackknife_se
+from densbench.estimators.vae_networks import LOG_STD_BOUNDS, inverse_soft_clamp
 
 K = 5000
 
@@ -185,7 +181,7 @@ def _ignore_z(est):
         m.decoder[-1].weight.zero_()
         m.encoder[-1].weight.zero_()
         m.encoder[-1].bias[:m.latent_dim] = 0.0
-        m.encoder[-1].bias[m.latent_dim:] = float(_inverse_soft_clamp(0.0, *_LOG_STD_BOUNDS))
+        m.encoder[-1].bias[m.latent_dim:] = float(inverse_soft_clamp(0.0, *LOG_STD_BOUNDS))
     return m.decoder[-1].bias.detach().double().numpy()
 
 
