@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 __all__ = ["PluginError", "Registry", "UnknownNameError", "absolute_spec", "import_spec",
-           "is_spec"]
+           "is_spec", "shared"]
 
 T = TypeVar("T")
 
@@ -120,6 +120,17 @@ def import_spec(spec: str, kind: str = "object") -> Any:
                           f"{attr!r}") from None
 
 
+#: The package's own registries by kind (those made with ``share=True``): a module of the
+#: registry's package (an estimator's base class asking its name) reaches its registry
+#: here rather than importing the package that imports it.
+_SHARED: dict[str, Registry[Any]] = {}
+
+
+def shared(kind: str) -> Registry[Any]:
+    """The package's registry of ``kind`` (``"estimator"``, ``"dataset"``)."""
+    return _SHARED[kind]
+
+
 class Registry(Generic[T]):
     """Maps names to objects (classes or loader functions) with a one-line description.
 
@@ -145,8 +156,10 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, *, group: str | None = None,
                  resolve: Callable[[str, Any], T] | None = None,
-                 accepts: Callable[[str], bool] = is_spec) -> None:
+                 accepts: Callable[[str], bool] = is_spec, share: bool = False) -> None:
         self.kind = kind
+        if share:
+            _SHARED[kind] = self
         #: entry-point group of installed plugins (``None``: none)
         self.group = group
         #: checks or adapts an object found outside the registry: ``resolve(name, obj)``;

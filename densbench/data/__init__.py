@@ -18,6 +18,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from densbench.data.filenames import SUFFIXES, is_data_file
 from densbench.data.root import DataFileError, data_root
 from densbench.registry import Registry, UnknownNameError, is_spec
 
@@ -28,20 +29,8 @@ __all__ = ["REGISTRY", "SUFFIXES", "DataFileError", "Dataset", "DatasetInfo", "T
            "data_root", "describe", "fingerprint", "info", "is_data_file", "load", "metadata",
            "names", "register", "require_files"]
 
-#: The file formats a dataset name may point at.
-SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 #: The entry-point group of installed dataset plugins (name -> ``module:loader``).
 ENTRY_POINT_GROUP = "densbench.datasets"
-
-
-def is_data_file(name: str) -> bool:
-    """Whether dataset ``name`` is a path to a data file (by its suffix).
-
-    Example:
-        >>> is_data_file("runs/x.npy"), is_data_file("digits"), is_data_file("m:load")
-        (True, False, False)
-    """
-    return isinstance(name, str) and name.lower().endswith(SUFFIXES)
 
 
 def _resolve(name: str, obj: Any) -> Callable[..., Dataset]:

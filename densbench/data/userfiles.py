@@ -50,8 +50,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from densbench.data import is_data_file
 from densbench.data.base import Dataset, Truth, split_rng
+from densbench.data.filenames import is_data_file
 from densbench.data.root import DataFileError, file_digest
 from densbench.registry import PluginError, import_spec, is_spec
 

@@ -38,7 +38,7 @@ def _resolve(name: str, obj: Any) -> type[DensityEstimator]:
 
 
 REGISTRY: Registry[type[DensityEstimator]] = Registry(
-    "estimator", group=ENTRY_POINT_GROUP, resolve=_resolve)
+    "estimator", group=ENTRY_POINT_GROUP, resolve=_resolve, share=True)
 
 
 def __getattr__(name: str) -> Any:

@@ -44,7 +44,7 @@ from densbench.estimators.params import (
     check_value,
 )
 from densbench.estimators.params import check_params as _check_all
-from densbench.registry import UnknownNameError
+from densbench.registry import UnknownNameError, shared
 
 __all__ = ["DensityEstimator", "LikelihoodKind", "NoLikelihoodError", "NotFittedError",
            "check_array", "check_output", "data_scale", "engine_errors", "scale_of"]
@@ -168,9 +168,7 @@ class _RegistryName:
     class from outside the package may set its own ``name``."""
 
     def __get__(self, obj: Any, cls: type) -> str:
-        from densbench.estimators import registered_name
-
-        return registered_name(cls) or cls.__name__
+        return shared("estimator").name_of(cls) or cls.__name__
 
 
 @contextlib.contextmanager
