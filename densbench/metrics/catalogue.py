@@ -10,16 +10,24 @@ which "better" has no meaning); :meth:`MetricInfo.badness` turns all four into o
 to minimise, so every comparison in the reports uses the same rule.
 
 One entry is a family: ``test_iwae_k<K>``, the importance-weighted estimate at each K.
+
+It is also where each metric is dispatched from: the figures of a group computed from a
+cell's outputs (likelihood, truth) come from the one function declared for that group with
+:func:`computes`, and each sample metric from the function declared for it in
+:mod:`densbench.metrics.samples.dispatch`; diagnostics are an estimator's own and costs the
+runner's measurements. :func:`compute_all` runs the group functions.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
-from densbench.metrics.base import Metric
+from densbench.metrics.base import CellOutputs, Metric
 from densbench.registry import UnknownNameError
 
 __all__ = [
@@ -27,8 +35,9 @@ __all__ = [
     "SAMPLES_OUTSIDE_TRUTH_SUPPORT", "SAMPLES_PREFIX", "SAMPLES_TRUTH_LOGLIK",
     "SAMPLE_METRICS", "SCORE_EXAMPLES_PER_S", "SPLITS", "TEST_BITS_PER_DIM", "TEST_ELBO",
     "TEST_LOGLIK", "TEST_LOGLIK_PER_DIM", "TEST_LOGLIK_TRUTH", "Direction", "Group",
-    "MetricInfo", "bits_per_dim", "floor", "get", "iwae_k", "iwae_k_of", "lookup", "loglik",
-    "loglik_per_dim", "markdown_table", "metric", "samples", "validation",
+    "GroupMetrics", "MetricInfo", "bits_per_dim", "compute_all", "computes", "floor", "get",
+    "iwae_k", "iwae_k_of", "lookup", "loglik", "loglik_per_dim", "markdown_table", "metric",
+    "samples", "validation",
 ]
 
 
@@ -378,3 +387,42 @@ def markdown_table() -> str:
         lines.append(f"| `{m.name}` | {m.group.value} | {m.unit} | {m.better} | "
                      f"{m.meaning} |")
     return "\n".join(lines)
+
+
+#: A group's metric function: every figure of its group that applies to a cell's outputs.
+GroupMetrics = Callable[[CellOutputs], list[Metric]]
+
+#: The function of each group computed from a cell's outputs, filled by :func:`computes`
+#: where each is defined (:mod:`densbench.metrics.likelihood`, :mod:`~densbench.metrics.truth`).
+_GROUP_FUNCTIONS: dict[Group, GroupMetrics] = {}
+
+_G = TypeVar("_G", bound=GroupMetrics)
+
+
+def computes(group: Group) -> Callable[[_G], _G]:
+    """Declare the decorated function as the one :func:`compute_all` calls for the figures
+    of ``group``; a group has at most one."""
+
+    def declare(fn: _G) -> _G:
+        if group in _GROUP_FUNCTIONS:
+            raise ValueError(f"the {group.value} metrics are already computed by "
+                             f"{_GROUP_FUNCTIONS[group].__qualname__}")
+        _GROUP_FUNCTIONS[group] = fn
+        return fn
+
+    return declare
+
+
+def compute_all(outputs: CellOutputs) -> list[Metric]:
+    """Every figure that applies to ``outputs``, group by group in catalogue order. A row
+    that is not an entry of its function's group is an error, so a record never holds a
+    figure under a group that would read it wrong."""
+    rows: list[Metric] = []
+    for group in Group:
+        fn = _GROUP_FUNCTIONS.get(group)
+        for row in fn(outputs) if fn is not None else ():
+            if get(row.metric).group is not group:
+                raise ValueError(f"{fn.__qualname__} computes the {group.value} metrics; "
+                                 f"{row.metric!r} is a {get(row.metric).group.value} metric")
+            rows.append(row)
+    return rows

@@ -9,7 +9,14 @@ import numpy as np
 
 from densbench.data.transforms import LN2
 from densbench.metrics.base import CellOutputs, Metric, mean_se
-from densbench.metrics.catalogue import bits_per_dim, loglik, loglik_per_dim, metric
+from densbench.metrics.catalogue import (
+    Group,
+    bits_per_dim,
+    computes,
+    loglik,
+    loglik_per_dim,
+    metric,
+)
 
 __all__ = ["MIN_TRUSTED_ESS", "likelihood_metrics", "low_ess_note", "with_note"]
 
@@ -46,6 +53,7 @@ def with_note(row: Metric, note: str | None) -> Metric:
     return row if note is None else dataclasses.replace(row, note=note)
 
 
+@computes(Group.LIKELIHOOD)
 def likelihood_metrics(out: CellOutputs) -> list[Metric]:
     """``{split}_loglik`` (nats/example), ``{split}_loglik_per_dim`` (nats/dim) and, for
     discrete data, ``{split}_bits_per_dim`` (negative log-likelihood, bits/dim), each with

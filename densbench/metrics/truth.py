@@ -10,6 +10,8 @@ from densbench.metrics.catalogue import (
     SAMPLES_OUTSIDE_TRUTH_SUPPORT,
     SAMPLES_TRUTH_LOGLIK,
     TEST_LOGLIK_TRUTH,
+    Group,
+    computes,
     metric,
 )
 
@@ -30,6 +32,7 @@ def kl_to_truth(log_p_true: np.ndarray, log_q: np.ndarray) -> tuple[float, float
     return mean_se(np.asarray(log_p_true) - np.asarray(log_q))
 
 
+@computes(Group.TRUTH)
 def truth_metrics(out: CellOutputs) -> list[Metric]:
     """``test_loglik_truth`` (the true density's own test figure) and ``kl_to_truth``."""
     if out.truth_loglik is None or "test" not in out.truth_loglik:

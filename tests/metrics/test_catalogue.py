@@ -101,6 +101,24 @@ def test_samples_dispatch_is_the_catalogues_and_refuses_a_name_it_lacks():
         S.dispatch._computes("dummy")
 
 
+def test_the_catalogue_dispatches_the_likelihood_and_truth_groups(monkeypatch):
+    from densbench import metrics
+    from densbench.metrics.likelihood import likelihood_metrics
+    from densbench.metrics.truth import truth_metrics
+
+    assert C._GROUP_FUNCTIONS == {C.Group.LIKELIHOOD: likelihood_metrics,
+                                  C.Group.TRUTH: truth_metrics}
+    assert metrics.compute_all is C.compute_all
+    with pytest.raises(ValueError, match="already computed by likelihood_metrics"):
+        C.computes(C.Group.LIKELIHOOD)(truth_metrics)
+    # a group's function that returns another group's figure is refused, by name
+    monkeypatch.setitem(C._GROUP_FUNCTIONS, C.Group.TRUTH,
+                        lambda out: [C.metric(C.FIT_SECONDS, 1.0, None)])
+    out = metrics.CellOutputs(dim=1, discrete=False, likelihood_kind="exact")
+    with pytest.raises(ValueError, match="'fit_seconds' is a cost metric"):
+        C.compute_all(out)
+
+
 def _tuned_record(criterion: str, scores: list[float]) -> dict:
     trials = [{"params": {"h": h}, "score": s, "se": 0.1, "seconds": 1.0}
               for h, s in zip((1, 2), scores, strict=True)]
