@@ -40,6 +40,23 @@ _DATA_ROOT_HELP = ("folder of file-based datasets (default: $DENSBENCH_DATA_ROOT
                    "checkout's datasets/)")
 
 
+_MIRROR_HELP = ("fetch from this base URL instead: a file published at https://host/PATH "
+                "comes from URL/PATH (default: $DENSBENCH_MIRROR)")
+
+
+def _add_fetch_parser(sub: Any, run: argparse.ArgumentParser) -> None:
+    """``densbench fetch``, and the options of ``densbench run`` that fetch first."""
+    run.add_argument("--download", action="store_true", help="first fetch the missing "
+                     "files of the suite's file-based datasets (as densbench fetch)")
+    run.add_argument("--mirror", metavar="URL", help=_MIRROR_HELP)
+    fe = sub.add_parser("fetch", help="download file-based datasets from their publishers "
+                        "(checksums verified, a broken download resumed)")
+    fe.add_argument("names", nargs="+", metavar="NAME", help="datasets, e.g. mnist uci_gas")
+    fe.add_argument("--mirror", metavar="URL", help=_MIRROR_HELP)
+    fe.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
+    fe.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from densbench.devices import DEFAULT_DEVICE
     from densbench.runner.executors import EXECUTORS
@@ -79,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
+    _add_fetch_parser(sub, r)
     rep = sub.add_parser("report", help="write a Markdown and HTML report of a run (an "
                          "invalid record is left out with a warning)")
     rep.add_argument("run_dir", metavar="RUN")
@@ -185,6 +203,61 @@ def _cmd_list() -> int:
     return 0
 
 
+def _byte_bars(args: argparse.Namespace) -> tuple[Any, Any]:
+    """A progress callback showing a tqdm bar per downloaded file on stderr, and the
+    function that closes the last bar."""
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def progress(label: str, done: int, total: int | None) -> None:
+        if label not in bars:
+            close()
+            bars[label] = tqdm(total=total, desc=label, unit="B", unit_scale=True,
+                               unit_divisor=1024, file=sys.stderr, dynamic_ncols=True,
+                               disable=True if args.no_progress else None)
+        bars[label].update(done - bars[label].n)
+
+    def close() -> None:
+        for bar in bars.values():
+            bar.close()
+
+    return progress, close
+
+
+def _fetch_files(names: list[str], args: argparse.Namespace, explicit: bool = False) -> int:
+    """Download the missing files of datasets ``names``; with ``explicit`` (densbench
+    fetch) a dataset with no files is named, and an unknown one is an error."""
+    from densbench import data
+    from densbench.data.fetch import fetch
+    from densbench.data.sources import SOURCES
+
+    known = data.names()
+    folders = {n: data.REGISTRY.meta(n).get("folder") for n in known}
+    unknown = [n for n in names if n not in folders]
+    if explicit and unknown:
+        raise UsageError(f"unknown dataset {unknown[0]!r}; datasets with files to fetch: "
+                         f"{', '.join(n for n in known if folders[n])}")
+    for name in names:
+        if explicit and name in folders and not folders[name]:
+            print(f"{name}: needs no download (generated, or shipped with a package)")
+    sources = [SOURCES[folders[n]] for n in names if folders.get(n)]
+    progress, close = _byte_bars(args)
+    try:
+        fetched = fetch(sources, mirror=args.mirror, progress=progress)
+    finally:
+        close()
+    for item in fetched:
+        if explicit or item.action != "present":
+            print(f"{item.path}: {item.action}; {item.verified}")
+    if explicit and fetched:
+        counts = {a: sum(f.action == a for f in fetched)
+                  for a in ("downloaded", "extracted", "present")}
+        print(f"{len(fetched)} files under {data.data_root()}: " + ", ".join(
+            f"{n} {'already present' if a == 'present' else a}" for a, n in counts.items()))
+    return 0
+
+
 def _run_options(args: argparse.Namespace) -> RunOptions:
     """The run settings of ``densbench run``, checked (a UsageError names the bad one)."""
     from densbench.runner.executors import RunOptions
@@ -229,7 +302,10 @@ def _narrowed_suite(suite: Suite, args: argparse.Namespace) -> Suite:
         raise UsageError(f"--cell-memory-mb must be > 0; got {args.cell_memory_mb:g}")
     suite = suite.restrict(estimators=_names(args.estimators), datasets=_names(args.datasets),
                            n_seeds=args.seeds)
-    for name in sorted({d.name for d in suite.datasets}):
+    names = sorted({d.name for d in suite.datasets})
+    if args.download:
+        _fetch_files(names, args)
+    for name in names:
         require_files(name)  # a missing or wrong data file: one line, exit 2
     if args.cell_memory_mb is not None:
         suite = dataclasses.replace(suite, cell_memory_mb=args.cell_memory_mb)
@@ -371,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "run":
             return _cmd_run(args, argv)
+        if args.command == "fetch":
+            return _fetch_files(args.names, args, explicit=True)
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "compare":

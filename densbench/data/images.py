@@ -22,7 +22,7 @@ from densbench.data.root import data_file_error, require
 from densbench.data.sources import SOURCES
 
 __all__ = ["CIFAR10_VAL", "MNIST_VAL_FRACTION", "binarized_mnist", "binarized_mnist_info",
-           "cifar10", "cifar10_info", "digits", "fashion_mnist", "fashion_mnist_info",
+           "check_amat", "cifar10", "cifar10_info", "digits", "fashion_mnist", "fashion_mnist_info",
            "mnist", "mnist5k", "mnist_info", "read_amat", "read_cifar_batch", "read_idx"]
 
 
@@ -190,17 +190,14 @@ def fashion_mnist(seed: int = 0, *, binarize: str | None = None) -> Dataset:
     return _idx_dataset(fashion_mnist_info(binarize), "fashion_mnist", seed)
 
 
-def read_amat(path: Path, folder: str, dim: int) -> np.ndarray:
-    """A ``.amat`` text file of 0/1 values, one row of ``dim`` values per line, as
-    ``uint8``; any other character or a short row raises :class:`DataFileError`."""
-    source = SOURCES[folder]
-    spec = next(s for s in source.files if s.path == path.name)
-    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+def _amat_rows(raw: np.ndarray, dim: int) -> np.ndarray:
+    """The 0/1 rows of an ``.amat`` file's bytes; :class:`ValueError` naming the first
+    problem (a byte other than 0, 1 or white space, or a row without ``dim`` values)."""
     bits = (raw == ord("0")) | (raw == ord("1"))
     other = ~(bits | (raw == ord(" ")) | (raw == ord("\n")) | (raw == ord("\r")))
     if other.any():
-        raise data_file_error(source, spec, f"unexpected byte {bytes(raw[other][:1])!r} at "
-                              f"offset {int(np.argmax(other))} (only 0/1 values expected)")
+        raise ValueError(f"unexpected byte {bytes(raw[other][:1])!r} at offset "
+                         f"{int(np.argmax(other))} (only 0/1 values expected)")
     ends = np.flatnonzero(raw == ord("\n"))
     if len(raw) and raw[-1] != ord("\n"):
         ends = np.append(ends, len(raw) - 1)
@@ -208,10 +205,38 @@ def read_amat(path: Path, folder: str, dim: int) -> np.ndarray:
     per_line = per_line[per_line > 0]
     if len(per_line) == 0 or (per_line != dim).any():
         bad = int(np.argmax(per_line != dim)) if len(per_line) else 0
-        raise data_file_error(source, spec, f"row {bad + 1} has "
-                              f"{int(per_line[bad]) if len(per_line) else 0} values, "
-                              f"expected {dim} (a truncated file?)")
+        raise ValueError(f"row {bad + 1} has {int(per_line[bad]) if len(per_line) else 0} "
+                         f"values, expected {dim} (a truncated file?)")
     return (raw[bits] - ord("0")).reshape(len(per_line), dim)
+
+
+def read_amat(path: Path, folder: str, dim: int) -> np.ndarray:
+    """A ``.amat`` text file of 0/1 values, one row of ``dim`` values per line, as
+    ``uint8``; any other character or a short row raises :class:`DataFileError`."""
+    source = SOURCES[folder]
+    spec = next(s for s in source.files if s.path == path.name)
+    try:
+        return _amat_rows(np.frombuffer(path.read_bytes(), dtype=np.uint8), dim)
+    except ValueError as exc:
+        raise data_file_error(source, spec, str(exc)) from None
+
+
+def check_amat(path: Path) -> str:
+    """Read a downloaded ``.amat`` file as :func:`binarized_mnist` does (its source
+    publishes no checksum, so its format is all that can be checked); what it holds, or
+    :class:`ValueError` naming the problem.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     p = Path(d) / "x.amat"
+        ...     _ = p.write_text(("0 1 " * 392 + "\\n") * 3)
+        ...     check_amat(p)
+        '3 rows of 784 values, all 0 or 1'
+    """
+    dim = binarized_mnist_info().dim
+    rows = _amat_rows(np.frombuffer(Path(path).read_bytes(), dtype=np.uint8), dim)
+    return f"{len(rows)} rows of {dim} values, all 0 or 1"
 
 
 def binarized_mnist_info() -> DatasetInfo:

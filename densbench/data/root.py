@@ -1,4 +1,5 @@
-"""The data root (where users place dataset files) and checksum verification.
+"""The data root (where dataset files are placed by hand or by ``densbench fetch``) and
+checksum verification.
 
 The root is, in order: the folder given to :func:`set_data_root` (the CLI's ``--data-root``,
 passed on to worker processes through the environment), ``$DENSBENCH_DATA_ROOT``, the
@@ -24,7 +25,8 @@ from pathlib import Path
 from densbench.data.sources import SOURCES, FileSpec, Source
 
 __all__ = ["DataFileError", "ENV_ROOT", "ENV_VERIFY", "data_file_error", "data_root",
-           "file_digest", "folder_status", "require", "set_data_root"]
+           "file_digest", "folder_status", "record_verified", "require", "set_data_root",
+           "verified"]
 
 ENV_ROOT = "DENSBENCH_DATA_ROOT"
 ENV_VERIFY = "DENSBENCH_VERIFY_CHECKSUMS"
@@ -61,15 +63,15 @@ def data_file_error(source: Source, spec: FileSpec, problem: str,
         >>> src = SOURCES["mnist"]
         >>> print(data_file_error(src, src.files[0], "missing", Path("/data")))
         ... # doctest: +NORMALIZE_WHITESPACE
-        /data/mnist/train-images-idx3-ubyte.gz: missing; place the file
-        train-images-idx3-ubyte.gz in /data/mnist/ (published at
+        /data/mnist/train-images-idx3-ubyte.gz: missing; run `densbench fetch mnist` or
+        place the file train-images-idx3-ubyte.gz in /data/mnist/ (published at
         https://yann.lecun.com/exdb/mnist/; expected MD5 f68b3c2dcbeaaa9fbdd348bbdeb94873)
     """
     folder = (root or data_root()) / source.folder
     note = f"; {source.note}" if source.note else ""
-    return DataFileError(f"{folder / spec.path}: {problem}; place the file {spec.path} "
-                         f"in {folder}/ (published at {source.url}; expected "
-                         f"{spec.expected}{note})")
+    return DataFileError(f"{folder / spec.path}: {problem}; run `densbench fetch "
+                         f"{source.folder}` or place the file {spec.path} in {folder}/ "
+                         f"(published at {source.url}; expected {spec.expected}{note})")
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -102,9 +104,24 @@ def _write_cache(root: Path, entries: dict[str, bool]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _verified(path: Path, spec: FileSpec, root: Path) -> bool:
+def _verdict_key(path: Path, spec: FileSpec) -> tuple[str, int, int, str]:
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, f"{spec.algorithm}:{spec.digest}")
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, f"{spec.algorithm}:{spec.digest}")
+
+
+def record_verified(path: Path, spec: FileSpec, root: Path) -> None:
+    """Cache that ``path`` (just checked against ``spec``'s checksum, e.g. by a download)
+    has it, so that loading it does not read the file again."""
+    key = _verdict_key(path, spec)
+    disk = _read_cache(root)
+    disk["|".join(map(str, key))] = True
+    _write_cache(root, disk)
+    _verdicts[key] = True
+
+
+def verified(path: Path, spec: FileSpec, root: Path) -> bool:
+    """Whether the file at ``path`` has ``spec``'s checksum (the verdict cached)."""
+    key = _verdict_key(path, spec)
     if key in _verdicts:
         return _verdicts[key]
     disk = _read_cache(root)
@@ -133,7 +150,7 @@ def require(folder: str, *, verify: bool | None = None) -> dict[str, Path]:
         path = root / source.folder / spec.path
         if not path.is_file():
             raise data_file_error(source, spec, "missing", root)
-        if check and spec.digest and not _verified(path, spec, root):
+        if check and spec.digest and not verified(path, spec, root):
             raise data_file_error(source, spec, f"wrong {spec.algorithm.upper()} checksum "
                                   "(a corrupted or different file)", root)
         out[spec.path] = path

@@ -270,6 +270,17 @@ class _Autoregressive(TorchDensityEstimator):
 
     # -- hyperparameters ------------------------------------------------------------
 
+    def _store(self, *, hidden: int, n_layers: int, conditional: str, n_mixture: int,
+               levels: int | None, training: dict[str, Any]) -> None:
+        """Store the hyperparameters both models' ``__init__`` take (each with its own
+        defaults, which ``get_params`` reads from its signature)."""
+        self.hidden = hidden
+        self.n_layers = n_layers
+        self.conditional = conditional
+        self.n_mixture = n_mixture
+        self.levels = levels
+        self._store_training(training)
+
     def _kind(self) -> str:
         if self.conditional != "auto":
             return str(self.conditional)
@@ -380,12 +391,8 @@ class MADE(_Autoregressive):
 
     def __init__(self, *, hidden: int = 256, n_layers: int = 2, conditional: str = "auto",
                  n_mixture: int = 10, levels: int | None = None, **training: Any) -> None:
-        self.hidden = hidden
-        self.n_layers = n_layers
-        self.conditional = conditional
-        self.n_mixture = n_mixture
-        self.levels = levels
-        self._store_training(training)
+        self._store(hidden=hidden, n_layers=n_layers, conditional=conditional,
+                    n_mixture=n_mixture, levels=levels, training=training)
 
 
 class RNNAutoregressive(_Autoregressive):
@@ -429,9 +436,5 @@ class RNNAutoregressive(_Autoregressive):
 
     def __init__(self, *, hidden: int = 64, n_layers: int = 1, conditional: str = "auto",
                  n_mixture: int = 10, levels: int | None = None, **training: Any) -> None:
-        self.hidden = hidden
-        self.n_layers = n_layers
-        self.conditional = conditional
-        self.n_mixture = n_mixture
-        self.levels = levels
-        self._store_training(training)
+        self._store(hidden=hidden, n_layers=n_layers, conditional=conditional,
+                    n_mixture=n_mixture, levels=levels, training=training)

@@ -71,11 +71,22 @@ def _ridge_scale(variances: np.ndarray, who: str) -> float:
     return scale
 
 
-#: The relative ridge of both Gaussians.
-_RIDGE: ParamConstraints = {"ridge": [Interval(float, 0, None, "left")]}
+class _RidgeGaussian(DensityEstimator):
+    """What both Gaussians share: the relative ridge (their one hyperparameter)."""
+
+    _parameter_constraints: ClassVar[ParamConstraints] = {
+        "ridge": [Interval(float, 0, None, "left")]}
+
+    def __init__(self, *, ridge: float = 1e-6, random_state: int = 0) -> None:
+        self.ridge = ridge
+        self.random_state = random_state
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return {"ridge": 1e-6}
 
 
-class Gaussian(DensityEstimator):
+class Gaussian(_RidgeGaussian):
     """Multivariate Gaussian with full covariance (maximum likelihood plus a small ridge).
 
     The mean is the sample mean and the covariance the maximum-likelihood estimate S (divide
@@ -107,16 +118,6 @@ class Gaussian(DensityEstimator):
         (3, 2)
     """
 
-    _parameter_constraints: ClassVar[ParamConstraints] = _RIDGE
-
-    def __init__(self, *, ridge: float = 1e-6, random_state: int = 0) -> None:
-        self.ridge = ridge
-        self.random_state = random_state
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"ridge": 1e-6}
-
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         n, d = X.shape
         self.mean_ = X.mean(axis=0)
@@ -139,7 +140,7 @@ class Gaussian(DensityEstimator):
         return d + d * (d + 1) // 2
 
 
-class DiagGaussian(DensityEstimator):
+class DiagGaussian(_RidgeGaussian):
     """Gaussian with diagonal covariance: independent dimensions (the naive-Bayes assumption).
 
     Each dimension gets its sample mean and maximum-likelihood variance (divide by n) plus
@@ -165,16 +166,6 @@ class DiagGaussian(DensityEstimator):
         >>> np.sqrt(est.var_).round(1)
         array([1., 3.])
     """
-
-    _parameter_constraints: ClassVar[ParamConstraints] = _RIDGE
-
-    def __init__(self, *, ridge: float = 1e-6, random_state: int = 0) -> None:
-        self.ridge = ridge
-        self.random_state = random_state
-
-    @classmethod
-    def test_params(cls) -> dict[str, Any]:
-        return {"ridge": 1e-6}
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self.mean_ = X.mean(axis=0)

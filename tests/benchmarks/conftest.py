@@ -45,10 +45,15 @@ def bench_threads(request):
         torch.set_num_threads(before)
 
 
+def _splits(name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and test rows of synthetic dataset ``name``: n, n / 10, n."""
+    ds = db.data.load(name, seed=0, n_train=n, n_val=n // 10, n_test=n)
+    return ds.train, ds.val, ds.test
+
+
 @pytest.fixture(scope="session")
 def data_2d():
-    ds = db.data.load("eight_gaussians", seed=0, n_train=20_000, n_val=2_000, n_test=20_000)
-    return ds.train, ds.val, ds.test
+    return _splits("eight_gaussians", 20_000)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +64,7 @@ def data_digits():
 
 @pytest.fixture(scope="session")
 def data_10d():
-    ds = db.data.load("gmm10", seed=0, n_train=50_000, n_val=5_000, n_test=50_000)
-    return ds.train, ds.val, ds.test
+    return _splits("gmm10", 50_000)
 
 
 @pytest.fixture(scope="session")

@@ -54,21 +54,16 @@ def _gaussian_2d(seed=1):
 
 # -- exact normalization ------------------------------------------------------------------
 
+@pytest.mark.parametrize(("d", "levels", "conditional"), [
+    (8, 2, "bernoulli"),      # all 256 binary vectors
+    (3, 4, "categorical"),    # all 64 vectors of 4 levels
+])
 @pytest.mark.parametrize("name", NAMES)
-def test_bernoulli_probabilities_over_all_256_vectors_sum_to_one(name):
-    X = _correlated_levels(500, 8, 2)
-    est = db.estimators.make(name, levels=2, **FAST).fit(X)
-    assert est.conditional_ == "bernoulli"
-    total = np.exp(est.score_samples(_all_vectors(8, 2))).sum()
-    assert total == pytest.approx(1.0, abs=1e-6)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_categorical_probabilities_over_all_64_vectors_sum_to_one(name):
-    X = _correlated_levels(500, 3, 4)
-    est = db.estimators.make(name, levels=4, **FAST).fit(X)
-    assert est.conditional_ == "categorical"
-    total = np.exp(est.score_samples(_all_vectors(3, 4))).sum()
+def test_probabilities_over_every_discrete_vector_sum_to_one(name, d, levels, conditional):
+    X = _correlated_levels(500, d, levels)
+    est = db.estimators.make(name, levels=levels, **FAST).fit(X)
+    assert est.conditional_ == conditional
+    total = np.exp(est.score_samples(_all_vectors(d, levels))).sum()
     assert total == pytest.approx(1.0, abs=1e-6)
 
 

@@ -27,6 +27,7 @@ from densbench.estimators.kde.exact import (
     log_kernel_sums,
 )
 
+from .kde_checks import clustered, within_bound_of_exact
 from .test_gaussian import assert_moments
 
 TOL = 1e-8
@@ -323,21 +324,8 @@ def test_tree_path_is_within_its_bound_of_the_exact_path(monkeypatch, d, h, tole
     monkeypatch.setattr(kde_tree, "BALL_MAX", ball_max)
     # the balls and blocks themselves, never handed to the exact path (test below)
     monkeypatch.setattr(kde_tree, "EXACT_SHARE", math.inf)
-    rng = np.random.default_rng(d)
-    # clusters of different widths and a few queries far out: sums from e^-100s to 1000s
-    X = rng.normal(size=(4000, d)) * rng.choice([0.3, 1.0, 2.0], size=(4000, 1))
-    Z = np.vstack([rng.normal(size=(600, d)) * 1.5, rng.normal(size=(5, d)) + 8.0])
-    exact = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
-    tree = db.estimators.make("kde", bandwidth=h, algorithm="tree",
-                              tolerance=tolerance).fit(X)
-    assert (exact.algorithm_, tree.algorithm_) == ("exact", "tree")
-    got, ref = tree.score_samples(Z), exact.score_samples(Z)
-    diag = tree.diagnostics(Z)
-    bound = diag["kde_error_bound"][0]
-    # the exact path's own error is within its bound too (rounding, ~1e-12 here)
-    assert np.all(np.abs(got - ref) <= bound + exact.diagnostics(Z)["kde_error_bound"][0])
-    assert np.all(bound <= tolerance) and np.all(bound > 0.0)
-    summed = diag["kde_terms_summed"][0]
+    X, Z = clustered(4000, d, d, near=600, far=8.0)
+    got, ref, summed = within_bound_of_exact(X, Z, h, "tree", tolerance)
     assert np.all((summed > 0.0) & (summed <= 1.0))
     if h <= 0.1:  # a narrow kernel in few dimensions: most terms bounded, not summed
         assert np.mean(summed) < 0.5

@@ -16,6 +16,8 @@ from densbench.estimators.kde import estimator as kde_estimator
 from densbench.estimators.kde import lattice as kde_grid
 from densbench.estimators.kde.exact import log_kernel_sums
 
+from .kde_checks import clustered, within_bound_of_exact
+
 
 def _lagrange_direct(theta: float, nodes: np.ndarray) -> np.ndarray:
     """Lagrange weights from the definition, one product per node."""
@@ -69,31 +71,14 @@ def test_one_interpolation_error_is_within_the_formula_and_not_far_below_it():
     assert np.max(err / bound) > 1e-2
 
 
-def _clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Clusters of different widths, and queries among them plus a few far out (sums from
-    e^-100s to thousands): the far ones are out of the lattice's reach."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)) * rng.choice([0.3, 1.0, 2.0], size=(n, 1))
-    Z = np.vstack([rng.normal(size=(800, d)) * 1.5, rng.normal(size=(5, d)) + 9.0])
-    return X, Z
-
-
 # at 1e-9 nats the lattice certifies no row (its constant alone is ~5e-10 of the
 # envelope, a few times the sum): every row goes to the tree path, still within the bound
 @pytest.mark.parametrize("d, h, tolerance, lattice", [
     (1, 0.05, 1e-6, True), (2, 0.15, 1e-6, True), (2, 0.5, 1e-9, False),
     (2, 1.5, 1e-6, True)])
 def test_grid_path_is_within_its_bound_of_the_exact_path(d, h, tolerance, lattice):
-    X, Z = _clustered(6000, d, d)
-    exact = db.estimators.make("kde", bandwidth=h, algorithm="exact").fit(X)
-    grid = db.estimators.make("kde", bandwidth=h, algorithm="grid", tolerance=tolerance).fit(X)
-    assert grid.algorithm_ == "grid"
-    got, ref = grid.score_samples(Z), exact.score_samples(Z)
-    diag = grid.diagnostics(Z)
-    bound = diag["kde_error_bound"][0]
-    assert np.all(np.abs(got - ref) <= bound + exact.diagnostics(Z)["kde_error_bound"][0])
-    assert np.all(bound <= tolerance) and np.all(bound > 0.0)
-    summed = diag["kde_terms_summed"][0]
+    X, Z = clustered(6000, d, d)
+    _, _, summed = within_bound_of_exact(X, Z, h, "grid", tolerance)
     # the rows near the data come from the lattice (no term summed); the far ones from
     # the tree path
     assert np.mean(summed[:800] == 0.0) > (0.95 if lattice else -1.0)
@@ -103,7 +88,7 @@ def test_grid_path_is_within_its_bound_of_the_exact_path(d, h, tolerance, lattic
 def test_an_understated_bound_is_caught(monkeypatch):
     # the check above can fail: at a coarse spacing with Cramer's constant understated
     # 1e6-fold the errors exceed the bounds claimed for them
-    X, Z = _clustered(3000, 2, 0)
+    X, Z = clustered(3000, 2, 0)
     ref = log_kernel_sums(Z, X, [0.3])[:, 0]
     monkeypatch.setattr(kde_grid, "GRID_SPACING", 0.3)
     got, bound, ok = kde_grid.grid_for(X, 0.3).log_sums(Z)
@@ -114,7 +99,7 @@ def test_an_understated_bound_is_caught(monkeypatch):
 
 
 def test_threads_and_chunks_change_nothing_beyond_rounding(monkeypatch):
-    X, Z = _clustered(5000, 2, 3)
+    X, Z = clustered(5000, 2, 3)
     one = kde_grid.grid_for(X, 0.2, threads=1).log_sums(Z)
     monkeypatch.setattr(kde_grid, "_CHUNK", 300)
     monkeypatch.setattr(kde_grid, "_MIN_CHUNK", 100)
