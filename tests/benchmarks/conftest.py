@@ -45,26 +45,25 @@ def bench_threads(request):
         torch.set_num_threads(before)
 
 
-def _splits(name: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train, validation and test rows of synthetic dataset ``name``: n, n / 10, n."""
-    ds = db.data.load(name, seed=0, n_train=n, n_val=n // 10, n_test=n)
-    return ds.train, ds.val, ds.test
+def _synthetic_splits(name: str, n: int):
+    """A session fixture: train, validation and test rows of synthetic dataset ``name``
+    (n, n / 10 and n rows)."""
+
+    def splits() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ds = db.data.load(name, seed=0, n_train=n, n_val=n // 10, n_test=n)
+        return ds.train, ds.val, ds.test
+
+    return pytest.fixture(scope="session")(splits)
 
 
-@pytest.fixture(scope="session")
-def data_2d():
-    return _splits("eight_gaussians", 20_000)
+data_2d = _synthetic_splits("eight_gaussians", 20_000)
+data_10d = _synthetic_splits("gmm10", 50_000)
 
 
 @pytest.fixture(scope="session")
 def data_digits():
     p = prepare(db.data.load("digits", seed=0), discrete_native=False, seed=0)
     return p.train, p.val, p.test
-
-
-@pytest.fixture(scope="session")
-def data_10d():
-    return _splits("gmm10", 50_000)
 
 
 @pytest.fixture(scope="session")
