@@ -25,8 +25,8 @@ from densbench.data.pickles import ForbiddenPickle, read_frame_pickle
 from densbench.data.root import DataFileError, data_file_error, require
 from densbench.data.sources import SOURCES
 
-__all__ = ["uci_bsds300", "uci_bsds300_info", "uci_gas", "uci_gas_info", "uci_hepmass",
-           "uci_hepmass_info", "uci_miniboone", "uci_miniboone_info", "uci_power",
+__all__ = ["HEPMASS_LABEL", "uci_bsds300", "uci_bsds300_info", "uci_gas", "uci_gas_info",
+           "uci_hepmass", "uci_hepmass_info", "uci_miniboone", "uci_miniboone_info", "uci_power",
            "uci_power_info"]
 
 #: The protocol strings of results/reference/papamakarios2017_*.toml (one place for both).
@@ -168,26 +168,46 @@ def _first_value_repeats(column: np.ndarray) -> int:
     return int(np.count_nonzero(column == column.min()))
 
 
+#: The class label's column in the HEPMASS files' header (1 signal, 0 background).
+HEPMASS_LABEL = "# label"
+
+
+def _hepmass_features(train: Any, test: Any) -> tuple[Any, Any]:
+    """The signal events' features of the two HEPMASS frames, picked by the header's names:
+    the training file's columns but the label; the test file's same-named columns (the
+    test file's one more column, the mass, is not among them: the MAF code drops it as the
+    last column). A header without a name the loader needs raises :class:`DataFileError`
+    naming it."""
+    source = SOURCES["uci_hepmass"]
+    for frame, spec in ((train, source.files[0]), (test, source.files[1])):
+        frame.columns = [str(c).strip() for c in frame.columns]
+        if HEPMASS_LABEL not in frame.columns:
+            raise data_file_error(source, spec, f"no column {HEPMASS_LABEL!r} (the class "
+                                  f"label) in its header {list(frame.columns)[:4]}...")
+    features = [c for c in train.columns if c != HEPMASS_LABEL]
+    absent = [c for c in features if c not in test.columns]
+    if absent:
+        raise data_file_error(source, source.files[1], f"no column {absent[0]!r} in its "
+                              f"header (a feature of {source.files[0].path})")
+    return (train.loc[train[HEPMASS_LABEL] == 1, features],
+            test.loc[test[HEPMASS_LABEL] == 1, features])
+
+
 def uci_hepmass(seed: int = 0) -> Dataset:
     """UCI HEPMASS (the "1000" mass files), as in the MAF paper (21-D).
 
-    From ``1000_train.csv`` and ``1000_test.csv``: only signal events (first column 1), the
-    label column dropped and the test file's last column dropped (it has one more column
-    than the training file); standardized by the training set (pandas' sample standard
-    deviation); features whose smallest value occurs more than 5 times in training dropped;
-    the last 10% of training validation.
+    From ``1000_train.csv`` and ``1000_test.csv``, columns picked by their header's names
+    (:func:`_hepmass_features`): only signal events, the training file's features;
+    standardized by the training set (pandas' sample standard deviation); features whose
+    smallest value occurs more than 5 times in training dropped; the last 10% of training
+    validation.
     """
     import pandas as pd
 
     paths = require("uci_hepmass")
-    frames = [_reading("uci_hepmass", paths[f], lambda p: pd.read_csv(p, index_col=False))
-              for f in ("1000_train.csv", "1000_test.csv")]
-    train, test = (f[f[f.columns[0]] == 1].drop(columns=f.columns[0]) for f in frames)
-    test = test.drop(columns=test.columns[-1])
-    if train.shape[1] != test.shape[1]:
-        raise data_file_error(SOURCES["uci_hepmass"], SOURCES["uci_hepmass"].files[1],
-                              f"{test.shape[1] + 2} columns; expected one more than the "
-                              f"training file's {train.shape[1] + 1}")
+    train, test = _hepmass_features(*(
+        _reading("uci_hepmass", paths[f], lambda p: pd.read_csv(p, index_col=False))
+        for f in ("1000_train.csv", "1000_test.csv")))
     mu, s = train.mean(), train.std()
     train = _array("uci_hepmass", paths["1000_train.csv"], ((train - mu) / s).to_numpy(), None)
     test = _array("uci_hepmass", paths["1000_test.csv"], ((test - mu) / s).to_numpy(), None)
