@@ -29,7 +29,7 @@ import pandas as pd
 from densbench.metrics import catalogue as C
 from densbench.report import figures as F
 from densbench.report.datasets import MISSING, confined, dataset_info, file_stem
-from densbench.report.reference import load_references, matching
+from densbench.report.reference import load_references, matching, refused, refused_line
 from densbench.report.tables import (
     NOTE_MARK,
     aggregate_seeds,
@@ -157,7 +157,10 @@ def _dataset_sections(run: _Run, df: pd.DataFrame, agg: pd.DataFrame, galleries:
         if published:
             sec.table = _with_published(table, published)
             sec.text.append("Published figures (same protocol): " + "; ".join(
-                sorted({f"{r.source} (± {r.error_kind})" for r in published})) + ".")
+                sorted({f"{r.source} ({r.shown_as})" for r in published})) + ".")
+        apart = refused(references, info.protocol) if info is not None else []
+        if apart:
+            sec.text.append(refused_line(apart))
         quality = sample_tables.get(dataset)
         if quality is not None:
             sections.append(sec)
