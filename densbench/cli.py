@@ -67,6 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list estimators and datasets (with whether each "
                         "file-based dataset's files are present)")
     ls.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
+    ls.add_argument("--metrics", action="store_true", help="list the metric catalogue instead")
     r = sub.add_parser("run", help="run a suite (resumes when re-run with the same --out)")
     which = r.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="the default suite")
@@ -184,7 +185,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 1 if got_worse(table, statuses) else 0
 
 
-def _cmd_list() -> int:
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.metrics:
+        from densbench.metrics.catalogue import listing
+
+        print("Metrics, by group (unit, which value is better, meaning):")
+        print(listing())
+        return 0
     # Declarations only: no estimator module is imported and no dataset is loaded.
     from densbench import data, estimators
     from densbench.data.root import folder_status
@@ -444,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
             set_data_root(args.data_root)  # also seen by worker processes
         if args.command == "list":
-            return _cmd_list()
+            return _cmd_list(args)
         if args.command == "run":
             return _cmd_run(args, argv)
         if args.command == "fetch":

@@ -3,7 +3,7 @@ its group and what it means.
 
 This is the one place where a metric's name, unit and direction are decided. The code that
 computes figures builds its rows with :func:`metric` (so a record's unit is the catalogue's),
-and the tables, figures, ``densbench compare`` and the metric list in docs/metrics.md read it. A
+and the tables, figures, ``densbench compare`` and ``densbench list --metrics`` read it. A
 direction is one of higher, lower, a target value (C2ST accuracy 0.5: a classifier that
 cannot tell samples from data) or none (a reference figure or a setting of the run, for
 which "better" has no meaning); :meth:`MetricInfo.badness` turns all four into one number
@@ -36,7 +36,7 @@ __all__ = [
     "SAMPLE_METRICS", "SCORE_EXAMPLES_PER_S", "SPLITS", "TEST_BITS_PER_DIM", "TEST_ELBO",
     "TEST_LOGLIK", "TEST_LOGLIK_PER_DIM", "TEST_LOGLIK_TRUTH", "Direction", "Group",
     "GroupMetrics", "MetricInfo", "bits_per_dim", "compute_all", "computes", "floor", "get",
-    "iwae_k", "iwae_k_of", "lookup", "loglik", "loglik_per_dim", "markdown_table", "metric",
+    "iwae_k", "iwae_k_of", "lookup", "loglik", "listing", "loglik_per_dim", "metric",
     "samples", "validation",
 ]
 
@@ -108,7 +108,7 @@ class MetricInfo:
 
     @property
     def better(self) -> str:
-        """The direction in words, for the list in docs/metrics.md."""
+        """The direction in words, for :func:`listing`."""
         if self.direction is Direction.TARGET:
             return f"closest to {self.target:g}"
         return {Direction.HIGHER: "higher", Direction.LOWER: "lower",
@@ -380,12 +380,21 @@ def metric(name: str, value: float, se: float | None) -> Metric:
     return Metric(name, value, se, get(name).unit)
 
 
-def markdown_table() -> str:
-    """The catalogue as the Markdown table the README shows."""
-    lines = ["| metric | group | unit | better | meaning |", "|---|---|---|---|---|"]
-    for m in CATALOGUE:
-        lines.append(f"| `{m.name}` | {m.group.value} | {m.unit} | {m.better} | "
-                     f"{m.meaning} |")
+def listing() -> str:
+    """Every entry, a line each and group by group: name, unit, which value is better and
+    what it means (``densbench list --metrics``; the docs point there rather than keep a
+    copy).
+
+    Example:
+        >>> print(listing().splitlines()[1])  # doctest: +NORMALIZE_WHITESPACE
+          test_loglik  [nats/example] higher: Mean log-likelihood (or bound) of the test
+          split, in the data's own units.
+    """
+    lines = []
+    for group in Group:
+        lines.append(f"{group.value}:")
+        lines += [f"  {m.name:<32} [{m.unit}] {m.better}: {m.meaning}"
+                  for m in CATALOGUE if m.group is group]
     return "\n".join(lines)
 
 
