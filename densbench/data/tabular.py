@@ -32,12 +32,13 @@ __all__ = ["HEPMASS_LABEL", "uci_bsds300", "uci_bsds300_info", "uci_gas", "uci_g
 #: The protocol strings of results/reference/papamakarios2017_*.toml (one place for both).
 _SPLIT = "the fixed train/validation/test split of the paper's preprocessed data"
 _PREP = "the paper's (Papamakarios et al. 2017, appendix): as distributed with the MAF code"
-_DIMS = {"uci_power": 6, "uci_gas": 8, "uci_hepmass": 21, "uci_miniboone": 43,
-         "uci_bsds300": 63}
 
 
-def _info(name: str) -> DatasetInfo:
-    return DatasetInfo(name, _DIMS[name], "continuous", None, {},
+def _info(name: str, dim: int) -> DatasetInfo:
+    """A set's declaration. Its name is also its folder under the data root (the key of its
+    :data:`~densbench.data.sources.SOURCES` entry): written once, here; the loaders read it
+    from their info."""
+    return DatasetInfo(name, dim, "continuous", None, {},
                        {"split": _SPLIT, "preprocessing": _PREP})
 
 
@@ -89,8 +90,8 @@ def _standardized(train: np.ndarray, val: np.ndarray, test: np.ndarray,
     return (train - mu) / s, (val - mu) / s, (test - mu) / s
 
 
-def _dataset(name: str, seed: int, splits: tuple[np.ndarray, ...]) -> Dataset:
-    info = _info(name)
+def _dataset(info: DatasetInfo, seed: int, splits: tuple[np.ndarray, ...]) -> Dataset:
+    name = info.name
     train, val, test = (np.ascontiguousarray(a, dtype=np.float64) for a in splits)
     if train.shape[1] != info.dim:
         raise DataFileError(f"dataset {name}: the files gave {train.shape[1]} columns after "
@@ -101,7 +102,7 @@ def _dataset(name: str, seed: int, splits: tuple[np.ndarray, ...]) -> Dataset:
 
 
 def uci_power_info() -> DatasetInfo:
-    return _info("uci_power")
+    return _info("uci_power", 6)
 
 
 def uci_power(seed: int = 0) -> Dataset:
@@ -113,8 +114,9 @@ def uci_power(seed: int = 0) -> Dataset:
     the voltage, U[0,1) to the three sub-meterings, none to the time), in the order its
     code draws it; split by :func:`_tail_splits`; standardized by train + validation.
     """
-    path = require("uci_power")["data.npy"]
-    data = _array("uci_power", path, _reading("uci_power", path, _read_npy), 8)
+    info = uci_power_info()
+    path = require(info.name)["data.npy"]
+    data = _array(info.name, path, _reading(info.name, path, _read_npy), 8)
     rng = np.random.RandomState(42)
     rng.shuffle(data)
     n = len(data)
@@ -123,11 +125,11 @@ def uci_power(seed: int = 0) -> Dataset:
     gap = 0.001 * rng.rand(n, 1)
     sub_metering = rng.rand(n, 3)
     data = data + np.hstack((gap, voltage, sub_metering, np.zeros((n, 1))))
-    return _dataset("uci_power", seed, _standardized(*_tail_splits(data)))
+    return _dataset(info, seed, _standardized(*_tail_splits(data)))
 
 
 def uci_gas_info() -> DatasetInfo:
-    return _info("uci_gas")
+    return _info("uci_gas", 8)
 
 
 def uci_gas(seed: int = 0) -> Dataset:
@@ -142,10 +144,11 @@ def uci_gas(seed: int = 0) -> Dataset:
     """
     import pandas as pd
 
-    path = require("uci_gas")["ethylene_CO.pickle"]
-    frame = _reading("uci_gas", path, read_frame_pickle)
+    info = uci_gas_info()
+    path = require(info.name)["ethylene_CO.pickle"]
+    frame = _reading(info.name, path, read_frame_pickle)
     if not isinstance(frame, pd.DataFrame) or not {"Meth", "Eth", "Time"} <= set(frame):
-        raise data_file_error(SOURCES["uci_gas"], SOURCES["uci_gas"].files[0],
+        raise data_file_error(SOURCES[info.name], SOURCES[info.name].files[0],
                               "not a DataFrame with the columns Meth, Eth and Time")
     frame = frame.drop(columns=["Meth", "Eth", "Time"]).astype(np.float64)
     while True:
@@ -154,12 +157,12 @@ def uci_gas(seed: int = 0) -> Dataset:
             break
         frame = frame.drop(columns=frame.columns[int(np.flatnonzero(many > 1)[0])])
     frame = (frame - frame.mean()) / frame.std()
-    data = _array("uci_gas", path, frame.to_numpy(), None)
-    return _dataset("uci_gas", seed, _tail_splits(data))
+    data = _array(info.name, path, frame.to_numpy(), None)
+    return _dataset(info, seed, _tail_splits(data))
 
 
 def uci_hepmass_info() -> DatasetInfo:
-    return _info("uci_hepmass")
+    return _info("uci_hepmass", 21)
 
 
 def _first_value_repeats(column: np.ndarray) -> int:
@@ -172,13 +175,13 @@ def _first_value_repeats(column: np.ndarray) -> int:
 HEPMASS_LABEL = "# label"
 
 
-def _hepmass_features(train: Any, test: Any) -> tuple[Any, Any]:
+def _hepmass_features(name: str, train: Any, test: Any) -> tuple[Any, Any]:
     """The signal events' features of the two HEPMASS frames, picked by the header's names:
     the training file's columns but the label; the test file's same-named columns (the
     test file's one more column, the mass, is not among them: the MAF code drops it as the
     last column). A header without a name the loader needs raises :class:`DataFileError`
     naming it."""
-    source = SOURCES["uci_hepmass"]
+    source = SOURCES[name]
     for frame, spec in ((train, source.files[0]), (test, source.files[1])):
         frame.columns = [str(c).strip() for c in frame.columns]
         if HEPMASS_LABEL not in frame.columns:
@@ -204,21 +207,22 @@ def uci_hepmass(seed: int = 0) -> Dataset:
     """
     import pandas as pd
 
-    paths = require("uci_hepmass")
-    train, test = _hepmass_features(*(
-        _reading("uci_hepmass", paths[f], lambda p: pd.read_csv(p, index_col=False))
+    info = uci_hepmass_info()
+    paths = require(info.name)
+    train, test = _hepmass_features(info.name, *(
+        _reading(info.name, paths[f], lambda p: pd.read_csv(p, index_col=False))
         for f in ("1000_train.csv", "1000_test.csv")))
     mu, s = train.mean(), train.std()
-    train = _array("uci_hepmass", paths["1000_train.csv"], ((train - mu) / s).to_numpy(), None)
-    test = _array("uci_hepmass", paths["1000_test.csv"], ((test - mu) / s).to_numpy(), None)
+    train = _array(info.name, paths["1000_train.csv"], ((train - mu) / s).to_numpy(), None)
+    test = _array(info.name, paths["1000_test.csv"], ((test - mu) / s).to_numpy(), None)
     keep = [j for j in range(train.shape[1]) if _first_value_repeats(train[:, j]) <= 5]
     train, test = train[:, keep], test[:, keep]
     n_val = int(0.1 * len(train))
-    return _dataset("uci_hepmass", seed, (train[:-n_val], train[-n_val:], test))
+    return _dataset(info, seed, (train[:-n_val], train[-n_val:], test))
 
 
 def uci_miniboone_info() -> DatasetInfo:
-    return _info("uci_miniboone")
+    return _info("uci_miniboone", 43)
 
 
 def uci_miniboone(seed: int = 0) -> Dataset:
@@ -227,13 +231,14 @@ def uci_miniboone(seed: int = 0) -> Dataset:
     From ``data.npy`` (already cleaned in the archive): the last 10% test, the last 10% of
     the rest validation; standardized by train + validation.
     """
-    path = require("uci_miniboone")["data.npy"]
-    data = _array("uci_miniboone", path, _reading("uci_miniboone", path, _read_npy), 43)
-    return _dataset("uci_miniboone", seed, _standardized(*_tail_splits(data)))
+    info = uci_miniboone_info()
+    path = require(info.name)["data.npy"]
+    data = _array(info.name, path, _reading(info.name, path, _read_npy), 43)
+    return _dataset(info, seed, _standardized(*_tail_splits(data)))
 
 
 def uci_bsds300_info() -> DatasetInfo:
-    return _info("uci_bsds300")
+    return _info("uci_bsds300", 63)
 
 
 def _read_hdf5(path: Path) -> tuple[np.ndarray, ...]:
@@ -250,8 +255,9 @@ def uci_bsds300(seed: int = 0) -> Dataset:
     preprocessed (Uria et al. 2013: monochrome, dequantized, rescaled, the patch mean
     removed and the last pixel dropped); they are used as they are.
     """
-    path = require("uci_bsds300")["BSDS300.hdf5"]
-    splits = _reading("uci_bsds300", path, _read_hdf5)
-    return _dataset("uci_bsds300", seed,
-                    tuple(_array("uci_bsds300", path, a, 63) for a in splits))
+    info = uci_bsds300_info()
+    path = require(info.name)["BSDS300.hdf5"]
+    splits = _reading(info.name, path, _read_hdf5)
+    return _dataset(info, seed,
+                    tuple(_array(info.name, path, a, 63) for a in splits))
 

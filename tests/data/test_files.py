@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -374,3 +375,20 @@ def test_declared_info_is_what_every_loader_returns(root):
         if db.data.REGISTRY.meta(name).get("folder"):
             ds = db.data.load(name)
             assert db.data.info(name) == ds.info, name  # report tables read the declaration
+
+
+def test_each_loader_module_writes_each_dataset_folder_name_once():
+    # The loaders read a dataset's folder from its info (its name): a folder renamed in
+    # data/sources.py and the registry is renamed in one place of each loader module.
+    import ast
+    from importlib import import_module
+
+    for module in ("densbench.data.images", "densbench.data.tabular"):
+        tree = ast.parse(Path(import_module(module).__file__).read_text())
+        exported = {id(n) for node in tree.body if isinstance(node, ast.Assign)
+                    and getattr(node.targets[0], "id", "") == "__all__"
+                    for n in ast.walk(node)}  # function names, not folders
+        literals = Counter(node.value for node in ast.walk(tree)
+                           if isinstance(node, ast.Constant) and node.value in SOURCES
+                           and id(node) not in exported)
+        assert literals and all(n == 1 for n in literals.values()), (module, literals)
