@@ -129,7 +129,7 @@ def _check_identity(rec: dict[str, Any]) -> None:
     if tune is not None:
         _get(tune, "space", (dict,), "estimator.tune.")
     _get(rec["dataset"], "sha256", _OPT_STR, "dataset.", required=False)
-    for key in ("error", "likelihood_kind", "figure"):
+    for key in ("error", "likelihood_kind", "figure", "device"):
         _get(rec, key, _OPT_STR, "", required=False)
 
 
@@ -279,6 +279,8 @@ def check_manifest(manifest: Any) -> None:
         raise RecordError(f"a manifest must be a JSON object; got {_shown(manifest)}")
     for key in ("suite", "versions", "machine"):
         _get(manifest, key, (dict,), "", required=False)
+    _get(manifest, "git_commit", _OPT_STR, "", required=False)
+    _get(manifest.get("machine") or {}, "hostname", _OPT_STR, "machine.", required=False)
     for i, inv in enumerate(_get(manifest, "invocations", (list,), "", required=False) or []):
         if not isinstance(inv, dict):
             raise RecordError(f"invocations[{i}] must be an object; got {_shown(inv)}")

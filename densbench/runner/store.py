@@ -25,9 +25,9 @@ import math
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePath
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -41,9 +41,9 @@ from densbench.runner.records import (
     encode_array,
 )
 
-__all__ = ["CELL_ID", "RecordError", "RunLocked", "RunStore", "StoreError", "check_record",
-           "dataset_labels", "decode_array", "encode_array", "frame", "load", "load_per_example",
-           "per_example"]
+__all__ = ["CELL_ID", "COLUMNS", "DTYPES", "RecordError", "RunLocked", "RunStore", "StoreError",
+           "atomic_write", "check_record", "dataset_labels", "decode_array", "encode_array",
+           "frame", "load", "load_per_example", "per_example", "run_labels"]
 
 MANIFEST = "manifest.json"
 CELLS = "cells"
@@ -89,13 +89,19 @@ def _writer_gone(tmp: Path) -> bool:
     return not _alive(int(parts[2]))
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=False)
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any], *,
+                 mode: int | None = None) -> None:
+    """Make ``path`` hold what ``write`` writes to a binary file, all or nothing: written to
+    a temporary beside it, synced, then renamed over it; the temporary is removed if
+    ``write`` fails or is interrupted. ``mode``: the file's permission bits (default: the
+    temporary's, readable by this user only)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}~{HOST}~{os.getpid()}~", suffix=".tmp",
                                dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -105,6 +111,11 @@ def _atomic_write_json(path: Path, obj: Any) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=False)
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _json_safe(obj: Any) -> Any:
@@ -344,17 +355,86 @@ def _params_of(estimator: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def load(path: str | Path):
-    """A run's results as a tidy pandas DataFrame: one row per cell and metric.
+#: The columns of :func:`load`'s table, in order; the first three are facts of the run.
+COLUMNS = ("run", "commit", "machine", "device", "estimator", "params", "dataset",
+           "dataset_params", "data_kind", "seed", "cell_id", "status", "likelihood_kind",
+           "figure", "metric", "value", "se", "unit", "note", "error")
+_RUN_COLUMNS = COLUMNS[:3]
+#: The dtypes of :func:`load`'s numeric columns; every other column holds str or None.
+DTYPES = {"seed": "int64", "value": "float64", "se": "float64"}
 
-    Columns: cell_id, estimator, params (JSON; a tuned cell's with its ``tune``
-    candidates), dataset, dataset_params (JSON), seed, status, likelihood_kind, figure,
-    metric, value, se, unit, note (a caveat on the figure, e.g. an untrusted Monte-Carlo SE;
-    None for most), error. A failed cell has one row with ``metric`` None and its ``error``.
-    Every record is checked first (:func:`check_record`): one that is not a record raises
-    :class:`RecordError` naming its file. Nothing a record names is imported or called.
+
+def load(*runs: str | Path | Sequence[str | Path]):
+    """Runs' results as one tidy pandas DataFrame: one row per cell and metric.
+
+    ``load("results/a")``, ``load("results/a", "results/b")`` or ``load([a, b])``.
+    Columns (:data:`COLUMNS`): run (the run folder's name, with parent folders where two
+    runs share a name: :func:`run_labels`), commit and machine (the git commit and hostname
+    in the run's manifest; None without one), device (where the cell ran), estimator,
+    params (JSON; a tuned cell's with its ``tune`` candidates), dataset, dataset_params
+    (JSON), data_kind ("continuous" or "discrete"), seed, cell_id, status,
+    likelihood_kind, figure (what the value of a likelihood is a figure of), metric, value,
+    se, unit (as the record states it), note (a caveat on the figure, e.g. an untrusted
+    Monte-Carlo SE; None for most), error. A failed cell has one row with ``metric`` None
+    and its ``error``. Every record is checked first (:func:`check_record`): one that is
+    not a record raises :class:`RecordError` naming its file. Nothing a record names is
+    imported or called.
     """
-    return frame(RunStore(path).records())
+    import pandas as pd
+
+    paths = _run_paths(runs)
+    tables = [_run_table(RunStore(path), label)
+              for path, label in zip(paths, run_labels(paths), strict=True)]
+    full = [t for t in tables if not t.empty] or tables[:1]
+    df = pd.concat(full, ignore_index=True).astype(DTYPES)
+    # Text columns in the installed pandas's own text dtype (str in pandas 3, object
+    # before) whatever the runs hold (a column of None alone would be object), so that a
+    # column's dtype does not depend on which runs are read together, and a table read
+    # back from an export equals this one.
+    text = [c for c in COLUMNS if c not in DTYPES]
+    df[text] = df[text].astype(object).where(df[text].notna(), None).astype(
+        pd.Series(["text"]).dtype)
+    return df
+
+
+def _run_paths(runs: tuple[Any, ...]) -> list[Path]:
+    """The run folders of :func:`load`'s arguments (folders, or one list of them)."""
+    if len(runs) == 1 and isinstance(runs[0], list | tuple):
+        runs = tuple(runs[0])
+    if not runs:
+        raise StoreError("no run folder given")
+    return [Path(r) for r in runs]
+
+
+def _run_table(store: RunStore, label: str):
+    """One run's :func:`frame` with the run's own columns (its label, commit, machine)."""
+    manifest = store.read_manifest()
+    df = frame(store.records())
+    facts = (label, manifest.get("git_commit"), (manifest.get("machine") or {}).get("hostname"))
+    for column, value in zip(_RUN_COLUMNS, facts, strict=True):
+        df[column] = value
+    return df[list(COLUMNS)]
+
+
+def run_labels(paths: Sequence[str | Path]) -> list[str]:
+    """Each run folder's name as tables show it: its own name, with as many of its parent
+    folders as tell it apart from the other runs'; :class:`StoreError` for a folder given
+    twice.
+
+    Example:
+        >>> run_labels(["/r/a/run", "/r/b/run", "/r/c"])
+        ['a/run', 'b/run', 'c']
+    """
+    parts = [Path(p).resolve().parts for p in paths]
+    for i, mine in enumerate(parts):
+        if mine in parts[:i]:
+            raise StoreError(f"run folder given twice: {paths[i]}")
+    labels = []
+    for mine in parts:
+        k = next(k for k in range(1, len(mine) + 1)
+                 if sum(other[-k:] == mine[-k:] for other in parts) == 1)
+        labels.append(PurePath(*mine[-k:]).as_posix())
+    return labels
 
 
 def dataset_labels(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -392,7 +472,8 @@ def dataset_labels(records: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def frame(records: list[dict[str, Any]]):
-    """Checked records (:func:`check_record`) as :func:`load`'s tidy DataFrame."""
+    """Checked records (:func:`check_record`) of one run as :func:`load`'s tidy DataFrame,
+    less the run's own columns (run, commit, machine)."""
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
@@ -404,7 +485,9 @@ def frame(records: list[dict[str, Any]]):
             "params": json.dumps(_params_of(rec["estimator"]), sort_keys=True),
             "dataset": datasets[rec["id"]],
             "dataset_params": json.dumps(rec["dataset"].get("params") or {}, sort_keys=True),
+            "data_kind": ((rec.get("data") or {}).get("info") or {}).get("kind"),
             "seed": rec["seed"],
+            "device": rec.get("device"),
             "status": rec["status"],
             "likelihood_kind": rec.get("likelihood_kind"),
             "figure": rec.get("figure"),
@@ -419,9 +502,8 @@ def frame(records: list[dict[str, Any]]):
                          "value": math.nan if m.get("value") is None else m["value"],
                          "se": math.nan if m.get("se") is None else m["se"],
                          "unit": m.get("unit"), "note": m.get("note")})
-    columns = ["cell_id", "estimator", "params", "dataset", "dataset_params", "seed", "status",
-               "likelihood_kind", "figure", "metric", "value", "se", "unit", "note", "error"]
-    df = pd.DataFrame(rows, columns=columns)
+    columns = [c for c in COLUMNS if c not in _RUN_COLUMNS]
+    df = pd.DataFrame(rows, columns=columns).astype(DTYPES)
     return df.sort_values(["dataset", "estimator", "params", "seed", "metric"],
                           na_position="first").reset_index(drop=True)
 

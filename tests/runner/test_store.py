@@ -42,7 +42,7 @@ def test_write_is_atomic_and_load_is_tidy(tmp_path):
     assert not list(store.cells_dir.glob(".*tmp"))
     json.loads(store.path("0000000000000002").read_text())
     df = load(tmp_path / "run")
-    assert list(df.columns[:3]) == ["cell_id", "estimator", "params"]
+    assert list(df.columns[:4]) == ["run", "commit", "machine", "device"]
     assert set(df["status"]) == {"ok", "failed"}
     assert df.loc[df["status"] == "failed", "metric"].isna().all()
     assert df.loc[df["cell_id"] == "0000000000000000", "value"].item() == -1.5
@@ -192,6 +192,7 @@ def _set(**fields):
     (_set(data={"dim": 64, "info": {"name": "x", "dim": 64, "kind": "discrete", "levels": 17,
                                     "params": {}, "protocol_notes": {}, "image_shape": [3, 3]}}),
      "data.info.image_shape [3, 3] does not hold the data's dimension 64"),
+    (_set(device={"type": "cuda"}), "device must be a string or null; got an object"),
 ])
 def test_load_checks_every_record_and_names_its_file_and_field(tmp_path, edit, message):
     store = RunStore(tmp_path / "run", create=True)
@@ -280,3 +281,47 @@ def test_one_dataset_under_two_settings_is_two_configurations_never_two_seeds(tm
     assert sorted(table["n_seeds"]) == [1, 1]
     assert sorted(table["mean"]) == [-3.0, -1.0]
     assert set(table["dataset"]) == {"banana", 'banana {"n_train": 500}'}
+
+
+def _run(root, commit, host, values):
+    root.parent.mkdir(parents=True, exist_ok=True)
+    store = RunStore(root, create=True)
+    store.write_manifest({"git_commit": commit, "machine": {"hostname": host}})
+    for i, value in enumerate(values):
+        store.write({**_record(i, value=value), "device": "cpu"})
+    return root
+
+
+def test_load_of_several_runs_is_one_table_with_a_run_column(tmp_path):
+    a = _run(tmp_path / "x" / "run", "abc123", "box1", [-1.0, -2.0])
+    b = _run(tmp_path / "y" / "run", None, "box2", [-3.0])
+    c = _run(tmp_path / "other", "def456", "box1", [])
+    df = load(a, b, c)
+    assert df.equals(load([a, b, c]))
+    assert df.groupby("run", sort=False)["value"].apply(list).to_dict() == {
+        "x/run": [-1.0, -2.0], "y/run": [-3.0]}  # runs in the order given, none from c
+    commits = df.drop_duplicates("run").set_index("run")["commit"]
+    assert commits["x/run"] == "abc123" and commits.isna()["y/run"]
+    assert df.groupby("run")["machine"].first().to_dict() == {"x/run": "box1", "y/run": "box2"}
+    assert (df["device"] == "cpu").all() and (df["unit"] == "nats/example").all()
+    assert (df["seed"].dtype, df["value"].dtype) == (np.int64, np.float64)
+    one = load(a)  # one run: the same columns, the run named by its folder alone
+    assert list(one.columns) == list(df.columns) and set(one["run"]) == {"run"}
+    assert one.drop(columns="run").equals(
+        df[df["run"] == "x/run"].drop(columns="run").reset_index(drop=True))
+    empty = load(c)
+    assert empty.empty and (empty["seed"].dtype, empty["value"].dtype) == (np.int64, np.float64)
+
+
+def test_load_names_a_run_given_twice_and_a_malformed_manifest(tmp_path):
+    a = _run(tmp_path / "run", "abc", "box", [-1.0])
+    with pytest.raises(StoreError, match="run folder given twice"):
+        load(a, tmp_path / "." / "run")
+    with pytest.raises(StoreError, match="no run folder given"):
+        load([])
+    (a / "manifest.json").write_text(json.dumps({"git_commit": 7}))
+    with pytest.raises(StoreError, match="git_commit must be a string or null"):
+        load(a)
+    (a / "manifest.json").write_text(json.dumps({"machine": {"hostname": ["h"]}}))
+    with pytest.raises(StoreError, match="machine.hostname must be a string or null"):
+        load(a)
