@@ -111,7 +111,21 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("run_b", metavar="RUN_B")
     cmp_.add_argument("--all-metrics", action="store_true",
                       help="show every metric, not only the likelihood ones")
+    _add_export_parser(sub)
     return p
+
+
+def _add_export_parser(sub: Any) -> None:
+    from densbench.results import FORMATS
+
+    ex = sub.add_parser("export", help="write the results of one or more runs as one tidy "
+                        "table (a row per cell and metric, with a run column) to a parquet "
+                        "or CSV file")
+    ex.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    ex.add_argument("--out", "-o", required=True, metavar="FILE",
+                    help="the file to write (replaced whole if it exists)")
+    ex.add_argument("--format", choices=list(FORMATS),
+                    help="default: from FILE's suffix (.parquet, .pq, .csv)")
 
 
 def _marked(frame: Any) -> Any:
@@ -441,6 +455,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from densbench.results import export
+
+    table = export(args.runs, args.out, args.format)
+    cells = table.drop_duplicates(["run", "cell_id"])
+    not_ok = int((cells["status"] != "ok").sum())
+    runs = len(args.runs)
+    print(f"wrote {len(table)} rows ({runs} run{'s' * (runs != 1)}, {len(cells)} cells"
+          + (f"; {not_ok} not ok, one row each with status and error, no value"
+             if not_ok else "") + f") to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
@@ -460,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_report(args)
         if args.command == "compare":
             return _cmd_compare(args)
+        if args.command == "export":
+            return _cmd_export(args)
         parser.print_help()
         return 2
     except (UsageError, ValueError, OSError) as exc:
