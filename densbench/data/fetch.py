@@ -35,8 +35,10 @@ import http.client
 import importlib
 import os
 import shutil
+import ssl
 import tarfile
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +161,8 @@ def _transfer(url: str, part: Path, label: str, progress: Progress | None,
                     done += len(chunk)
                     if progress:
                         progress(label, done, total)
-            except (http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+            except (http.client.HTTPException, ConnectionError, TimeoutError,
+                    ssl.SSLError) as exc:
                 raise _Dropped(f"{type(exc).__name__} after {done} bytes") from None
     if body and body.isdigit() and done - start < int(body):
         raise _Dropped(f"the connection closed after {done} of {start + int(body)} bytes")
@@ -213,30 +216,57 @@ def download(url: str, dest: Path, spec: FileSpec, *, progress: Progress | None 
     return what
 
 
-def _member_parts(archive: Path, wanted: dict[str, Path]) -> dict[str, Path]:
-    """Stream ``archive`` once, writing each wanted member to its destination's ``.part``
-    file; refuses (:class:`FetchError`) a member the data filter rejects and a wanted
-    member that is not a regular file. Returns member -> ``.part`` written."""
+class _Reporting:
+    """A binary file that reports how far it has been read (an archive being extracted)."""
+
+    def __init__(self, file, label: str, total: int, progress: Progress | None) -> None:
+        self.file, self.label, self.total, self.progress = file, label, total, progress
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.file.read(size)
+        if self.progress:
+            self.progress(self.label, self.file.tell(), self.total)
+        return block
+
+
+def _unpack(tar: tarfile.TarFile, archive: Path, wanted: dict[str, Path],
+            parts: dict[str, Path]) -> None:
+    """Each wanted member of the stream ``tar`` to its destination's ``.part`` file (noted
+    in ``parts``); :class:`FetchError` for a member the data filter rejects and for a wanted
+    member that is not a regular file."""
+    for member in tar:
+        try:
+            tarfile.data_filter(member, str(archive.parent))
+        except tarfile.FilterError as exc:
+            raise FetchError(f"{archive}: refused: member {member.name!r} ({exc}); "
+                             "nothing was extracted") from None
+        if member.name not in wanted:
+            continue
+        if not member.isfile():
+            raise FetchError(f"{archive}: refused: member {member.name!r} is not a regular "
+                             "file (a link or a device); nothing was extracted")
+        part = _part(wanted[member.name])
+        part.parent.mkdir(parents=True, exist_ok=True)
+        parts[member.name] = part
+        with tar.extractfile(member) as src, open(part, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+
+
+def _member_parts(archive: Path, wanted: dict[str, Path],
+                  progress: Progress | None) -> dict[str, Path]:
+    """Read ``archive`` once as a stream (:func:`_unpack`). Returns member -> ``.part``
+    written; on any failure none is left."""
     parts: dict[str, Path] = {}
-    folder = str(archive.parent)
     try:
-        with tarfile.open(archive, "r|*") as tar:
-            for member in tar:
-                try:
-                    tarfile.data_filter(member, folder)
-                except tarfile.FilterError as exc:
-                    raise FetchError(f"{archive}: refused: member {member.name!r} ({exc}); "
-                                     "nothing was extracted") from None
-                if member.name not in wanted:
-                    continue
-                if not member.isfile():
-                    raise FetchError(f"{archive}: refused: member {member.name!r} is not a "
-                                     "regular file (a link or a device); nothing was extracted")
-                part = _part(wanted[member.name])
-                part.parent.mkdir(parents=True, exist_ok=True)
-                parts[member.name] = part
-                with tar.extractfile(member) as src, open(part, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+        with open(archive, "rb") as raw:
+            stream = _Reporting(raw, f"extracting {archive.name}", archive.stat().st_size,
+                                progress)
+            with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                _unpack(tar, archive, wanted, parts)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:
+        for part in parts.values():
+            part.unlink(missing_ok=True)
+        raise FetchError(f"{archive}: not a readable tar archive ({exc})") from None
     except BaseException:
         for part in parts.values():
             part.unlink(missing_ok=True)
@@ -245,11 +275,12 @@ def _member_parts(archive: Path, wanted: dict[str, Path]) -> dict[str, Path]:
 
 
 def extract_members(archive: Path, wanted: dict[str, tuple[Path, FileSpec]],
-                    source_url: str) -> dict[str, str]:
+                    source_url: str, progress: Progress | None = None) -> dict[str, str]:
     """Extract the members ``wanted`` (member name -> (destination, its spec)) of the
     tarball ``archive``, each checked against its spec (:func:`_check`) before any is
     renamed to its destination; all or nothing. Returns member -> what was verified."""
-    parts = _member_parts(archive, {m: dest for m, (dest, _) in wanted.items()})
+    parts = _member_parts(archive, {m: dest for m, (dest, _) in wanted.items()},
+                          progress)
     try:
         missing = sorted(set(wanted) - set(parts))
         if missing:
@@ -293,7 +324,8 @@ def _from_archive(archive: Archive, todo: list[tuple[Source, FileSpec]],
     path = _archive_path(archive, opts)
     wanted = {s.members + spec.path: (opts.root / s.folder / spec.path, spec)
               for s, spec in todo}
-    verdicts = extract_members(path, wanted, mirror_url(archive.url, opts.mirror))
+    verdicts = extract_members(path, wanted, mirror_url(archive.url, opts.mirror),
+                               opts.progress)
     out = []
     for source, spec in todo:
         dest, _ = wanted[source.members + spec.path]

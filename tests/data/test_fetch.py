@@ -174,8 +174,13 @@ def _maf_sources(archive: Archive) -> list[Source]:
 
 def test_an_archive_is_downloaded_once_and_its_members_extracted(server, root, tmp_path):
     archive, members = _maf_like(server, tmp_path)
-    got = fetch(_maf_sources(archive), root)
+    seen = {}
+    got = fetch(_maf_sources(archive), root,
+                progress=lambda label, done, total: seen.__setitem__(label, (done, total)))
     assert server.gets("/record/1/files/data.tar.gz") == [None]  # one download, two sets
+    size = len(server.files["/record/1/files/data.tar.gz"])
+    assert seen == {"data.tar.gz": (size, size), "extracting data.tar.gz": (size, size)}
+    assert (root / ".downloads" / "data.tar.gz").stat().st_size == size  # kept for later
     assert [(f.folder, f.path.name, f.action) for f in got] == [
         ("uci_hepmass", "1000_train.csv", "extracted"),
         ("uci_hepmass", "1000_test.csv", "extracted"),
@@ -363,3 +368,13 @@ def test_run_download_fetches_the_suites_missing_files_first(server, root, tmp_p
     assert f"{root}/uci_miniboone/data.npy: extracted" in out
     assert "1 cells: 1 ran (1 ok, 0 failed)" in out
     assert not (root / "uci_hepmass").exists()  # only the suite's datasets
+
+
+def test_an_archive_that_is_not_a_tarball_is_refused_in_one_line(server, root):
+    server.files["/a.tar.gz"] = b"<html>not found</html>"
+    archive = Archive(server.base + "/a.tar.gz", "md5", _md5(server.files["/a.tar.gz"]), "t")
+    source = Source("uci_miniboone", archive.url, SOURCES["uci_miniboone"].files,
+                    archive=archive, members="data/miniboone/")
+    with pytest.raises(FetchError, match=r"a.tar.gz: not a readable tar archive \("):
+        fetch([source], root)
+    assert not (root / "uci_miniboone").exists() and not _no_parts(root)
