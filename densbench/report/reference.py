@@ -27,6 +27,7 @@ File format (every key checked by :func:`load_references`)::
     citation = "Table 1"
     note = "..."                         # optional
     protocol = { pixel_order = "..." }   # optional: this figure's own protocol keys
+    error_kind = "standard deviation"    # optional, with error_multiple: this figure's ±
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ RUN_PROTOCOL: dict[str, Any] = {"augmentation": "none"}
 
 _FILE_KEYS = {"source", "metric", "unit", "error_kind", "error_multiple", "checked",
               "protocol", "figures"}
-_FIGURE_KEYS = {"estimator", "value", "error", "citation", "note", "protocol"}
+_FIGURE_KEYS = {"estimator", "value", "error", "error_kind", "error_multiple", "citation",
+                "note", "protocol"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,20 @@ def _protocol(raw: Any, where: str) -> dict[str, Any]:
     return dict(raw)
 
 
+def _error_kind(raw: dict, where: str) -> tuple[str, float | None]:
+    """``error_kind`` and ``error_multiple`` of a file or figure, checked: a known kind,
+    and a positive multiple exactly when errors are printed."""
+    kind = raw.get("error_kind")
+    _require(kind in ERROR_KINDS, f"{where}: error_kind must be one of {sorted(ERROR_KINDS)} "
+                                  f"(got {kind!r})")
+    multiple = raw.get("error_multiple")
+    if kind == "none printed":
+        _require(multiple is None, f"{where}: error_multiple given for errors 'none printed'")
+        return kind, None
+    return kind, _number(multiple, f"{where}: error_multiple (how many {kind}s the ± is)",
+                         True)
+
+
 def _header(raw: dict) -> dict[str, Any]:
     """The file's own keys, checked: metric and unit of the catalogue, the error's kind
     and multiple, the protocol."""
@@ -165,14 +181,7 @@ def _header(raw: dict) -> dict[str, Any]:
         raise ValueError(f"metric {head['metric']!r} is not in the catalogue") from None
     _require(head["unit"] == unit, f"unit {head['unit']!r} is not the catalogue's unit of "
                                    f"{head['metric']} ({unit!r})")
-    kind = raw.get("error_kind")
-    _require(kind in ERROR_KINDS, f"error_kind must be one of {sorted(ERROR_KINDS)} "
-                                  f"(got {kind!r})")
-    multiple = raw.get("error_multiple")
-    if kind == "none printed":
-        _require(multiple is None, "error_multiple given for errors 'none printed'")
-    else:
-        multiple = _number(multiple, f"error_multiple (how many {kind}s the ± is)", True)
+    kind, multiple = _error_kind(raw, "the file")
     protocol = _protocol(raw.get("protocol"), "the file")
     _require(isinstance(protocol.get("dataset"), str), "protocol must state the dataset")
     figures = raw.get("figures")
@@ -189,17 +198,21 @@ def _read_file(path: Path) -> list[Reference]:
         _require(isinstance(fig, dict), f"{where} is not a table")
         unknown = sorted(set(fig) - _FIGURE_KEYS)
         _require(not unknown, f"{where}: unknown key(s) {unknown}")
+        _require("error_multiple" not in fig or "error_kind" in fig,
+                 f"{where}: error_multiple without its error_kind")
+        kind, multiple = (_error_kind(fig, where) if "error_kind" in fig
+                          else (head["error_kind"], head["error_multiple"]))
         error = fig.get("error")
-        if head["error_kind"] == "none printed":
-            _require(error is None, f"{where}: an error given, but the file says none printed")
+        if kind == "none printed":
+            _require(error is None, f"{where}: an error given, but errors are 'none printed'")
         elif error is not None:
-            error = _number(error, f"{where}: error", positive=False)
+            error = _number(error, f"{where}: error")
             _require(error >= 0, f"{where}: error must be >= 0")
         own = _protocol(fig.get("protocol", {}), where)
         out.append(Reference(
             estimator=_text(fig, "estimator", where),
             value=_number(fig.get("value"), f"{where}: value"), error=error,
-            error_kind=head["error_kind"], error_multiple=head["error_multiple"],
+            error_kind=kind, error_multiple=multiple,
             metric=head["metric"], unit=head["unit"], source=head["source"],
             citation=_text(fig, "citation", where), protocol={**head["protocol"], **own},
             path=str(path), note=str(fig.get("note", ""))))
@@ -217,12 +230,20 @@ def differences(ref: Reference, protocol: dict[str, Any]) -> list[str]:
     it states that the run states otherwise (or not at all), and a ``±`` that is not a
     standard error. Empty when the figure is comparable."""
     run = run_protocol(protocol)
-    out = [f"{k}: {v!r} (this run: {run[k]!r})" if k in run else
-           f"{k}: {v!r} (this run states none)"
+    out = [f"{k}: {_short(v)} (this run: {_short(run[k])})" if k in run else
+           f"{k}: {_short(v)} (this run states none)"
            for k, v in ref.protocol.items() if k not in run or run[k] != v]
     if not ref.comparable_error:
-        out.append(f"its ± is {ref.error_multiple:g} {ref.error_kind}(s), not a standard error")
+        m = float(ref.error_multiple or 1.0)
+        out.append(f"its ± is {m:g} {ref.error_kind}{'s' if m != 1 else ''}, not a standard "
+                   "error")
     return out
+
+
+def _short(value: Any, limit: int = 48) -> str:
+    """``value`` for a sentence, a long text cut to ``limit`` characters."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit - 3] + "...")
 
 
 def _in_unit(ref: Reference, metric: str, unit: str, dim: Any) -> Reference | None:

@@ -53,13 +53,19 @@ def test_committed_references_match_exactly_the_published_protocols():
     shown = {name: {Path(r.path).name for r in matching(refs, _protocol(name))}
              for name in db.data.names()}
     for name in ("power", "gas", "hepmass", "miniboone", "bsds300"):
-        assert shown.pop(f"uci_{name}") == {f"papamakarios2017_{name}.toml"}
+        assert shown.pop(f"uci_{name}") == {f"papamakarios2017_{name}.toml",
+                                            f"durkan2019_{name}.toml"}
     assert shown.pop("mnist") == {"papamakarios2017_mnist.toml"}
     assert not any(shown.values()), shown  # CIFAR-10 (flips, unchecked), digits...: none
     assert not matching(refs, db.data.info("mnist", binarize="dynamic").protocol)
     apart = {Path(r.path).name for r, _ in refused(refs, _protocol("cifar10"))}
-    assert apart == {"papamakarios2017_cifar10.toml", "chen2019_cifar10.toml",
+    assert apart == {"papamakarios2017_cifar10.toml", "dinh2017_cifar10.toml",
+                     "kingma2018_cifar10.toml", "grathwohl2019_cifar10.toml",
                      "vandenoord2016_cifar10.toml"}
+    # the NSF table's figures quoted from other papers print ± over runs, not an SE
+    quoted = {r.estimator for r, why in refused(refs, _protocol("uci_gas"))
+              if any("standard deviations, not a standard error" in w for w in why)}
+    assert quoted == {"FFJORD", "NAF", "Block-NAF", "SOS"}
 
 
 def test_every_committed_reference_file_follows_the_format():
@@ -77,10 +83,10 @@ def test_every_committed_reference_file_follows_the_format():
         assert all(f.get("citation", "").strip() for f in raw["figures"]), path.name
     refs = load_references(folder)  # the loader's own checks pass on every file
     assert len(refs) == sum(len(tomllib.loads(p.read_text())["figures"]) for p in files)
-    maf = [r for r in refs if Path(r.path).name.startswith("papamakarios2017_uci")
-           or (r.metric == "test_loglik" and "Papamakarios" in r.source)]
-    assert maf and all((r.error_kind, r.error_multiple) == ("standard error", 2.0)
-                       for r in maf)
+    maf = [r for r in refs if r.metric == "test_loglik"
+           and r.source.startswith("Papamakarios, Pavlakou & Murray (2017)")]
+    assert len(maf) == 40 and all((r.error_kind, r.error_multiple) == ("standard error", 2.0)
+                                  for r in maf)
 
 
 BASE = ['dataset = "digits"', f'split = "{DIGITS["split"]}"', "levels = 17",
