@@ -51,6 +51,7 @@ def _add_fetch_parser(sub: Any, run: argparse.ArgumentParser) -> None:
     run.add_argument("--mirror", metavar="URL", help=_MIRROR_HELP)
     fe = sub.add_parser("fetch", help="download file-based datasets from their publishers "
                         "(checksums verified, a broken download resumed)")
+    fe.set_defaults(handler=_cmd_fetch)
     fe.add_argument("names", nargs="+", metavar="NAME", help="datasets, e.g. mnist uci_gas")
     fe.add_argument("--mirror", metavar="URL", help=_MIRROR_HELP)
     fe.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
@@ -66,9 +67,11 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     ls = sub.add_parser("list", help="list estimators and datasets (with whether each "
                         "file-based dataset's files are present)")
+    ls.set_defaults(handler=_cmd_list)
     ls.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
     ls.add_argument("--metrics", action="store_true", help="list the metric catalogue instead")
     r = sub.add_parser("run", help="run a suite (resumes when re-run with the same --out)")
+    r.set_defaults(handler=_cmd_run)
     which = r.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="the default suite")
     which.add_argument("--quick", action="store_true", help="the quick smoke suite")
@@ -100,6 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_fetch_parser(sub, r)
     rep = sub.add_parser("report", help="write a Markdown and HTML report of a run (an "
                          "invalid record is left out with a warning)")
+    rep.set_defaults(handler=_cmd_report)
     rep.add_argument("run_dir", metavar="RUN")
     rep.add_argument("--format", default="md,html", metavar="md,html",
                      help="report formats (default: md,html)")
@@ -107,6 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="compare the same cells in two runs (exit 1 when "
                           "a test log-likelihood got significantly worse or a cell ok in "
                           "RUN_A is not ok or absent in RUN_B; 2 for an invalid record)")
+    cmp_.set_defaults(handler=_cmd_compare)
     cmp_.add_argument("run_a", metavar="RUN_A")
     cmp_.add_argument("run_b", metavar="RUN_B")
     cmp_.add_argument("--all-metrics", action="store_true",
@@ -116,15 +121,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_export_parser(sub: Any) -> None:
-    from densbench.results import FORMATS
-
+    # The format is checked by densbench.results when the export runs, not by argparse
+    # choices: importing the formats here would load numpy for every command.
     ex = sub.add_parser("export", help="write the results of one or more runs as one tidy "
                         "table (a row per cell and metric, with a run column) to a parquet "
                         "or CSV file")
+    ex.set_defaults(handler=_cmd_export)
     ex.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     ex.add_argument("--out", "-o", required=True, metavar="FILE",
                     help="the file to write (replaced whole if it exists)")
-    ex.add_argument("--format", choices=list(FORMATS),
+    ex.add_argument("--format", metavar="parquet|csv",
                     help="default: from FILE's suffix (.parquet, .pq, .csv)")
 
 
@@ -395,7 +401,7 @@ def _run_outcome(out: Path, summary: Any) -> int:
     return 1 if summary.n_failed else 0
 
 
-def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+def _cmd_run(args: argparse.Namespace) -> int:
     from densbench.runner.store import RunStore
 
     suite = _chosen_suite(args)
@@ -405,7 +411,7 @@ def _cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     out = _output_folder(args, suite.name)
     store = RunStore(out, create=True)
     bar = _progress_bar(args, suite.name, n_cells)
-    summary = _run_with_bar(suite, store, options, argv, bar)
+    summary = _run_with_bar(suite, store, options, args.argv, bar)
     return _run_outcome(out, summary)
 
 
@@ -468,6 +474,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    return _fetch_files(args.names, args, explicit=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser()
@@ -477,18 +487,9 @@ def main(argv: list[str] | None = None) -> int:
             from densbench.data.root import set_data_root
 
             set_data_root(args.data_root)  # also seen by worker processes
-        if args.command == "list":
-            return _cmd_list(args)
-        if args.command == "run":
-            return _cmd_run(args, argv)
-        if args.command == "fetch":
-            return _fetch_files(args.names, args, explicit=True)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "compare":
-            return _cmd_compare(args)
-        if args.command == "export":
-            return _cmd_export(args)
+        if hasattr(args, "handler"):
+            args.argv = argv  # recorded by a run as the command that made it
+            return args.handler(args)
         parser.print_help()
         return 2
     except (UsageError, ValueError, OSError) as exc:

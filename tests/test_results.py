@@ -111,7 +111,7 @@ def test_a_run_whose_records_name_code_is_exported_as_data(runs, tmp_path, capsy
     ("missing", "no such run folder"),
     ("empty", "run folder holds no cell record"),
     ("suffix", "cannot tell the format from the suffix"),
-    ("format", "argument --format: invalid choice: 'xlsx'"),
+    ("format", "unknown export format 'xlsx'; choose one of parquet, csv"),
     ("folder", "output path is a folder"),
     ("no_parent", "output file's folder does not exist"),
     ("twice", "run folder given twice"),
