@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Dataset", "DatasetInfo", "Truth", "split_rng"]
+__all__ = ["Dataset", "DatasetInfo", "Truth", "channels_first", "split_rng"]
 
 
 class Truth(abc.ABC):
@@ -30,6 +30,23 @@ class Truth(abc.ABC):
 def split_rng(name: str, seed: int) -> np.random.Generator:
     """The generator that makes dataset ``name``'s split for ``seed`` (stable across runs)."""
     return np.random.default_rng([int(seed), zlib.crc32(name.encode())])
+
+
+def channels_first(image_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(C, H, W)`` of a declared image shape ``(H, W)`` or ``(H, W, C)`` (rows hold the
+    pixels channels last, numpy's and PIL's order; convolutional models want channels
+    first).
+
+    Example:
+        >>> channels_first((28, 28)), channels_first((32, 32, 3))
+        ((1, 28, 28), (3, 32, 32))
+    """
+    if len(image_shape) == 2:
+        return (1, int(image_shape[0]), int(image_shape[1]))
+    if len(image_shape) == 3:
+        h, w, c = image_shape
+        return (int(c), int(h), int(w))
+    raise ValueError(f"an image shape is (H, W) or (H, W, C); got {tuple(image_shape)}")
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,10 @@ class DensityEstimator(BaseEstimator):
     #: Whether the estimator models discrete data natively (it then receives the raw levels
     #: and reports a discrete log-probability; otherwise it sees dequantized data).
     discrete_native: ClassVar[bool] = False
+    #: Whether the estimator reads each row as an image: the run then passes the dataset's
+    #: ``image_shape`` ((H, W) or (H, W, C); rows hold the pixels in that order, channels
+    #: last) as a hyperparameter of that name.
+    image_model: ClassVar[bool] = False
     #: Fewest training rows ``fit`` accepts.
     min_rows: ClassVar[int] = 2
     #: Rows per scoring batch: memory stays bounded whatever the number of query rows.
@@ -309,6 +313,8 @@ class DensityEstimator(BaseEstimator):
         out: dict[str, Any] = {"random_state": seed}
         if cls.discrete_native and dataset.kind == "discrete":
             out["levels"] = dataset.levels
+        if cls.image_model and getattr(dataset, "image_shape", None) is not None:
+            out["image_shape"] = tuple(dataset.image_shape)
         return out
 
     @classmethod
