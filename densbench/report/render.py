@@ -29,36 +29,28 @@ import pandas as pd
 from densbench.metrics import catalogue as C
 from densbench.report import figures as F
 from densbench.report.datasets import MISSING, confined, dataset_info, file_stem
+from densbench.report.describe import footer, intro
+from densbench.report.layout import Drawn, save
 from densbench.report.reference import load_references, matching, refused, refused_line
 from densbench.report.tables import (
+    FAILED_MARK,
     NOTE_MARK,
     aggregate_seeds,
+    failures,
     leaderboards,
     sample_quality_tables,
+    short_names,
     tuning_tables,
 )
 from densbench.report.tuning import found_settings
 from densbench.runner.store import RunStore, StoreError, dataset_labels, frame, per_example
 
-__all__ = ["FIGURES", "FORMATS", "InvalidRecordWarning", "write_report"]
+__all__ = ["FIGURES", "FORMATS", "PAGE_PX", "InvalidRecordWarning", "fit_width", "write_report"]
 
 #: The folder of the report's figures, inside the report's folder.
 FIGURES = "figures"
 
 FORMATS = ("md", "html")
-
-INTRO = ("Figures are means over seeds ± standard error across seeds (± SE over test "
-         "examples where a dataset has one seed). Log-likelihoods are in the units of the "
-         "original data; for discrete data (digits) continuous estimators report the "
-         "uniform-dequantization lower bound on the discrete log-probability, and "
-         "discrete-native estimators the discrete log-probability (or its bound). Best per "
-         "column in **bold** (highest log-likelihood, lowest bits/dim and KL). 'vs best' "
-         "is the paired difference of per-example test log-likelihoods to the best "
-         "estimator on the same test points (mean ± SE, across seeds); *tied* means its "
-         "95% interval contains 0. Likelihood kinds: exact; bound (a lower bound); stoch. "
-         "bound (a Monte-Carlo estimate of a lower bound); none (implicit model: no "
-         "likelihood).")
-
 
 SAMPLE_QUALITY = (
     "Samples against the TEST split, in the data's own space; the first row is the floor, "
@@ -72,7 +64,7 @@ class _Section:
     title: str
     text: list[str] = field(default_factory=list)
     table: pd.DataFrame | None = None
-    images: list[tuple[str, Path]] = field(default_factory=list)
+    images: list[tuple[str, Drawn]] = field(default_factory=list)
 
 
 @dataclass
@@ -81,6 +73,8 @@ class _Report:
     summary: str
     sections: list[_Section]
     footer: list[str]
+    #: each estimator's full name -> its name as shown
+    names: dict[str, str] = field(default_factory=dict)
 
 
 class InvalidRecordWarning(UserWarning):
@@ -102,43 +96,60 @@ class _Run:
         return confined(self.out, FIGURES, name)
 
 
+def _overview(run: _Run, df: pd.DataFrame, agg: pd.DataFrame) -> _Section:
+    """The run-level figures: ranks (failed cells marked), quality vs cost, IWAE curves."""
+    overview = _Section("Overview")
+    if agg.empty:
+        return overview
+    builders = (("ranks", lambda: (F.rank_figure(agg, failures(df)), [])),
+                ("quality_vs_cost", lambda: F.quality_vs_cost(agg)),
+                ("iwae_curves", lambda: (F.iwae_figure(agg), [])))
+    for name, build in builders:
+        what = name.replace("_", " ")
+        drawn = _drawn(overview.text, what, _saved, build, run.figure(f"{name}.png"))
+        if drawn:
+            overview.images.append((what, drawn))
+    return overview
+
+
+def _saved(build: Callable[[], Any], path: Path) -> Drawn | None:
+    """The figure ``build`` returns, with its caption's notes, saved at ``path``."""
+    built = build()
+    if built is None or built[0] is None:
+        return None
+    return save(built[0], path, built[1])
+
+
 def _build(run: _Run, reference_dir: str | Path | None = None) -> _Report:
     df = frame(run.records)
     agg = aggregate_seeds(df)
     agg = agg if "label" in agg else agg.assign(label=[])
-    galleries = F.render_sample_figures(run.records, run.out, FIGURES)
-    n_cells = df["cell_id"].nunique()
-    n_ok = df.loc[df["status"] == "ok", "cell_id"].nunique()
+    names = short_names(r["estimator"]["name"] for r in run.records)
+    galleries = F.render_sample_figures(run.records, run.out, FIGURES, names)
     sections: list[_Section] = []
-    overview = _Section("Overview")
-    for name, fn in (("ranks", F.rank_heatmap), ("quality_vs_cost", F.quality_vs_cost),
-                     ("iwae_curves", F.iwae_curves)):
-        what = name.replace("_", " ")
-        path = _drawn(overview.text, what, fn, agg, run.figure(f"{name}.png")) \
-            if not agg.empty else None
-        if path:
-            overview.images.append((what, path))
+    overview = _overview(run, df, agg)
     if overview.images or overview.text:
         sections.append(overview)
-    sections += _dataset_sections(run, df, agg, galleries, load_references(reference_dir))
+    sections += _dataset_sections(run, df, agg, galleries, load_references(reference_dir),
+                                  names)
     sections += [_Section(title, [text], table)
                  for title, text, table in tuning_tables(run.records)]
     failed = df[df["status"] != "ok"].drop_duplicates("cell_id")
     if len(failed):
         sections.append(_Section("Failed cells", [
-            f"{r['estimator']} / {r['dataset']} / seed {r['seed']}: {r['status']}: "
-            f"{r['error']}" for _, r in failed.iterrows()]))
+            f"{names.get(r['estimator'], r['estimator'])} / {r['dataset']} / seed "
+            f"{r['seed']}: {r['status']}: {r['error']}" for _, r in failed.iterrows()]))
     if run.skipped:
         sections.append(_Section("Skipped records", [
             f"{path.name}: {why}" for path, why in run.skipped]))
-    skipped = f" {len(run.skipped)} record(s) skipped (invalid)." if run.skipped else ""
-    return _Report(f"densbench report: {run.name}",
-                   f"{n_ok} of {n_cells} cells ok.{skipped} {INTRO}", sections,
-                   _footer(run.manifest))
+    summary = intro(run.records, agg, run.manifest, names=names, skipped=len(run.skipped),
+                    paired=bool(per_example(run.records)))
+    return _Report(f"densbench report: {run.name}", summary, sections, footer(run.manifest),
+                   names)
 
 
 def _dataset_sections(run: _Run, df: pd.DataFrame, agg: pd.DataFrame, galleries: F.Galleries,
-                      references: list) -> list[_Section]:
+                      references: list, names: dict[str, str]) -> list[_Section]:
     """Per dataset: the leaderboard (with published figures of the same protocol), the
     sample-quality table and figures, the densities and the sample galleries."""
     sections = []
@@ -165,17 +176,19 @@ def _dataset_sections(run: _Run, df: pd.DataFrame, agg: pd.DataFrame, galleries:
         if quality is not None:
             sections.append(sec)
             sec = _Section(f"{dataset}: sample quality", [SAMPLE_QUALITY], quality)
-            path = _drawn(sec.text, "sample metrics figure", F.sample_metrics_vs_floor, agg,
-                          dataset, run.figure(f"samples_{file_stem(dataset)}.png"))
+            path = _drawn(sec.text, "sample metrics figure", _saved,
+                          lambda d=dataset: F.sample_metrics_figure(agg, d),
+                          run.figure(f"samples_{file_stem(dataset)}.png"))
             if path:
                 sec.images.append((f"sample metrics vs floor on {dataset}", path))
-        path, with_truth = _drawn(sec.text, "density figure", F.density_panels, recs,
-                                  run.figure(f"density_{file_stem(dataset)}.png")) or (None, False)
-        if path:
+        fig, with_truth = _drawn(sec.text, "density figure", F.density_figure, recs,
+                                 names) or (None, False)
+        if fig is not None:
+            path = save(fig, run.figure(f"density_{file_stem(dataset)}.png"))
             sec.images.append((f"densities on {dataset}", path))
             if not with_truth and any((r.get("data") or {}).get("has_truth") for r in recs):
                 missing.add("truth_grid")
-        sec.images += _gallery_images(recs, galleries, dataset)
+        sec.images += _gallery_images(recs, galleries, dataset, names)
         sec.text += [f"Gallery not drawn: {galleries.failed[r['id']]}." for r in recs
                      if r["id"] in galleries.failed]
         if missing:
@@ -211,13 +224,14 @@ def _dataset_text(g: pd.DataFrame) -> list[str]:
     return text
 
 
-def _gallery_images(recs: list[dict], galleries: F.Galleries,
-                    dataset: str) -> list[tuple[str, Path]]:
+def _gallery_images(recs: list[dict], galleries: F.Galleries, dataset: str,
+                    names: dict[str, str]) -> list[tuple[str, Drawn]]:
     """The first seed's sample galleries of a dataset, by estimator."""
     if not recs:
         return []
     first = min(int(r["seed"]) for r in recs)
-    return [(f"{r['estimator']['name']} samples on {dataset}", galleries.paths[r["id"]])
+    return [(f"{names.get(r['estimator']['name'], r['estimator']['name'])} samples on "
+             f"{dataset}", galleries.paths[r["id"]])
             for r in sorted(recs, key=lambda r: r["estimator"]["name"])
             if int(r["seed"]) == first and r["id"] in galleries.paths]
 
@@ -236,22 +250,42 @@ def _with_published(table: pd.DataFrame, published: list) -> pd.DataFrame:
     return pd.concat([table, extra])
 
 
-def _footer(manifest: dict) -> list[str]:
-    """Provenance lines of a manifest (checked by :meth:`RunStore.read_manifest`)."""
-    if not manifest:
-        return ["no manifest.json in this run folder (or one that cannot be read)"]
-    versions = manifest.get("versions", {})
-    machine = manifest.get("machine", {})
-    lines = [f"suite: {manifest.get('suite', {}).get('name', '?')}",
-             f"densbench {versions.get('densbench', '?')}, git "
-             f"{manifest.get('git_commit') or 'unknown'}",
-             ", ".join(f"{k} {v}" for k, v in versions.items() if k != "densbench"),
-             f"machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, "
-             f"Python {machine.get('python', '?')}"]
-    for inv in manifest.get("invocations", [])[-3:]:
-        lines.append(f"`{inv.get('command')}` ({inv.get('started')} to "
-                     f"{inv.get('finished') or 'unfinished'})")
-    return lines
+# -- tables that fit the page ------------------------------------------------------------
+
+#: The report's column (CSS max-width of its body), in CSS px: no table may be wider.
+PAGE_PX = 1200
+#: A table's text size in CSS px (0.85em of 16 px) and the width of one character in em:
+#: digits are 0.64 em in DejaVu Sans, the widest common sans-serif, and bold ones 0.7 em.
+_TABLE_FONT_PX = 13.6
+_CHAR_EM = {False: 0.64, True: 0.7}
+#: A cell's padding and border, in CSS px (the CSS below).
+_CELL_PAD_PX = 16
+
+
+def _text_px(text: str, bold: bool = False) -> float:
+    return len(text) * _CHAR_EM[bold] * _TABLE_FONT_PX
+
+
+def _column_px(header: str, cells: list[str]) -> float:
+    """A column's width: its widest cell (never wrapped) or the longest word of its
+    header (headers wrap between words)."""
+    words = [_text_px(w, True) for w in header.split()] or [0.0]
+    texts = [_text_px(c.replace("**", ""), c.startswith("**")) for c in cells] or [0.0]
+    return max(max(words), max(texts)) + _CELL_PAD_PX
+
+
+def fit_width(table: pd.DataFrame, width_px: float = PAGE_PX) -> list[pd.DataFrame]:
+    """``table`` as few tables, each the rows' names and a run of its columns, as fit
+    ``width_px`` when no number is wrapped (a wide table is split, never cut off)."""
+    index_px = _column_px(str(table.index.name or ""), [str(i) for i in table.index])
+    widths = [_column_px(str(c), [str(v) for v in table[c]]) for c in table.columns]
+    n = len(widths)
+    for parts in range(1, max(n, 1) + 1):
+        bounds = [round(k * n / parts) for k in range(parts + 1)]
+        runs = list(zip(bounds[:-1], bounds[1:], strict=True))
+        if all(index_px + sum(widths[a:b]) <= width_px for a, b in runs):
+            return [table.iloc[:, a:b] for a, b in runs]
+    return [table.iloc[:, [j]] for j in range(n)]
 
 
 # -- Markdown ----------------------------------------------------------------------------
@@ -271,9 +305,11 @@ def _markdown(rep: _Report, root: Path) -> str:
         bullet = sec.title == "Failed cells"
         out += [f"- {t}" if bullet else t for t in sec.text] + ([""] if sec.text else [])
         if sec.table is not None:
-            out += [_md_table(sec.table), ""]
-        for alt, path in sec.images:
-            out.append(f"![{alt}]({path.resolve().relative_to(root.resolve()).as_posix()})")
+            out += [line for part in fit_width(sec.table) for line in (_md_table(part), "")]
+        for alt, drawn in sec.images:
+            rel = drawn.path.resolve().relative_to(root.resolve()).as_posix()
+            out.append(f"![{alt}]({rel})")
+            out += [f"*{note}.*" for note in drawn.notes]
         if sec.images:
             out.append("")
     out += ["## Provenance", ""] + [f"- {line}" for line in rep.footer] + [""]
@@ -284,39 +320,59 @@ def _markdown(rep: _Report, root: Path) -> str:
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;
-max-width:1200px;padding:0 1em;color:#222}
+max-width:PAGE_PXpx;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1em;font-size:0.85em}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+td{white-space:nowrap}
+.pm{white-space:nowrap}
 th:first-child,td:first-child{text-align:left}
 th{background:#f3f3f3}
-img{max-width:100%;margin:0.3em 0.3em 0.3em 0;border:1px solid #eee}
-figure{display:inline-block;margin:0 0.5em 0.5em 0;vertical-align:top}
-figcaption{font-size:0.75em;color:#555}
+td.failed{color:#444;text-align:left;
+background:repeating-linear-gradient(135deg,#eee 0 5px,#ddd 5px 10px)}
+img{max-width:100%;height:auto;margin:0.3em 0.3em 0.3em 0;border:1px solid #eee}
+figure{display:inline-block;margin:0 0.5em 0.5em 0;vertical-align:top;max-width:100%}
+figcaption{font-size:0.75em;color:#555;max-width:60em}
 footer{margin-top:2em;font-size:0.8em;color:#555;border-top:1px solid #ddd}
-"""
+""".replace("PAGE_PX", str(PAGE_PX))
+
+#: "mean ± se" in running text: kept on one line.
+_PM = re.compile(r"(?<![\w.])(-?\d[\d.]*(?:e[+-]?\d+)? ± \d[\d.]*(?:e[+-]?\d+)?)")
 
 
 def _inline_md(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
     text = re.sub(r"\*(.+?)\*", r"<i>\1</i>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    return _PM.sub(r'<span class="pm">\1</span>', text)
 
 
-def _html_table(table: pd.DataFrame) -> str:
+def _html_table(table: pd.DataFrame, names: dict[str, str]) -> str:
+    """A table; an estimator shown by a short name carries its full name as a tooltip,
+    a failed estimator's entry is marked."""
+    full = {short: name for name, short in names.items() if short != name}
     head = "".join(f"<th>{html.escape(str(c))}</th>"
                    for c in [table.index.name or ""] + list(table.columns))
     rows = []
     for idx, row in table.iterrows():
-        cells = "".join(f"<td>{_inline_md(str(v))}</td>" for v in [idx, *row])
-        rows.append(f"<tr>{cells}</tr>")
+        name = next((f for s, f in full.items() if str(idx).startswith(s)), None)
+        first = f' title="{html.escape(name)}"' if name else ""
+        cells = [f"<td{first}>{_inline_md(str(idx))}</td>"] + [
+            f'<td class="failed">{_inline_md(str(v))}</td>' if str(v).startswith(FAILED_MARK)
+            else f"<td>{_inline_md(str(v))}</td>" for v in row]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def _img(alt: str, path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+def _img(alt: str, drawn: Drawn) -> str:
+    """A figure at its legible size (:attr:`Drawn.css_width`), with what a page needs to
+    check that: its smallest font (pt) and resolution."""
+    data = base64.b64encode(drawn.path.read_bytes()).decode("ascii")
+    caption = "; ".join([alt, *drawn.notes])
+    return (f'<figure><img alt="{html.escape(alt)}" width="{drawn.css_width}" '
+            f'data-min-font-pt="{drawn.min_font_pt:g}" data-dpi="{drawn.dpi:g}" '
+            f'src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def _html(rep: _Report) -> str:
@@ -327,8 +383,8 @@ def _html(rep: _Report) -> str:
         parts.append(f"<h2>{html.escape(sec.title)}</h2>")
         parts += [f"<p>{_inline_md(t)}</p>" for t in sec.text]
         if sec.table is not None:
-            parts.append(_html_table(sec.table))
-        parts += [_img(alt, path) for alt, path in sec.images]
+            parts += [_html_table(part, rep.names) for part in fit_width(sec.table)]
+        parts += [_img(alt, drawn) for alt, drawn in sec.images]
     parts.append("<footer><h3>Provenance</h3><ul>"
                  + "".join(f"<li>{_inline_md(line)}</li>" for line in rep.footer)
                  + "</ul></footer></body></html>")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
@@ -12,12 +14,16 @@ import pandas as pd
 from densbench.metrics import catalogue as C
 from densbench.metrics.paired import PairedDifference, across_seeds, paired_difference
 
-__all__ = ["IMPLICIT", "KIND_LABELS", "LEADERBOARD", "NOTE_MARK", "aggregate_seeds", "format_pm",
-           "leaderboards", "paired_vs_best", "sample_quality_tables", "summary_table",
+__all__ = ["FAILED_MARK", "IMPLICIT", "KIND_LABELS", "LEADERBOARD", "NOTE_MARK",
+           "aggregate_seeds", "failures", "format_pm", "leaderboards", "paired_vs_best",
+           "sample_quality_tables", "short_failure", "short_names", "summary_table",
            "tuning_tables"]
 
 #: A likelihood figure of an implicit model (a GAN): none exists, not a missing number.
 IMPLICIT = "-- (implicit)"
+
+#: Opens the table entry of an estimator whose every cell on a dataset failed.
+FAILED_MARK = "✗ "
 
 #: Appended to a table entry whose figure carries a note in some seed's record (the
 #: aggregated frame's ``note`` column says which).
@@ -31,13 +37,83 @@ LEADERBOARD = (C.TEST_LOGLIK, C.TEST_BITS_PER_DIM, C.TEST_LOGLIK_PER_DIM, C.KL_T
                C.SAMPLES_TRUTH_LOGLIK, C.FIT_SECONDS, C.SCORE_EXAMPLES_PER_S)
 
 
+def _path_spec(name: str) -> tuple[tuple[str, ...], str] | None:
+    """The folders and file, and the ``:object`` part, of a name that is a path (a user's
+    ``path/to/model.py:Class``); None for a registry or module name."""
+    head, colon, obj = name.rpartition(":")
+    if not colon or "/" in obj or "\\" in obj:
+        head, obj = name, ""
+    if "/" not in head and "\\" not in head:
+        return None
+    return PurePath(head).parts, obj
+
+
+def short_names(names: Iterable[str]) -> dict[str, str]:
+    """Each name as tables and figures show it: one that is a path to a user's file
+    (``/home/me/model.py:Class``) by its file name and ``:object``
+    (``model.py:Class``), with as many of its folders as keep two such names apart; any
+    other name as it is.
+
+    Example:
+        >>> short_names(["gmm", "/a/x/m.py:C", "/a/y/m.py:C"])
+        {'/a/x/m.py:C': 'x/m.py:C', '/a/y/m.py:C': 'y/m.py:C', 'gmm': 'gmm'}
+    """
+    names = sorted(set(names))
+    specs = {n: _path_spec(n) for n in names}
+    depth = dict.fromkeys(names, 1)
+    while True:
+        out = {}
+        for n in names:
+            spec = specs[n]
+            out[n] = n if spec is None else "/".join(spec[0][-depth[n]:]) + (
+                f":{spec[1]}" if spec[1] else "")
+        seen: dict[str, list[str]] = {}
+        for n, short in out.items():
+            seen.setdefault(short, []).append(n)
+        clashes = [n for group in seen.values() if len(group) > 1 for n in group
+                   if specs[n] is not None and depth[n] < len(specs[n][0])]
+        if not clashes:
+            return out
+        for n in clashes:
+            depth[n] += 1
+
+
 def _label(frame: pd.DataFrame) -> pd.Series:
-    """Estimator name, with its parameters where one dataset has several configurations."""
-    label = frame["estimator"].copy()
+    """Estimator name (:func:`short_names`), with its parameters where one dataset has
+    several configurations."""
+    label = frame["estimator"].map(short_names(frame["estimator"].unique()))
     n_cfg = frame.groupby(["dataset", "estimator"])["params"].transform("nunique")
     multi = n_cfg > 1
-    label[multi] = frame.loc[multi, "estimator"] + " " + frame.loc[multi, "params"]
+    label[multi] = label[multi] + " " + frame.loc[multi, "params"]
     return label
+
+
+def short_failure(status: str, error: str | None, width: int = 48) -> str:
+    """Why a cell failed, short: its status and the first line of its error, cut at
+    ``width`` characters.
+
+    Example:
+        >>> short_failure("failed", "kde: bandwidth must be > 0 or one of 'scott'; got -1")
+        "failed: kde: bandwidth must be > 0 or one of 'sc…"
+    """
+    first = (error or "").strip().splitlines()[0] if (error or "").strip() else ""
+    text = f"{status}: {first}" if first else status
+    return text if len(text) <= width else text[:width].rstrip() + "…"
+
+
+def failures(df: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """By (dataset, label): why an estimator has no figure on a dataset where every one
+    of its cells there failed (:func:`short_failure` of the first)."""
+    if df.empty:
+        return {}
+    cells = df.drop_duplicates("cell_id").assign(label=lambda d: _label(d))
+    out = {}
+    for (dataset, label), g in cells.groupby(["dataset", "label"], sort=True):
+        if not (g["status"] == "ok").any():
+            first = g.sort_values("seed").iloc[0]
+            out[(str(dataset), str(label))] = short_failure(str(first["status"]),
+                                                           first["error"])
+    return out
 
 
 def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
@@ -47,12 +123,13 @@ def aggregate_seeds(df: pd.DataFrame) -> pd.DataFrame:
     one seed it is that seed's own SE over examples. ``se_kind`` says which. ``note`` is
     the seeds' notes on the figure, distinct ones joined by "; " (None without any).
     """
-    ok = df[(df["status"] == "ok") & df["metric"].notna()].copy()
+    # labelled among every cell, so that a failed configuration is told apart
+    labelled = df.assign(label=_label(df)) if len(df) else df.assign(label=[])
+    ok = labelled[(labelled["status"] == "ok") & labelled["metric"].notna()].copy()
     if ok.empty:
         return pd.DataFrame(columns=["dataset", "label", "estimator", "metric", "mean", "se",
                                      "se_kind", "n_seeds", "unit", "likelihood_kind",
                                      "figure", "note"])
-    ok["label"] = _label(ok)
     keys = ["dataset", "label", "estimator", "metric"]
     rows = []
     for key, g in ok.groupby(keys, sort=True):
@@ -112,11 +189,11 @@ def paired_vs_best(df: pd.DataFrame, per_example: dict[str, np.ndarray],
                    dataset: str) -> dict[str, PairedDifference]:
     """For each estimator (label) on ``dataset``: its paired test log-likelihood
     difference to the best one (mean over common seeds of the per-example differences)."""
-    ok = df[(df["status"] == "ok") & (df["metric"] == C.TEST_LOGLIK)
-            & (df["dataset"] == dataset)].copy()
+    labelled = df.assign(label=_label(df))  # as aggregate_seeds labels them
+    ok = labelled[(labelled["status"] == "ok") & (labelled["metric"] == C.TEST_LOGLIK)
+                  & (labelled["dataset"] == dataset)]
     if ok.empty:
         return {}
-    ok["label"] = _label(ok)
     means = ok.groupby("label")["value"].mean()
     best = means.map(C.get(C.TEST_LOGLIK).badness).idxmin()
     cells = {(r.label, r.seed): r.cell_id for r in ok.itertuples()}
@@ -138,52 +215,68 @@ def leaderboards(df: pd.DataFrame,
                  per_example: dict[str, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
     """One formatted table per dataset, best test likelihood first (best marked **bold**);
     a figure with a note in its records (an untrusted Monte-Carlo SE) is marked
-    :data:`NOTE_MARK`.
+    :data:`NOTE_MARK`; an estimator whose every cell on the dataset failed is a last row
+    saying why (:data:`FAILED_MARK`, :func:`failures`).
 
     With ``per_example`` (cell id -> per-example test log-likelihoods) a column gives each
     estimator's paired difference to the best (mean ± SE, across seeds when there are
     several) and marks as *tied* those whose 95% interval contains 0.
     """
     agg = aggregate_seeds(df)
+    failed = failures(df)
     boards: dict[str, pd.DataFrame] = {}
     for dataset, g in agg.groupby("dataset", sort=True):
-        wide = g.set_index(["label", "metric"])["mean"].unstack()
-        se = g.set_index(["label", "metric"])["se"].unstack()
-        noted = set(g.loc[g["note"].notna(), ["label", "metric"]].itertuples(index=False,
-                                                                            name=None))
-        kinds = g.groupby("label")["likelihood_kind"].first()
-        present = [C.get(m) for m in LEADERBOARD if m in wide.columns]
-        if C.TEST_BITS_PER_DIM in wide.columns:
-            present = [c for c in present if c.name != C.TEST_LOGLIK_PER_DIM]
-        order = _best_first(wide[C.TEST_LOGLIK]) if C.TEST_LOGLIK in wide.columns \
-            else wide.index
-        table = pd.DataFrame(index=order)
-        table["likelihood"] = [KIND_LABELS.get(kinds.get(i), "?") for i in order]
-        for info in present:
-            col = wide[info.name].reindex(order)
-            errs = se[info.name].reindex(order)
-            is_cost = info.group is C.Group.COST
-            cells = [(_fmt_cost(v) if is_cost else
-                      IMPLICIT if kinds.get(i) == "none" and not np.isfinite(v) else
-                      format_pm(v, e) + (NOTE_MARK if (i, info.name) in noted else ""))
-                     for i, v, e in zip(order, col, errs, strict=True)]
-            finite = col[np.isfinite(col)]
-            if not is_cost and len(finite) and info.direction is not C.Direction.NONE:
-                best = finite.map(info.badness).idxmin()
-                cells = [f"**{c}**" if i == best else c
-                         for i, c in zip(order, cells, strict=True)]
-            table[info.header] = cells
-            if info.name == C.TEST_LOGLIK and per_example:
-                vs = paired_vs_best(df, per_example, str(dataset))
-                table["vs best, paired [nats]"] = [
-                    (IMPLICIT if kinds.get(i) == "none" else "--") if i not in vs
-                    else "best" if vs[i].se == 0 and vs[i].mean == 0
-                    else format_pm(vs[i].mean, vs[i].se) + ("" if vs[i].significant
-                                                             else " (tied)")
-                    for i in order]
-        table.index.name = "estimator"
-        boards[str(dataset)] = table
-    return boards
+        boards[str(dataset)] = _board(g, df, per_example, str(dataset))
+    for dataset in sorted({d for d, _ in failed}):
+        table = boards.get(dataset, pd.DataFrame(
+            columns=["likelihood", C.get(C.TEST_LOGLIK).header]))
+        rows = {lab: why for (d, lab), why in failed.items() if d == dataset}
+        extra = pd.DataFrame([{c: "--" for c in table.columns} for _ in rows],
+                             index=list(rows), columns=table.columns)
+        extra[table.columns[1]] = [FAILED_MARK + why for why in rows.values()]
+        boards[dataset] = pd.concat([table, extra]) if len(table) else extra
+        boards[dataset].index.name = "estimator"
+    return dict(sorted(boards.items()))
+
+
+def _board(g: pd.DataFrame, df: pd.DataFrame, per_example: dict[str, np.ndarray] | None,
+           dataset: str) -> pd.DataFrame:
+    """The leaderboard of one dataset's aggregated figures ``g``."""
+    wide = g.set_index(["label", "metric"])["mean"].unstack()
+    se = g.set_index(["label", "metric"])["se"].unstack()
+    noted = set(g.loc[g["note"].notna(), ["label", "metric"]].itertuples(index=False,
+                                                                        name=None))
+    kinds = g.groupby("label")["likelihood_kind"].first()
+    present = [C.get(m) for m in LEADERBOARD if m in wide.columns]
+    if C.TEST_BITS_PER_DIM in wide.columns:
+        present = [c for c in present if c.name != C.TEST_LOGLIK_PER_DIM]
+    order = _best_first(wide[C.TEST_LOGLIK]) if C.TEST_LOGLIK in wide.columns \
+        else wide.index
+    table = pd.DataFrame(index=order)
+    table["likelihood"] = [KIND_LABELS.get(kinds.get(i), "?") for i in order]
+    for info in present:
+        col = wide[info.name].reindex(order)
+        errs = se[info.name].reindex(order)
+        is_cost = info.group is C.Group.COST
+        cells = [(_fmt_cost(v) if is_cost else
+                  IMPLICIT if kinds.get(i) == "none" and not np.isfinite(v) else
+                  format_pm(v, e) + (NOTE_MARK if (i, info.name) in noted else ""))
+                 for i, v, e in zip(order, col, errs, strict=True)]
+        finite = col[np.isfinite(col)]
+        if not is_cost and len(finite) and info.direction is not C.Direction.NONE:
+            best = finite.map(info.badness).idxmin()
+            cells = [f"**{c}**" if i == best else c for i, c in zip(order, cells, strict=True)]
+        table[info.header] = cells
+        if info.name == C.TEST_LOGLIK and per_example:
+            vs = paired_vs_best(df, per_example, dataset)
+            table["vs best, paired [nats]"] = [
+                (IMPLICIT if kinds.get(i) == "none" else "--") if i not in vs
+                else "best" if vs[i].se == 0 and vs[i].mean == 0
+                else format_pm(vs[i].mean, vs[i].se) + ("" if vs[i].significant
+                                                         else " (tied)")
+                for i in order]
+    table.index.name = "estimator"
+    return table
 
 
 def sample_quality_tables(df: pd.DataFrame) -> dict[str, pd.DataFrame]:

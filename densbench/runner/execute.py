@@ -278,6 +278,16 @@ def _machine() -> dict[str, Any]:
             "hostname": platform.node()}
 
 
+def _narrowed_from(suite: Any) -> dict[str, int] | None:
+    """The sizes of the suite as written where the command line changed what runs (so
+    that a report says what the run is); None where it runs as written."""
+    first = getattr(suite, "restricted_from", None)
+    keys = ("estimators", "datasets", "seeds")
+    if first is None or all(getattr(first, k) == getattr(suite, k) for k in keys):
+        return None
+    return {k: len(getattr(first, k)) for k in keys}
+
+
 def run_suite(suite: Any, store: RunStore, options: RunOptions | None = None, *,
               command: str = "", on_progress: Callable[[Progress], None] | None = None,
               **settings: Any) -> RunSummary:
@@ -298,7 +308,8 @@ def run_suite(suite: Any, store: RunStore, options: RunOptions | None = None, *,
                       "datasets": [s.to_dict() for s in suite.datasets],
                       "cell_timeout_s": suite.cell_timeout_s,
                       "cell_wall_timeout_s": suite.cell_wall_timeout_s,
-                      "cell_memory_mb": suite.cell_memory_mb},
+                      "cell_memory_mb": suite.cell_memory_mb,
+                      "narrowed_from": _narrowed_from(suite)},
             "versions": _versions(), "git_commit": _git_commit(), "machine": _machine(),
         })
         manifest.setdefault("invocations", []).append(invocation)

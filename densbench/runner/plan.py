@@ -171,6 +171,8 @@ class Suite:
     sample_metrics: bool = True
     cell_memory_mb: float | None = None
     cell_wall_timeout_s: float | None = None
+    #: the suite as written, where this one is it restricted (:meth:`restrict`)
+    restricted_from: Suite | None = field(default=None, compare=False, repr=False)
 
     def cells(self) -> list[Cell]:
         return [Cell(e, d, s, self.cell_timeout_s, self.n_samples, self.sample_metrics,
@@ -188,7 +190,7 @@ class Suite:
         without being named is dropped, and so is an entry of a named estimator whose
         other entries have cells (per-dataset settings, as the default suite gives).
         """
-        out = self
+        out = replace(self, restricted_from=self.restricted_from or self)
         where = f"{self.source or self.name} as restricted by the command line"
         if estimators is not None:
             out = replace(out, estimators=_pick(out.estimators, estimators, "--estimators"))

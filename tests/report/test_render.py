@@ -7,11 +7,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from densbench.metrics import catalogue as C
-from densbench.report.render import write_report
+from densbench.report.render import PAGE_PX, fit_width, write_report
 from densbench.report.tables import (
+    FAILED_MARK,
     NOTE_MARK,
     aggregate_seeds,
     leaderboards,
@@ -82,6 +84,28 @@ def test_markdown_report_with_galleries_and_failures(run):
     assert len(links) == 4  # 2 estimators x 2 datasets, first seed
     for link in links:
         assert (run / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_estimator_whose_every_cell_failed_is_a_marked_row_saying_why(run):
+    board = leaderboards(load(run))["banana"]
+    assert board.index[-1] == "kde"  # after the ranked ones
+    entry = board.loc["kde", C.get(C.TEST_LOGLIK).header]
+    assert entry.startswith(FAILED_MARK + "failed: ") and "bandwidth must be" in entry
+    assert "kde" not in leaderboards(load(run))["digits"].index  # it ran on banana only
+    html = write_report(run, ("html",))[0].read_text()
+    assert html.count('<td class="failed">') == 1
+
+
+def test_a_table_too_wide_for_the_page_is_split_never_cut():
+    wide = pd.DataFrame({f"metric_{i} ↓": ["0.000 ± 0.001", "**-12.345 ± 0.067**"]
+                         for i in range(10)}, index=["floor (val vs test)", "diag_gaussian"])
+    wide.index.name = "estimator"
+    parts = fit_width(wide)
+    assert len(parts) == 2
+    assert [c for p in parts for c in p.columns] == list(wide.columns)
+    assert all(list(p.index) == list(wide.index) for p in parts)
+    assert len(fit_width(wide, 3 * PAGE_PX)) == 1
+    assert len(fit_width(wide.iloc[:, :4])) == 1
 
 
 def test_headings_and_arrows_are_the_catalogues(run):
