@@ -12,6 +12,7 @@ read it).
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import networkx as nx  # a dependency of PyTorch, hence always installed with densbench
@@ -20,6 +21,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "densbench"
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 60
+
+
+@functools.cache
+def _parsed(path: Path) -> ast.Module:
+    """A file's syntax tree, read once for all the checks."""
+    return ast.parse(path.read_text(), filename=str(path))
 
 
 def _modules(root: Path) -> dict[str, Path]:
@@ -65,8 +72,7 @@ def import_graph(root: Path = PACKAGE) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.add_nodes_from(known)
     for module, path in known.items():
-        tree = ast.parse(path.read_text(), filename=str(path))
-        for node in ast.walk(tree):
+        for node in ast.walk(_parsed(path)):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for target in _imported(node, module, path.name == "__init__.py", known):
                     if target != module:
@@ -80,7 +86,7 @@ def long_functions(root: Path = PACKAGE,
     lines, its decorators and docstring included."""
     found = []
     for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        for node in ast.walk(_parsed(path)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 start = min([node.lineno] + [d.lineno for d in node.decorator_list])
                 n = node.end_lineno - start + 1
