@@ -120,8 +120,9 @@ def intro(records: list[dict[str, Any]], agg: pd.DataFrame, manifest: dict[str, 
     out.append(_units(records, agg))
     out.append(_best(records, agg))
     if paired:
+        across = ", across seeds" if (seeds >= 2).any() else ""
         out.append("'vs best' is the paired difference of per-example test log-likelihoods "
-                   "to the best estimator on the same test points (mean ± SE, across seeds); "
+                   f"to the best estimator on the same test points (mean ± SE{across}); "
                    "*tied* means its 95% interval contains 0.")
     kinds = [k for k in KIND_LABELS if k in set(agg.get("likelihood_kind", []))]
     if kinds:
