@@ -11,8 +11,15 @@ of scikit-learn's ``parametrize_with_checks``::
     def test_contract(estimator, check):
         check(estimator)
 
-Each check fits the class with its ``test_params()`` on a small fixed 2-D data set (two
-Gaussian blobs), so that a whole suite of checks stays fast.
+Each check fits the class with its ``test_params()`` on a small fixed data set, so that a
+whole suite of checks stays fast: two Gaussian blobs in 2-D, or, for a class that reads
+rows as images (``image_model``), tiny images of the ``image_shape`` its ``test_params()``
+give. A discrete-native image model sees their integer levels (``levels`` from its
+``test_params()``), any other the view the runner would give it (uniformly dequantized,
+in logit space for a ``logit_space`` class: :func:`densbench.data.transforms.prepare`).
+Checks read this data through :func:`check_data`. Image models get checks of their own:
+a row of the wrong width refused, a discrete model's samples are levels, and its
+probabilities over EVERY image of a tiny size (2x2) sum to 1.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CHECKS", "check_estimator", "parametrize_with_checks"]
+__all__ = ["CHECKS", "check_data", "check_estimator", "parametrize_with_checks", "tiny_images"]
 
 
 def _cls(estimator: Any) -> type:
@@ -65,6 +72,78 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _blobs(400, 0), _blobs(100, 1), _blobs(50, 2)
 
 
+#: Levels of the tiny images a continuous image model sees dequantized.
+_CONTINUOUS_IMAGE_LEVELS = 4
+#: The tiny image (height, width) over all of whose images a discrete model must sum to 1.
+_TINY_IMAGE = (2, 2)
+#: Most images the sums-to-1 check enumerates (fewer levels are used above it).
+_MOST_IMAGES = 65_536
+
+
+def _image_spec(cls: type) -> tuple[tuple[int, ...], int] | None:
+    """``(image_shape, levels)`` of an image model's check data (from its
+    ``test_params()``), or None for a class that reads flat rows."""
+    if not getattr(cls, "image_model", False):
+        return None
+    params = cls.test_params()
+    shape = params.get("image_shape")
+    _require(cls, "declared", isinstance(shape, tuple) and len(shape) in (2, 3)
+             and all(isinstance(v, int) and v >= 1 for v in shape),
+             "test_params() of an image model must give image_shape, (H, W) or (H, W, C)")
+    if not cls.discrete_native:
+        return shape, _CONTINUOUS_IMAGE_LEVELS
+    levels = params.get("levels")
+    _require(cls, "declared", isinstance(levels, int) and levels >= 2,
+             "test_params() of a discrete-native image model must give levels (an int >= 2)")
+    return shape, levels
+
+
+def tiny_images(n: int, image_shape: tuple[int, ...], levels: int, seed: int) -> np.ndarray:
+    """``n`` images of ``image_shape`` as rows (channels last) of integer levels
+    ``0 .. levels - 1`` (float64): a random intensity ramp across each image plus pixel
+    noise, so that neighbouring pixels are correlated as in real images.
+
+    Example:
+        >>> X = tiny_images(3, (2, 2), 4, seed=0)
+        >>> X.shape, bool(np.all(X == np.round(X)) and X.min() >= 0 and X.max() <= 3)
+        ((3, 4), True)
+    """
+    h, w = image_shape[:2]
+    c = image_shape[2] if len(image_shape) == 3 else 1
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2,
+                             indexing="ij")
+    slope = rng.normal(0.0, 1.5, size=(n, 3, 1, 1, 1))
+    logits = (slope[:, 0] * rows[..., None] + slope[:, 1] * cols[..., None] + slope[:, 2]
+              + 0.7 * rng.normal(size=(n, h, w, c)))
+    levels_ = np.floor(levels / (1.0 + np.exp(-logits)))
+    return np.minimum(levels_, levels - 1).reshape(n, h * w * c)
+
+
+@lru_cache(maxsize=32)
+def _image_data(cls: type, image_shape: tuple[int, ...],
+                levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tiny images in the class's view: the levels for a discrete-native class, else what
+    the runner's :func:`~densbench.data.transforms.prepare` makes of them."""
+    from densbench.data.base import Dataset
+    from densbench.data.transforms import prepare
+
+    splits = [tiny_images(n, image_shape, levels, seed) for n, seed in
+              ((400, 10), (100, 11), (50, 12))]
+    ds = Dataset("check_images", 0, *splits, kind="discrete", levels=levels,
+                 image_shape=image_shape)
+    prep = prepare(ds, discrete_native=cls.discrete_native, seed=0,
+                   **({"logit_space": True} if getattr(cls, "logit_space", False) else {}))
+    return prep.train, prep.val, prep.test
+
+
+def check_data(cls: type) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (train, val, test) rows the checks fit and score ``cls`` on: two 2-D Gaussian
+    blobs, or tiny images for an image model (see the module docstring)."""
+    spec = _image_spec(cls)
+    return _data() if spec is None else _image_data(cls, *spec)
+
+
 def _make(cls: type, **overrides: Any) -> Any:
     params = {**cls.test_params(), **overrides}
     cls.check_param_names(params)
@@ -73,7 +152,7 @@ def _make(cls: type, **overrides: Any) -> Any:
 
 @lru_cache(maxsize=4)
 def _fitted(cls: type) -> Any:
-    X, X_val, _ = _data()
+    X, X_val, _ = check_data(cls)
     return _make(cls).fit(X, X_val)
 
 
@@ -92,14 +171,19 @@ def check_declared(cls: type) -> None:
     c = "declared"
     _require(cls, c, isinstance(cls.likelihood, LikelihoodKind),
              "the class attribute likelihood must be a LikelihoodKind")
-    _require(cls, c, isinstance(cls.can_sample, bool) and isinstance(cls.discrete_native, bool),
-             "can_sample and discrete_native must be class attributes, True or False")
+    flags = ("can_sample", "discrete_native", "image_model", "logit_space")
+    _require(cls, c, all(isinstance(getattr(cls, f, False), bool) for f in flags),
+             f"{', '.join(flags)} must be class attributes, True or False")
     _require(cls, c, bool(cls.describe()),
              "the class docstring's first line must describe it (densbench list shows it)")
     names = set(cls._get_param_names())
     _require(cls, c, set(cls.test_params()) <= names,
              "test_params() may only name hyperparameters (keyword arguments of __init__)")
     _require(cls, c, "random_state" in names, "every estimator takes random_state")
+    if cls.image_model:
+        _require(cls, c, "image_shape" in names,
+                 "an image model takes image_shape (the run passes it) as a hyperparameter")
+        _image_spec(cls)
 
 
 def check_init_stores(cls: type) -> None:
@@ -119,7 +203,7 @@ def check_fit_score(cls: type) -> None:
     """``fit`` returns self; ``score_samples`` is one finite float64 per row; ``score`` is
     their mean."""
     c = "fit_score"
-    X, X_val, X_test = _data()
+    X, X_val, X_test = check_data(cls)
     est = _make(cls)
     _require(cls, c, est.fit(X, X_val) is est, "fit must return self")
     if not _has_likelihood(est):
@@ -139,7 +223,7 @@ def check_no_likelihood(cls: type) -> None:
     if _has_likelihood(cls):
         return
     _raises(cls, "no_likelihood", NotImplementedError, re.escape(cls.name),
-            lambda: _fitted(cls).score_samples(_data()[2]),
+            lambda: _fitted(cls).score_samples(check_data(cls)[2]),
             "score_samples of an implicit model must raise NotImplementedError naming it")
 
 
@@ -152,21 +236,27 @@ def check_sample(cls: type) -> None:
         _raises(cls, c, NotImplementedError, re.escape(cls.name), lambda: est.sample(5),
                 "sample of a class with can_sample = False must raise NotImplementedError")
         return
+    d = check_data(cls)[0].shape[1]
     a = est.sample(64, random_state=3)
-    _require(cls, c, a.shape == (64, 2) and bool(np.isfinite(a).all()),
-             "sample(64) must return a finite (64, d) array")
+    _require(cls, c, a.shape == (64, d) and bool(np.isfinite(a).all()),
+             f"sample(64) must return a finite (64, d) = (64, {d}) array")
+    spec = _image_spec(cls)
+    if spec is not None and cls.discrete_native:
+        top = spec[1] - 1
+        _require(cls, c, bool(np.all((a == np.round(a)) & (a >= 0) & (a <= top))),
+                 f"samples of a discrete image model must be its levels 0..{top}")
     _require(cls, c, np.array_equal(a, est.sample(64, random_state=3)),
              "sample(n, random_state=s) must return the same samples for the same seed")
     _require(cls, c, not np.array_equal(a, est.sample(64, random_state=4)),
              "sample must return different samples for a different seed")
-    _require(cls, c, est.sample(0).shape == (0, 2), "sample(0) must return shape (0, d)")
+    _require(cls, c, est.sample(0).shape == (0, d), "sample(0) must return shape (0, d)")
     _raises(cls, c, ValueError, re.escape(cls.name), lambda: est.sample(-1),
             "sample(-1) must raise ValueError naming the estimator")
 
 
 def check_deterministic_fit(cls: type) -> None:
     """The same ``random_state`` gives the same numbers."""
-    X, X_val, X_test = _data()
+    X, X_val, X_test = check_data(cls)
     a, b = (_make(cls, random_state=7).fit(X, X_val) for _ in range(2))
     if _has_likelihood(a):
         _require(cls, "deterministic_fit",
@@ -190,7 +280,7 @@ def check_clone(cls: type) -> None:
     copy = clone(est)
     _require(cls, c, copy.get_params() == est.get_params(),
              "clone must keep the hyperparameters (get_params)")
-    use = (lambda: copy.score_samples(_data()[2])) if _has_likelihood(copy) \
+    use = (lambda: copy.score_samples(check_data(cls)[2])) if _has_likelihood(copy) \
         else (lambda: copy.sample(3))
     _raises(cls, c, NotFittedError, "", use,
             "an unfitted estimator (a clone) must raise NotFittedError")
@@ -209,13 +299,23 @@ def check_unknown_param(cls: type) -> None:
 
 def check_refuse_bad_fit(cls: type) -> None:
     """``fit`` refuses NaN, inf, wrong shapes, too few rows and text with a ``ValueError``
-    that starts with the estimator's name."""
-    X = _data()[0]
+    that starts with the estimator's name; an image model also rows of another width than
+    its image shape, a discrete one values that are not its levels."""
+    X = check_data(cls)[0]
     nan, inf = X.copy(), X.copy()
     nan[3, 1] = np.nan
     inf[5, 0] = np.inf
-    for what, bad in (("NaN", nan), ("inf", inf), ("1-D", X[:, 0]), ("3-D", X[None]),
-                      ("one row", X[:1]), ("text", [["a", "b"]])):
+    cases = [("NaN", nan), ("inf", inf), ("1-D", X[:, 0]), ("3-D", X[None]),
+             ("one row", X[:1]), ("text", [["a", "b"]])]
+    spec = _image_spec(cls)
+    if spec is not None:
+        cases.append(("rows one value short of the image shape", X[:, :-1]))
+        if cls.discrete_native:
+            high, half = X.copy(), X.copy()
+            high[2, 0], half[4, 1] = spec[1], 0.5
+            cases += [(f"a level {spec[1]} (levels are 0..{spec[1] - 1})", high),
+                      ("a level 0.5", half)]
+    for what, bad in cases:
         _raises(cls, "refuse_bad_fit", ValueError, f"^{re.escape(cls.name)}: ",
                 lambda bad=bad: _make(cls).fit(bad),
                 f"fit on data with {what} must raise ValueError starting '{cls.name}: '")
@@ -227,8 +327,9 @@ def check_refuse_bad_score(cls: type) -> None:
     c, who = "refuse_bad_score", re.escape(cls.name)
     if not _has_likelihood(cls):
         return
-    est, X = _fitted(cls), _data()[2]
-    _raises(cls, c, ValueError, f"^{who}: .*3 features .* fitted on 2",
+    est, X = _fitted(cls), check_data(cls)[2]
+    d = X.shape[1]
+    _raises(cls, c, ValueError, f"^{who}: .*{d + 1} features .* fitted on {d}",
             lambda: est.score_samples(np.hstack([X, X[:, :1]])),
             "score_samples on a different number of features must raise ValueError naming "
             "both")
@@ -237,15 +338,22 @@ def check_refuse_bad_score(cls: type) -> None:
     _raises(cls, c, ValueError, f"^{who}: .*non-finite", lambda: est.score_samples(bad),
             "score_samples on NaN must raise ValueError saying non-finite")
     _raises(cls, c, ValueError, f"^{who}: ",
-            lambda: _make(cls).fit(_data()[0], X_val=np.ones((3, 5))),
+            lambda: _make(cls).fit(check_data(cls)[0], X_val=np.ones((3, d + 1))),
             "fit with X_val of another dimension must raise ValueError naming the estimator")
 
 
 def check_normalized(cls: type) -> None:
-    """An EXACT density integrates to 1 +- 0.02 on a fine 2-D grid."""
+    """An EXACT density integrates to 1 +- 0.02 on a fine 2-D grid; a continuous image
+    model's, fitted to 2x2 images, by importance sampling (see :func:`_image_integral`).
+    A discrete image model is checked by ``sums_to_one``."""
     from densbench.estimators.base import LikelihoodKind
 
     if cls.likelihood is not LikelihoodKind.EXACT:
+        return
+    spec = _image_spec(cls)
+    if spec is not None:
+        if not cls.discrete_native:
+            _image_integral(cls, spec)
         return
     lo, hi, m = -9.0, 9.0, 601
     g = np.linspace(lo, hi, m)
@@ -256,6 +364,70 @@ def check_normalized(cls: type) -> None:
     _require(cls, "normalized", abs(total - 1.0) <= 0.02,
              f"an exact log-density must integrate to 1 (got {total:.4f} on [-9, 9]^2); "
              "declare likelihood = LOWER_BOUND if it is a bound")
+
+
+def _tiny_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """:data:`_TINY_IMAGE` with the channels of ``shape``."""
+    return _TINY_IMAGE + tuple(shape[2:])
+
+
+def _image_integral(cls: type, spec: tuple[tuple[int, ...], int]) -> None:
+    """The integral of a continuous image model fitted to 2x2 images, estimated by
+    importance sampling (SciPy's Gaussian KDE of 2,000 of the model's samples, mixed half
+    and half with a Gaussian of four times their covariance, so the proposal's tails are
+    wider than the model's; 20,000 draws): within 0.03 + 3 standard errors of 1."""
+    from scipy import stats
+    from scipy.special import logsumexp
+
+    shape = _tiny_shape(spec[0])
+    X, X_val, _ = _image_data(cls, shape, spec[1])
+    est = _make(cls, image_shape=shape).fit(X, X_val)
+    own = est.sample(2000, random_state=0)
+    kde = stats.gaussian_kde(own.T)
+    wide = stats.multivariate_normal(own.mean(0), 4.0 * np.cov(own.T), allow_singular=True)
+    n, rng = 20_000, np.random.default_rng(0)
+    draws = np.vstack([kde.resample(n // 2, seed=rng).T,
+                       wide.rvs(n - n // 2, random_state=rng).reshape(n - n // 2, -1)])
+    log_q = logsumexp([kde.logpdf(draws.T), wide.logpdf(draws)], axis=0) - np.log(2.0)
+    w = np.exp(est.score_samples(draws) - log_q)
+    total, se = float(w.mean()), float(w.std(ddof=1) / np.sqrt(n))
+    _require(cls, "normalized", abs(total - 1.0) <= 0.03 + 3.0 * se,
+             f"an exact log-density must integrate to 1 (importance sampling on 2x2 images "
+             f"gave {total:.4f} +- {se:.4f}); declare likelihood = LOWER_BOUND if it is a "
+             "bound")
+
+
+def _every_image(shape: tuple[int, ...], levels: int) -> np.ndarray:
+    """Every image of ``shape`` at ``levels`` levels, one per row (float64)."""
+    d = int(np.prod(shape))
+    grids = np.meshgrid(*[np.arange(levels, dtype=np.float64)] * d, indexing="ij")
+    return np.column_stack([g.ravel() for g in grids])
+
+
+def check_sums_to_one(cls: type) -> None:
+    """A discrete image model, fitted to 2x2 images, gives EVERY 2x2 image a probability,
+    and they sum to 1 (1e-4; EXACT), to at most 1 (a LOWER_BOUND), or to at most 1.25 (a
+    STOCHASTIC_BOUND: an importance-weighted estimate of each probability is unbiased, so
+    the sum is 1 on average, and a decoder that is not normalized is far above it). The
+    levels are the model's test levels, or 2 where those make more than 65,536 images."""
+    from densbench.estimators.base import LikelihoodKind
+
+    spec = _image_spec(cls)
+    if spec is None or not cls.discrete_native or not _has_likelihood(cls):
+        return
+    shape = _tiny_shape(spec[0])
+    d = int(np.prod(shape))
+    levels = spec[1] if spec[1] ** d <= _MOST_IMAGES else 2
+    X, X_val, _ = _image_data(cls, shape, levels)
+    est = _make(cls, image_shape=shape, levels=levels).fit(X, X_val)
+    total = float(np.exp(est.score_samples(_every_image(shape, levels))).sum())
+    kind = cls.likelihood
+    ok = {LikelihoodKind.EXACT: abs(total - 1.0) <= 1e-4,
+          LikelihoodKind.LOWER_BOUND: total <= 1.0 + 1e-4}.get(kind, total <= 1.25)
+    want = {LikelihoodKind.EXACT: "1 (1e-4)", LikelihoodKind.LOWER_BOUND: "at most 1"}
+    _require(cls, "sums_to_one", ok,
+             f"the probabilities of all {levels ** d} images of shape {shape} at {levels} "
+             f"levels must sum to {want.get(kind, 'at most 1.25')} (got {total:.6f})")
 
 
 def check_constraints_declared(cls: type) -> None:
@@ -277,7 +449,7 @@ def check_check_params(cls: type) -> None:
     """``check_params`` (no fitting) and ``fit`` raise the same uniform message for a bad
     value of every hyperparameter."""
     c = "check_params"
-    X, X_val, _ = _data()
+    X, X_val, _ = check_data(cls)
     for param in cls._get_param_names():
         before = _raises(cls, c, ValueError, rf"^{re.escape(cls.name)}: {param} must be .+; "
                          r"got <junk>$", lambda p=param: cls.check_params({p: _Junk()}),
@@ -290,10 +462,10 @@ def check_check_params(cls: type) -> None:
                  f"fit and check_params must give the same message for a bad {param}")
 
 
-def _largest_scale() -> float:
+def _largest_scale(cls: type) -> float:
     """The scale that takes the check data's largest magnitude to 2^1023, the largest
     power of two a float64 holds (1.8e308 is the largest float64)."""
-    top = max(float(np.max(np.abs(a))) for a in _data())
+    top = max(float(np.max(np.abs(a))) for a in check_data(cls))
     return 2.0 ** 1023 / top
 
 
@@ -304,9 +476,12 @@ def _scale_check(scale: float | None) -> Callable[[type, bool], None]:
     def check(cls: type, scale_dependent: bool = False) -> None:
         """Fitted to ``scale * X``, an estimator scores ``scale * x`` as it scores ``x``
         minus d log(scale) and samples ``scale`` times its samples (1e-9; 1e-3 nats in the
-        mean for an estimator with a setting in absolute units)."""
-        c, factor = name, _largest_scale() if scale is None else scale
-        X, X_val, X_test = _data()
+        mean for an estimator with a setting in absolute units). Not for a discrete image
+        model: its data are levels, which have no scale."""
+        if _image_spec(cls) is not None and cls.discrete_native:
+            return
+        c, factor = name, _largest_scale(cls) if scale is None else scale
+        X, X_val, X_test = check_data(cls)
         ref = _fitted(cls)
         est = _make(cls).fit(X * factor, X_val * factor)
         tol = 1e-3 if scale_dependent else 1e-9
@@ -342,7 +517,8 @@ CHECKS: dict[str, Callable[..., None]] = {
     "sample": check_sample, "deterministic_fit": check_deterministic_fit,
     "clone": check_clone, "unknown_param": check_unknown_param,
     "refuse_bad_fit": check_refuse_bad_fit, "refuse_bad_score": check_refuse_bad_score,
-    "normalized": check_normalized, "constraints_declared": check_constraints_declared,
+    "normalized": check_normalized, "sums_to_one": check_sums_to_one,
+    "constraints_declared": check_constraints_declared,
     "check_params": check_check_params,
     "any_scale[1e+155]": _scale_check(1e155), "any_scale[1e-300]": _scale_check(1e-300),
     "any_scale[largest]": _scale_check(None),

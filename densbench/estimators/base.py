@@ -200,6 +200,11 @@ class DensityEstimator(BaseEstimator):
     #: ``image_shape`` ((H, W) or (H, W, C); rows hold the pixels in that order, channels
     #: last) as a hyperparameter of that name.
     image_model: ClassVar[bool] = False
+    #: Whether the estimator models dequantized images in logit space: the run then hands
+    #: it y = logit(lambda + (1 - 2 lambda) x) of the dequantized pixels x in [0, 1)^d
+    #: (lambda declared by the dataset) and adds that map's log-Jacobian back
+    #: (:func:`densbench.data.transforms.prepare`); the class itself just models y.
+    logit_space: ClassVar[bool] = False
     #: Fewest training rows ``fit`` accepts.
     min_rows: ClassVar[int] = 2
     #: Rows per scoring batch: memory stays bounded whatever the number of query rows.

@@ -16,15 +16,16 @@ import pytest
 
 import densbench as db
 from densbench.metrics.timing import ThreadAudit, process_thread_limit
-from densbench.testing import _data
+from densbench.testing import check_data
 
 
 @pytest.mark.parametrize("name", db.estimators.names())
 def test_fit_and_score_stay_within_the_thread_limit(name):
     limit = process_thread_limit()  # tests/conftest.py's
     assert limit is not None
-    X, X_val, X_test = _data()
-    est = db.estimators.make(name, **db.estimators.get(name).test_params())
+    cls = db.estimators.get(name)
+    X, X_val, X_test = check_data(cls)
+    est = db.estimators.make(name, **cls.test_params())
     with ThreadAudit() as audit:
         est.fit(X, X_val)
         if est.likelihood is not db.estimators.LikelihoodKind.NONE:
