@@ -6,6 +6,8 @@ Exit codes: 0 success; 1 some cells failed; 2 bad input (one line on stderr).
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -492,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(args)
         parser.print_help()
         return 2
+    except BrokenPipeError:
+        # The reader has gone (``densbench list | head``): nothing to report. Output still
+        # buffered goes to /dev/null so that the interpreter's last flush fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except (UsageError, ValueError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"densbench: error: {msg}", file=sys.stderr)

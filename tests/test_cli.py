@@ -181,3 +181,17 @@ def test_killed_run_resumes_without_loss_or_rework(tmp_path):
     pd.testing.assert_frame_equal(_science(out), _science(fresh), check_exact=False,
                                   rtol=1e-12, atol=1e-12)
 
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    """``densbench list | head -2``: once the reader has closed the pipe, the command stops
+    without an error line or a traceback (exit 128 + SIGPIPE, as a shell tool would)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line is written
+    try:
+        res = subprocess.run([sys.executable, "-m", "densbench", "list"], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert res.stderr == ""
+    assert res.returncode == 128 + signal.SIGPIPE
