@@ -309,7 +309,7 @@ def _markdown(rep: _Report, root: Path) -> str:
         for alt, drawn in sec.images:
             rel = drawn.path.resolve().relative_to(root.resolve()).as_posix()
             out.append(f"![{alt}]({rel})")
-            out += [f"*{note}.*" for note in drawn.notes]
+            out += [f"*{note[:1].upper()}{note[1:]}.*" for note in drawn.notes]
         if sec.images:
             out.append("")
     out += ["## Provenance", ""] + [f"- {line}" for line in rep.footer] + [""]
@@ -333,6 +333,7 @@ img{max-width:100%;height:auto;margin:0.3em 0.3em 0.3em 0;border:1px solid #eee}
 figure{display:inline-block;margin:0 0.5em 0.5em 0;vertical-align:top;max-width:100%}
 figcaption{font-size:0.75em;color:#555;max-width:60em}
 footer{margin-top:2em;font-size:0.8em;color:#555;border-top:1px solid #ddd}
+code{overflow-wrap:anywhere}
 """.replace("PAGE_PX", str(PAGE_PX))
 
 #: "mean ± se" in running text: kept on one line.
