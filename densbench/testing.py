@@ -130,10 +130,11 @@ def _image_data(cls: type, image_shape: tuple[int, ...],
 
     splits = [tiny_images(n, image_shape, levels, seed) for n, seed in
               ((400, 10), (100, 11), (50, 12))]
+    # lambda 0.05 (CIFAR-10's) keeps the check data in logit space within a few units
     ds = Dataset("check_images", 0, *splits, kind="discrete", levels=levels,
-                 image_shape=image_shape)
+                 image_shape=image_shape, logit_lambda=0.05)
     prep = prepare(ds, discrete_native=cls.discrete_native, seed=0,
-                   **({"logit_space": True} if getattr(cls, "logit_space", False) else {}))
+                   logit_space=getattr(cls, "logit_space", False))
     return prep.train, prep.val, prep.test
 
 

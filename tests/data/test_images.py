@@ -27,3 +27,30 @@ def test_digits_bad_params():
         db.data.load("digits", n_test=0)
     with pytest.raises(ValueError, match="dataset digits: unknown parameter"):
         db.data.load("digits", n_testt=5)
+
+
+def test_mnist5k_binarized_variants_keep_the_split_and_state_the_protocol():
+    from densbench.data.images import MNIST5K_BINARIZATION_SEED
+
+    grey = db.data.load("mnist5k", seed=0)
+    fixed0, fixed1 = (db.data.load("mnist5k", seed=s, binarize="fixed") for s in (0, 1))
+    dyn0, dyn0b = (db.data.load("mnist5k", seed=0, binarize="dynamic") for _ in range(2))
+    for ds in (fixed0, dyn0):
+        assert ds.kind == "discrete" and ds.levels == 2 and ds.image_shape == (28, 28)
+        assert set(np.unique(ds.train)) == {0.0, 1.0} and ds.native("train").dtype == np.uint8
+        np.testing.assert_array_equal(ds.labels["test"], grey.labels["test"])  # same split
+        # a pixel is 1 with probability grey / 255: dark pixels stay 0, the mean matches
+        assert not ds.train[grey.train == 0].any()
+        assert abs(ds.train.mean() - grey.train.mean() / 255) < 0.002
+    # fixed: one draw of each image, whatever the split seed; dynamic: a draw per seed
+    rows0 = {tuple(r) for r in np.vstack([fixed0.train, fixed0.val, fixed0.test])}
+    assert {tuple(r) for r in fixed1.test} <= rows0
+    np.testing.assert_array_equal(dyn0.train, dyn0b.train)
+    assert not np.array_equal(dyn0.test, fixed0.test)
+    assert fixed0.params["binarize"] == "fixed" and "binarize" not in grey.params
+    assert str(MNIST5K_BINARIZATION_SEED) in fixed0.protocol["binarization"]
+    assert "not redrawn each epoch" in dyn0.protocol["binarization"]
+    assert "binarization" not in grey.protocol and grey.logit_lambda == 1e-6
+    with pytest.raises(ValueError, match="dataset mnist5k: binarize must be None, 'fixed' "
+                       "or 'dynamic'; got 'yes'"):
+        db.data.load("mnist5k", binarize="yes")

@@ -59,6 +59,24 @@ def test_discrete_data_report_bits_per_dim_in_data_units():
     assert rec["data"]["sequence_shape"] == [8, 8]
 
 
+def test_a_logit_space_estimator_is_scored_in_bits_per_dim_of_the_levels(tmp_path):
+    from densbench.data.transforms import prepare
+
+    (tmp_path / "logit_model.py").write_text(
+        "from densbench.estimators.gaussian import DiagGaussian\n\n\n"
+        "class LogitDiagGaussian(DiagGaussian):\n"
+        "    \"\"\"A diagonal Gaussian of the dequantized pixels in logit space.\"\"\"\n\n"
+        "    logit_space = True\n")
+    spec = f"{tmp_path / 'logit_model.py'}:LogitDiagGaussian"
+    rec = run_cell(Cell(Spec(spec), Spec("digits"), 0))
+    assert rec["status"] == "ok", rec.get("traceback")
+    assert rec["transform"].endswith("logit transform, logit(1e-06 + (1 - 2 * 1e-06) y)")
+    prep = prepare(db.data.load("digits", seed=0), discrete_native=False, logit_space=True)
+    est = db.estimators.get(spec)().fit(prep.train, prep.val)
+    want = np.mean(est.score_samples(prep.test) + prep.log_jacobian["test"])
+    assert metrics_of(rec)["test_loglik"]["value"] == pytest.approx(want, rel=1e-12)
+
+
 def test_sequence_shape_is_filled_from_the_dataset_and_recorded():
     small = {"n_train": 200, "n_val": 50, "n_test": 50, "n_steps": 4}
     rec = run_cell(Cell(Spec("hmm", {"n_states": 3, "n_iter": 20}), Spec("hmm_seq", small), 0))
