@@ -1,7 +1,8 @@
 """Variational autoencoder (VAE) with importance-weighted (IWAE) evaluation.
 
-The model is ``p(x) = integral of p(x | z) N(z; 0, I) dz`` with an MLP decoder
-``p(x | z)`` and an MLP encoder ``q(z | x) = N(mu(x), diag sigma^2(x))``. It is trained by
+The model is ``p(x) = integral of p(x | z) N(z; 0, I) dz`` with a decoder ``p(x | z)`` and
+an encoder ``q(z | x) = N(mu(x), diag sigma^2(x))``, MLPs or, for images, convolutional
+networks (:mod:`densbench.estimators.vae_networks`). It is trained by
 the ELBO (Kingma & Welling) or the IWAE bound with ``k_train`` samples (Burda et al.) on
 the shared training loop (:class:`~densbench.estimators.training.TorchDensityEstimator`).
 
@@ -11,15 +12,18 @@ the shared training loop (:class:`~densbench.estimators.training.TorchDensityEst
 
 a Monte-Carlo estimate whose expectation is a lower bound of log p(x) that tightens as K
 grows (``LikelihoodKind.STOCHASTIC_BOUND``). The K samples are drawn in chunks of at most
-``eval_decoder_rows`` decoder rows (rows of X times samples), so memory stays bounded for
-any K; the log-weights are computed in float32 and combined by logsumexp in float64. The
-noise comes from a ``torch.Generator`` seeded from ``random_state`` at each call, so the
-same call gives the same numbers; every row of a call gets its own independent draws
-(a row's value therefore depends on its position in X, not only on the row).
+``eval_decoder_rows`` decoder rows (rows of X times samples; fewer where a decoded row's
+activations are large), so memory stays bounded for any K; the log-weights are computed
+in float32 and combined by logsumexp in float64 (a row keeps its K log-weights, K
+float64 values, for the standard error and the diagnostics). The noise comes from a
+``torch.Generator`` seeded from ``random_state`` at each call, so the same call gives the
+same numbers; every row of a call gets its own independent draws (a row's value therefore
+depends on its position in X, not only on the row).
 
 Discrete data: with ``levels`` set, the data are raw integer levels ``0 .. levels - 1``
-(no standardization) and the decoder is categorical over the levels (Bernoulli for two
-levels): the figure is then a bound on the EXACT discrete log-probability. Continuous data
+(no standardization) and the decoder is a distribution over the levels (categorical, the
+discretized logistic of PixelCNN++, or Bernoulli for two levels): the figure is then a
+bound on the EXACT discrete log-probability, in nats per row. Continuous data
 are standardized and modelled by a Gaussian decoder (the standardization's log-Jacobian is
 added back, so scores are in the units of the data given to ``fit``).
 """
@@ -36,14 +40,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from densbench.data.base import channels_first
 from densbench.estimators.base import LikelihoodKind
-from densbench.estimators.params import Interval, Options, ParamConstraints, When
+from densbench.estimators.params import Interval, Options, ParamConstraints, Satisfies, When
 from densbench.estimators.training import TorchDensityEstimator, resolve_device
-from densbench.estimators.vae_networks import VAEModule, linear_gaussian_module
+from densbench.estimators.vae_networks import (
+    LIKELIHOODS,
+    NETWORKS,
+    build_module,
+    linear_gaussian_module,
+)
 
 __all__ = ["MC_SE_BLOCKS", "VAE", "log_mean_exp_jackknife_se"]
 
-_DECODERS = ("auto", "gaussian", "bernoulli", "categorical")
+_DECODERS = ("auto", *LIKELIHOODS)
+_DISCRETE_DECODERS = tuple(name for name, lik in LIKELIHOODS.items() if lik.discrete)
 _VARIANCES = ("dimension", "output")
 _OBJECTIVES = ("elbo", "iwae")
 #: Blocks of draws behind the jackknife standard error of the IWAE estimate (every draw
@@ -53,6 +64,12 @@ _OBJECTIVES = ("elbo", "iwae")
 MC_SE_BLOCKS = 50
 #: The K values reported by ``diagnostics`` (those above ``k_eval`` are left out).
 DIAGNOSTIC_KS = (1, 10, 100, 1000, 5000)
+
+
+def _is_image_shape(value: Any) -> bool:
+    return isinstance(value, tuple | list) and len(value) in (2, 3) and all(
+        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1
+        for v in value)
 
 
 def log_mean_exp_jackknife_se(log_weights: torch.Tensor,
@@ -107,18 +124,30 @@ def log_mean_exp_jackknife_se(log_weights: torch.Tensor,
 
 
 class VAE(TorchDensityEstimator):
-    """Variational autoencoder (MLP encoder/decoder), IWAE-K bound as score (stochastic).
+    """Variational autoencoder (MLP or convolutional), IWAE-K bound as score (stochastic).
 
-    Generative model ``z ~ N(0, I_latent_dim)``, ``x ~ p(x | z)`` with an MLP decoder
-    (``n_layers`` hidden layers of ``hidden`` SiLU units; ``n_layers=0`` is linear), and
-    an MLP encoder ``q(z | x) = N(mu(x), diag sigma^2(x))`` of the same shape. Decoder
-    likelihoods (``decoder``):
+    Generative model ``z ~ N(0, I_latent_dim)``, ``x ~ p(x | z)`` and an encoder
+    ``q(z | x) = N(mu(x), diag sigma^2(x))``. Networks (``network``):
+
+    - ``'mlp'``: MLPs of ``n_layers`` hidden layers of ``hidden`` SiLU units
+      (``n_layers=0``: linear maps), every pixel an input like any other (Burda et al.'s
+      MNIST models);
+    - ``'conv'`` (images only: ``image_shape`` from the run, H * W * C = d): a 3x3
+      convolution of ``channels`` maps and up to two stride-2 convolutions of
+      ``2 * channels`` (28x28 -> 7x7, 8x8 -> 2x2), then ``n_layers`` dense layers to z; the
+      decoder mirrors it with transposed convolutions
+      (:mod:`densbench.estimators.images.conv_vae`).
+
+    Decoder likelihoods (``decoder``):
 
     - ``'gaussian'`` (continuous data, standardized first): ``N(x; m(z), diag v)`` with
       the variance ``v`` per dimension (``decoder_variance='dimension'``, a learned
       vector) or an output of the decoder (``'output'``, per example and dimension);
     - ``'bernoulli'``: binary data (``levels`` 2 or None with 0/1 data);
     - ``'categorical'``: a softmax over the ``levels`` for each dimension;
+    - ``'logistic'``: the discretized logistic of PixelCNN++ (Salimans et al. 2017) over
+      the ``levels`` of each dimension, two outputs per dimension where the categorical
+      has ``levels`` (8-bit images);
     - ``'auto'``: categorical when ``levels`` > 2, Bernoulli when ``levels`` == 2,
       otherwise Gaussian.
 
@@ -139,17 +168,22 @@ class VAE(TorchDensityEstimator):
     ``k_eval``-sample estimate (a jackknife over blocks of the draws,
     :func:`log_mean_exp_jackknife_se`).
 
-    The Gaussian decoder starts with a small variance (``vae_networks.INIT_LOG_VAR``, standardized
-    units) so that it uses z from the start; started at the data variance, training
+    The Gaussian decoder starts with a small variance (``vae_networks.INIT_LOG_VAR``,
+    standardized units) so that it uses z from the start; started at the data variance, training
     settles in the collapsed solution (a Gaussian, z ignored) on eight_gaussians,
     grid_5x5 and banana. The defaults are tuned for banana, eight_gaussians, funnel,
     checkerboard, grid_5x5, gmm10 and digits (17 levels, categorical).
 
     Parameters:
         latent_dim: dimension of z.
-        hidden: width of the hidden layers of the encoder and the decoder.
-        n_layers: hidden layers of each MLP (0: linear maps).
-        decoder: ``'auto'``, ``'gaussian'``, ``'bernoulli'`` or ``'categorical'``.
+        hidden: width of the hidden (dense) layers of the encoder and the decoder.
+        n_layers: hidden dense layers of each network (0: linear maps).
+        network: ``'mlp'`` or ``'conv'`` (images).
+        channels: feature maps of the first convolution (``network='conv'``).
+        image_shape: the rows' image shape (H, W) or (H, W, C), given by the run for an
+            image dataset (None: not images).
+        decoder: ``'auto'``, ``'gaussian'``, ``'bernoulli'``, ``'categorical'`` or
+            ``'logistic'``.
         decoder_variance: Gaussian decoder variance, ``'dimension'`` or ``'output'``.
         levels: number of levels of discrete data (None: continuous data). With levels the
             data are raw integer levels and the score bounds the discrete log-probability.
@@ -162,6 +196,7 @@ class VAE(TorchDensityEstimator):
 
     Attributes:
         module_ (encoder, decoder and likelihood), decoder_ (the resolved likelihood),
+        image_chw_ (the images' (C, H, W), None when not given),
         levels_ (levels of a discrete decoder, else None), shift_, scale_
         (standardization; identity for discrete data), log_jacobian_, training_, epochs_,
         best_epoch_, stopped_.
@@ -169,8 +204,10 @@ class VAE(TorchDensityEstimator):
     References:
         D. P. Kingma and M. Welling, "Auto-encoding variational Bayes", ICLR 2014;
         Y. Burda, R. Grosse and R. Salakhutdinov, "Importance weighted autoencoders",
-        ICLR 2016; M. E. Tipping and C. M. Bishop, "Probabilistic principal component
-        analysis", JRSS B 61(3), 1999 (the linear-Gaussian case, used in the tests).
+        ICLR 2016; T. Salimans, A. Karpathy, X. Chen and D. P. Kingma, "PixelCNN++",
+        ICLR 2017 (the discretized logistic); M. E. Tipping and C. M. Bishop,
+        "Probabilistic principal component analysis", JRSS B 61(3), 1999 (the
+        linear-Gaussian case, used in the tests).
 
     Example:
         >>> import numpy as np, densbench as db
@@ -182,11 +219,18 @@ class VAE(TorchDensityEstimator):
         ((3,), True)
         >>> sorted(est.diagnostics(X[:3]))[:3]
         ['elbo', 'ess', 'iwae_k1']
+        >>> images = np.random.default_rng(0).integers(0, 256, size=(64, 16)).astype(float)
+        >>> conv = db.estimators.make("vae", network="conv", image_shape=(4, 4),
+        ...                           levels=256, decoder="logistic", channels=4, hidden=8,
+        ...                           max_epochs=1, k_eval=10).fit(images)
+        >>> conv.score_samples(images[:2]).shape
+        (2,)
     """
 
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.STOCHASTIC_BOUND
     can_sample: ClassVar[bool] = True
     discrete_native: ClassVar[bool] = True
+    image_model: ClassVar[bool] = True
     #: Decoder rows (rows of X times samples) per evaluation chunk: bounds the memory for
     #: any K and any number of rows, and sets the speed: a chunk whose activations stay in
     #: cache keeps the decoder near the matrix-product rate, where much larger chunks
@@ -207,12 +251,17 @@ class VAE(TorchDensityEstimator):
         | {"max_epochs": 500, "batch_size": 128, "lr": 3e-3})
 
     def __init__(self, *, latent_dim: int = 8, hidden: int = 64, n_layers: int = 2,
-                 decoder: str = "auto", decoder_variance: str = "output",
-                 levels: int | None = None, objective: str = "iwae", k_train: int = 5,
-                 k_eval: int = 5000, **training: Any) -> None:
+                 network: str = "mlp", channels: int = 32,
+                 image_shape: tuple[int, ...] | None = None, decoder: str = "auto",
+                 decoder_variance: str = "output", levels: int | None = None,
+                 objective: str = "iwae", k_train: int = 5, k_eval: int = 5000,
+                 **training: Any) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.n_layers = n_layers
+        self.network = network
+        self.channels = channels
+        self.image_shape = image_shape
         self.decoder = decoder
         self.decoder_variance = decoder_variance
         self.levels = levels
@@ -224,12 +273,17 @@ class VAE(TorchDensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"latent_dim": 2, "hidden": 16, "max_epochs": 5, "k_train": 2,
-                "k_eval": 64}
+                "k_eval": 64, "network": "conv", "channels": 4, "image_shape": (4, 4),
+                "levels": 4}
 
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "latent_dim": [Interval(int, 1, None)],
         "hidden": [Interval(int, 1, None)],
         "n_layers": [Interval(int, 0, None)],
+        "network": [Options(*NETWORKS)],
+        "channels": [Interval(int, 1, None)],
+        "image_shape": [Satisfies(_is_image_shape, "(H, W) or (H, W, C) of ints >= 1"),
+                        None],
         "decoder": [Options(*_DECODERS)],
         "decoder_variance": [Options(*_VARIANCES)],
         "levels": [Interval(int, 2, None), None],
@@ -240,10 +294,15 @@ class VAE(TorchDensityEstimator):
 
     _joint_constraints: ClassVar[tuple[When, ...]] = (
         When("levels", Interval(int, 2, None), "decoder",
-             [Options("categorical", "bernoulli", "auto")],
-             "'categorical', 'bernoulli' or 'auto' when levels is set (discrete data)"),
-        When("decoder", Options("categorical"), "levels", [Interval(int, 2, None)],
-             "an int >= 2 for decoder='categorical'"),
+             [Options("auto", *_DISCRETE_DECODERS)],
+             f"one of 'auto', {', '.join(map(repr, _DISCRETE_DECODERS))} when levels is "
+             "set (discrete data)"),
+        When("decoder", Options("categorical", "logistic"), "levels",
+             [Interval(int, 2, None)], "an int >= 2 for decoder='categorical' or 'logistic'"),
+        When("network", Options("conv"), "image_shape",
+             [Satisfies(_is_image_shape, "")],
+             "the images' (H, W) or (H, W, C) for network='conv': it reads rows as images "
+             "(an image dataset gives it; network='mlp' reads any rows)"),
         When("decoder", Options("bernoulli"), "levels", [Interval(int, 2, 2), None],
              "2 or None for decoder='bernoulli'"),
     )
@@ -277,8 +336,20 @@ class VAE(TorchDensityEstimator):
                              f"column {j}")
 
     # -- fitting -----------------------------------------------------------------------
+    def _image_chw(self, d: int) -> tuple[int, int, int] | None:
+        """(C, H, W) of ``image_shape``, checked against the data's width ``d``."""
+        if self.image_shape is None:  # network='mlp' (a joint constraint refuses conv)
+            return None
+        chw = channels_first(tuple(self.image_shape))
+        if chw[0] * chw[1] * chw[2] != d:
+            raise ValueError(f"{self.name}: image_shape {tuple(self.image_shape)} holds "
+                             f"H*W*C = {chw[0] * chw[1] * chw[2]} values but X has {d} "
+                             "columns")
+        return chw
+
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self._diag_cache: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+        self.image_chw_ = self._image_chw(X.shape[1])
         self.decoder_, self.levels_ = self._resolve_decoder()
         self._check_levels(X)
         if X_val is not None:
@@ -286,10 +357,18 @@ class VAE(TorchDensityEstimator):
         super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
-        return VAEModule(int(X.shape[1]), latent_dim=int(self.latent_dim),
-                          hidden=int(self.hidden), n_layers=int(self.n_layers),
-                          decoder=self.decoder_, levels=int(self.levels_ or 2),
-                          variance=self.decoder_variance)
+        return build_module(int(X.shape[1]), network=self.network, chw=self.image_chw_,
+                            latent_dim=int(self.latent_dim), hidden=int(self.hidden),
+                            n_layers=int(self.n_layers), channels=int(self.channels),
+                            decoder=self.decoder_, levels=int(self.levels_ or 2),
+                            variance=self.decoder_variance)
+
+    def _decoder_rows(self) -> int:
+        """Decoder rows per evaluation chunk: ``eval_decoder_rows``, fewer where that many
+        decoded rows' activations would pass ``eval_batch_bytes`` (a 256-way categorical
+        of a 784-pixel image holds about 2.4 MB a row)."""
+        per_row = 4 * int(self.module_.decoder.activation_floats)
+        return max(1, min(int(self.eval_decoder_rows), int(self.eval_batch_bytes) // per_row))
 
     def _loss(self, batch: torch.Tensor) -> torch.Tensor:
         k = int(self.k_train)
@@ -306,7 +385,7 @@ class VAE(TorchDensityEstimator):
     # -- evaluation --------------------------------------------------------------------
     def _log_weight_chunks(self, Xt: torch.Tensor, k: int, gen: torch.Generator):
         """Yield (row slice, log-weights (rows, k) float64) over chunks of rows."""
-        chunk = max(1, int(self.eval_decoder_rows))
+        chunk = self._decoder_rows()
         rows = max(1, chunk // k)
         step = min(k, chunk)
         with torch.no_grad():
@@ -350,7 +429,7 @@ class VAE(TorchDensityEstimator):
         """A fingerprint of (X, the weights, the evaluation settings)."""
         h = hashlib.blake2b(digest_size=20)
         h.update(repr((X.shape, int(self.k_eval), self._seed(),
-                       int(self.eval_decoder_rows))).encode())
+                       self._decoder_rows())).encode())
         h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
         for t in self.module_.state_dict().values():
             h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -417,8 +496,9 @@ class VAE(TorchDensityEstimator):
 
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
         out = []
-        for i in range(0, n, self.eval_decoder_rows):
-            m = min(self.eval_decoder_rows, n - i)
+        step = self._decoder_rows()
+        for i in range(0, n, step):
+            m = min(step, n - i)
             z = torch.randn((m, int(self.latent_dim)), generator=generator,
                             device=self.device_)
             out.append(self.module_.sample_x(z, generator))
