@@ -136,15 +136,18 @@ def robust_limits(values: Sequence[float] | np.ndarray, spread: Any = None,
     s = np.zeros_like(v) if spread is None else np.nan_to_num(np.asarray(spread, float))
     fin = np.isfinite(v)
     v, s = v[fin], s[fin]
-    if len(v) < 3:
+    kept = np.asarray(keep, dtype=float)
+    kept = kept[np.isfinite(kept)]
+    both = np.concatenate([v, kept])  # a kept value is data too, though never far
+    if len(both) < 3 or not len(v):
         return None
-    med = np.median(v)
-    mad = np.median(np.abs(v - med))
+    med = np.median(both)
+    mad = np.median(np.abs(both - med))
     if mad == 0:
         return None
     bulk = np.abs(v - med) <= _FAR_MADS * mad
-    kept = np.asarray(keep, dtype=float)
-    kept = kept[np.isfinite(kept)]
+    if not bulk.any():
+        return None
     lo = min(np.min(v[bulk] - s[bulk]), *kept) if len(kept) else np.min(v[bulk] - s[bulk])
     hi = max(np.max(v[bulk] + s[bulk]), *kept) if len(kept) else np.max(v[bulk] + s[bulk])
     full = max(hi, np.max(v)) - min(lo, np.min(v))

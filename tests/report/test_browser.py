@@ -178,3 +178,13 @@ def test_failed_cells_are_marked_and_names_shortened(page):
     intro = page.execute_script("return document.querySelector('p').innerText")
     assert "suite quick (quick.toml), restricted by the command line" in intro
     assert "digits" not in intro and "banana (continuous, 2-D)" in intro
+
+
+def test_far_values_are_named_in_the_caption_not_scaling_the_panel(page):
+    captions = page.execute_script("""
+        return Array.from(document.querySelectorAll('figcaption')).map(c => c.innerText)""")
+    metrics = [c for c in captions if c.startswith("sample metrics vs floor on banana")]
+    assert len(metrics) == 1 and "drawn at the edge" in metrics[0]
+    assert "frechet_distance: model.py:Far" in metrics[0]
+    samples = [c for c in captions if c.startswith("model.py:Far samples")]
+    assert len(samples) == 1

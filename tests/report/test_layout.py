@@ -30,6 +30,12 @@ def test_values_without_a_far_one_keep_plain_limits(values):
     assert robust_limits(values) is None
 
 
+def test_a_far_value_among_two_is_told_by_the_kept_reference():
+    # one model's Frechet distance and a far one, beside the floor
+    lo, hi = robust_limits([0.026, 4618.0], keep=[0.007])
+    assert lo < 0.007 and 0.026 < hi < 1
+
+
 def test_error_bars_and_kept_values_stay_inside():
     lo, hi = robust_limits([1.0, 1.1, 1.2, 1.05, 500.0], spread=[0.3, 0.0, 0.0, 0.0, 1.0],
                            keep=[2.0])
