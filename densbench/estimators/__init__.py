@@ -118,6 +118,8 @@ for _name, _target, _description in (
      "Variational autoencoder (MLP encoder/decoder), IWAE-K bound as score (stochastic)"),
     ("made", f"{_E}.autoregressive:MADE",
      "Masked autoencoder (MADE): all autoregressive conditionals in one masked-MLP pass"),
+    ("made_mog", f"{_E}.autoregressive:MADEMoG",
+     "MADE with Gaussian-mixture conditionals; images dequantized, in logit space"),
     ("rnn_ar", f"{_E}.autoregressive:RNNAutoregressive",
      "GRU autoregressive model reading the dimensions in order"),
     ("diffusion", f"{_E}.diffusion:Diffusion",

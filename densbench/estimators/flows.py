@@ -19,6 +19,15 @@ Feature orders (MAF, NSF) and coupling masks (RealNVP) are drawn at random per l
 dequantized digits random orders reach a better test likelihood than alternating ones. In 2-D
 there are only two orders (masks), and the layers alternate them.
 
+Discrete data (images): a flow declares ``logit_space``, so it sees the dequantized pixels
+mapped to the real line by the logit transform of Dinh et al. (2017)
+(:func:`densbench.data.transforms.prepare`, which adds the transform's log-Jacobian back:
+figures stay bits/dim of the levels). The standardization comes after the logit. On the
+dequantized [0, 1) pixels themselves, a pixel that is (nearly) constant in training, as
+the border of MNIST digits is, has a tiny standard deviation, and a test digit with ink
+there lands hundreds of standard deviations out; in logit space the dequantization noise
+of a dark pixel alone spans several units, and such a digit stays within a few.
+
 1-D data are accepted: zuko replaces the autoregressive / coupling layers by element-wise
 ones, so MAF and RealNVP become a Gaussian (an affine map of the base) and NSF a
 monotone spline of a Gaussian.
@@ -52,6 +61,7 @@ class _ZukoFlow(TorchDensityEstimator):
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.EXACT
     can_sample: ClassVar[bool] = True
     discrete_native: ClassVar[bool] = False
+    logit_space: ClassVar[bool] = True
     #: The zuko flow class (``features`` is passed positionally, the rest by keyword).
     zuko_class: ClassVar[type[nn.Module]]
     #: zuko's keyword (and ours) for random feature orders / masks between layers.

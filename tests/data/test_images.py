@@ -33,7 +33,7 @@ def test_mnist5k_binarized_variants_keep_the_split_and_state_the_protocol():
     from densbench.data.images import MNIST5K_BINARIZATION_SEED
 
     grey = db.data.load("mnist5k", seed=0)
-    fixed0, fixed1 = (db.data.load("mnist5k", seed=s, binarize="fixed") for s in (0, 1))
+    fixed0, fixed1 = (db.data.load("binarized_mnist5k", seed=s) for s in (0, 1))
     dyn0, dyn0b = (db.data.load("mnist5k", seed=0, binarize="dynamic") for _ in range(2))
     for ds in (fixed0, dyn0):
         assert ds.kind == "discrete" and ds.levels == 2 and ds.image_shape == (28, 28)
@@ -47,10 +47,11 @@ def test_mnist5k_binarized_variants_keep_the_split_and_state_the_protocol():
     assert {tuple(r) for r in fixed1.test} <= rows0
     np.testing.assert_array_equal(dyn0.train, dyn0b.train)
     assert not np.array_equal(dyn0.test, fixed0.test)
-    assert fixed0.params["binarize"] == "fixed" and "binarize" not in grey.params
+    assert dyn0.params["binarize"] == "dynamic" and "binarize" not in grey.params
     assert str(MNIST5K_BINARIZATION_SEED) in fixed0.protocol["binarization"]
+    assert fixed0.protocol["binarization"].startswith("fixed: one Bernoulli(x / 255) draw")
     assert "not redrawn each epoch" in dyn0.protocol["binarization"]
     assert "binarization" not in grey.protocol and grey.logit_lambda == 1e-6
-    with pytest.raises(ValueError, match="dataset mnist5k: binarize must be None, 'fixed' "
-                       "or 'dynamic'; got 'yes'"):
-        db.data.load("mnist5k", binarize="yes")
+    with pytest.raises(ValueError, match="dataset mnist5k: binarize must be None or "
+                       "'dynamic'; got 'fixed'"):
+        db.data.load("mnist5k", binarize="fixed")

@@ -43,7 +43,8 @@ def run(tmp_path_factory):
 
 def _protocol(name):
     small = {"n_train": 10, "n_val": 5, "n_test": 5}
-    if db.data.REGISTRY.meta(name).get("folder") or name in ("digits", "mnist5k"):
+    if db.data.REGISTRY.meta(name).get("folder") or name in ("digits", "mnist5k",
+                                                             "binarized_mnist5k"):
         return db.data.info(name).protocol  # declared: no data file is read
     return db.data.info(name, **small).protocol
 
