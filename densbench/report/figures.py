@@ -98,9 +98,11 @@ def scatter_beside_data(samples: np.ndarray, data: np.ndarray | None, *, title: 
     pad = 0.15 * (hi - lo)
     for ax, (pts, label) in zip(axes[0], panels, strict=True):
         ax.scatter(pts[:, 0], pts[:, 1], s=1.5, alpha=0.4, color="k", linewidths=0)
+        ax.set_title(label)
         outside = int(((pts < lo - pad) | (pts > hi + pad)).any(axis=1).sum())
-        ax.set_title(label + (f"\n({outside} of {len(pts)} outside the view)" if outside
-                              else ""))
+        if outside >= 0.1 * len(pts):  # an empty-looking panel says where its points are
+            ax.text(0.5, 0.5, f"{outside} of {len(pts)}\noutside this view",
+                    transform=ax.transAxes, ha="center", va="center", color="0.3")
         ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
         ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
         ax.set_aspect("equal", adjustable="box")
