@@ -205,6 +205,31 @@ def test_logdet_check_catches_broken_layers(broken):
         assert_layer_logdet_exact(layer, _image((4, 3, 2)))
 
 
+class _CouplingSigmoidScale(AffineCoupling):
+    """Glow's code's scale, sigmoid(h + 2): bounded above, not below."""
+
+    def _shift_logscale(self, x_a):
+        h = self.net(x_a)
+        return h[:, 0::2], torch.nn.functional.logsigmoid(h[:, 1::2] + 2.0)
+
+
+def assert_coupling_scale_bounded(cls: type[AffineCoupling]) -> None:
+    """Whatever its net outputs, a coupling's inverse expands by at most exp(bound) per
+    value: sampling cannot overflow through a chain of couplings."""
+    layer = _jitter(cls(4, 8), seed=5, size=30.0)
+    y = _image((4, 3, 3))
+    with torch.no_grad():
+        _, log_scale = layer._shift_logscale(y[:, :2])
+        assert float(log_scale.abs().max()) <= AffineCoupling.max_log_scale
+        assert torch.isfinite(layer.inverse(y)).all()
+
+
+def test_coupling_log_scale_is_bounded_both_ways():
+    assert_coupling_scale_bounded(AffineCoupling)
+    with pytest.raises(AssertionError):
+        assert_coupling_scale_bounded(_CouplingSigmoidScale)
+
+
 def test_actnorm_data_dependent_init_gives_zero_mean_unit_variance_per_channel():
     assert_actnorm_init(ActNorm(3))
     with pytest.raises(AssertionError):
@@ -284,6 +309,7 @@ def test_trained_glow_inverts_in_float32_and_is_seeded():
     a, b = est.sample(8, random_state=5), est.sample(8, random_state=5)
     assert np.array_equal(a, b) and not np.array_equal(a, est.sample(8, random_state=6))
     assert np.isfinite(est.score_samples(a)).all()
+    assert est.sample(0).shape == (0, 16)
     # the same seed trains the same model
     assert np.array_equal(est.score_samples(a), _fitted(n_levels=2).score_samples(a))
 

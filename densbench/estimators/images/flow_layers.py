@@ -14,11 +14,13 @@ Every layer maps a batch of images ``x`` (n, C, H, W) to ``(y, logdet)``, where
   triangular), so ``log|det W| = sum(log_s)``, the sum of the logs of ``|diag U|``, and the
   layer's ``log|det| = H W sum(log_s)``: no determinant is ever computed.
 - :class:`AffineCoupling`: half the channels pass unchanged and parametrise a shift and a
-  scale of the other half. The scale is Glow's code's ``sigmoid(h + 2)`` (not a tanh-bounded
-  log-scale): it lies in (0, 1), so a coupling can only contract in the data-to-noise
-  direction, which keeps activations and the log-determinant bounded during training on
-  logit-space pixels (whose tails reach about +-14); it starts near 0.88 with the last
-  convolution initialised to zero.
+  scale of the other half. The log-scale is tanh-bounded, ``B tanh(h / B)`` with
+  ``B = 3`` (each coupling scales by a factor in [e^-3, e^3]), not Glow's code's
+  ``sigmoid(h + 2)``: the sigmoid bounds the scale above by 1 but not below, so its
+  inverse (sampling) can expand without limit, and on logit-space digits a chain of
+  inverted couplings then overflows to inf and NaN samples; a bounded log-scale limits
+  what any chain of layers can do. With the last convolution initialised to zero, every
+  coupling starts as the identity.
 - :class:`SplitPrior`: half the channels leave the flow at the end of a level, with a
   Gaussian prior whose mean and log-scale a zero-initialised convolution reads from the
   channels that stay (Glow's ``split2d``; a standard normal at initialisation).
@@ -154,8 +156,11 @@ def _zero_conv(c_in: int, c_out: int) -> nn.Conv2d:
 
 
 class AffineCoupling(nn.Module):
-    """``y_b = (x_b + t(x_a)) sigmoid(h(x_a) + 2)``, ``y_a = x_a`` (see the module
+    """``y_b = (x_b + t(x_a)) exp(B tanh(h(x_a) / B))``, ``y_a = x_a`` (see the module
     docstring); ``x_a`` is the first ``C // 2`` channels."""
+
+    #: B, the bound of each coupling's log-scale.
+    max_log_scale = 3.0
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
@@ -170,7 +175,8 @@ class AffineCoupling(nn.Module):
 
     def _shift_logscale(self, x_a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net(x_a)
-        return h[:, 0::2], F.logsigmoid(h[:, 1::2] + 2.0)
+        bound = self.max_log_scale
+        return h[:, 0::2], bound * torch.tanh(h[:, 1::2] / bound)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_a, x_b = x[:, :self.c_a], x[:, self.c_a:]

@@ -103,7 +103,7 @@ class Glow(TorchDensityEstimator):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"image_shape": (4, 4), "n_levels": 1, "n_steps": 2, "hidden_channels": 8,
-                "max_epochs": 3, "batch_size": 64}
+                "max_epochs": 2, "batch_size": 100}
 
     # -- TorchDensityEstimator hooks ------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
@@ -136,7 +136,7 @@ class Glow(TorchDensityEstimator):
 
     def _sample_standardized(self, n: int, generator: torch.Generator) -> torch.Tensor:
         images = self.module_.sample(n, generator)
-        return images.permute(0, 2, 3, 1).reshape(n, -1)
+        return images.permute(0, 2, 3, 1).reshape(n, self.n_features_in_)
 
     def _eval_row_bytes(self) -> int:
         # the widest activations: a coupling net's hidden maps at the first level's size
