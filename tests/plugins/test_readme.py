@@ -1,45 +1,19 @@
-"""The README's "Compare your model" example, run exactly as written."""
+"""Every command the README and docs/ show parses against the CLI, every link leads to a file,
+.ci/run runs the README's set-up and test command (tests/plugins/test_readme_runs.py runs
+the README's commands and code blocks)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.plugins.test_readme_runs import readme_steps, shell_commands
+
 README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _example() -> str:
-    text = README.read_text()
-    part = re.search(r"<!-- compare-your-model: begin.*?-->(.*?)<!-- compare-your-model: end",
-                     text, re.S)
-    assert part, "README lost its 'Compare your model' example"
-    blocks = re.findall(r"```bash\n(.*?)```", part.group(1), re.S)
-    assert blocks
-    return "\n".join(blocks)
-
-
-@pytest.mark.slow
-def test_compare_your_model_runs_as_written(tmp_path):
-    bindir = tmp_path / "bin"  # `python` and `densbench` are this interpreter's
-    bindir.mkdir()
-    (bindir / "python").symlink_to(sys.executable)
-    (bindir / "densbench").write_text(f"#!/bin/sh\nexec {sys.executable} -m densbench \"$@\"\n")
-    (bindir / "densbench").chmod(0o755)
-    root = str(README.parent)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    res = subprocess.run(["bash", "-e", "-c", _example()], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "3 cells: 3 ran (3 ok, 0 failed)" in res.stdout
-    report = (tmp_path / "mine" / "report.md").read_text()
-    assert "mymodel.py:Isotropic" in report and "KernelDensity" in report
 
 
 # --- every command the README shows parses, every link it gives leads somewhere -------------
@@ -48,38 +22,11 @@ ROOT = README.parent
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 
-def _bash_lines(path: Path) -> list[str]:
-    """The command lines of a Markdown file's bash blocks: continuations joined, heredoc
-    bodies left out (they are file contents, not commands)."""
-    lines: list[str] = []
-    for block in re.findall(r"```bash\n(.*?)```", path.read_text(), re.S):
-        text = block.replace("\\\n", " ")
-        heredoc = None
-        for line in text.splitlines():
-            if heredoc is not None:
-                heredoc = None if line.strip() == heredoc else heredoc
-                continue
-            end = re.search(r"<<-?\s*'?\"?(\w+)", line)
-            heredoc = end.group(1) if end else None
-            lines.append(line)
-    return lines
-
-
 def _densbench_commands(path: Path) -> list[list[str]]:
-    """Each `densbench ...` command of the file's bash blocks as its argument list (a line
-    chained with && or ; gives each of its commands)."""
-    commands = []
-    for line in _bash_lines(path):
-        words = shlex.split(line, comments=True)
-        part: list[str] = []
-        for word in [*words, "&&"]:
-            if word in ("&&", ";", "||", "|"):
-                if part[:1] == ["densbench"]:
-                    commands.append(part[1:])
-                part = []
-            else:
-                part.append(word)
-    return commands
+    """Each `densbench ...` command of the file's shell blocks and prose, as its arguments
+    (a line chained with && or ; gives each of its commands)."""
+    return [words[1:] for step in readme_steps(path) for words in shell_commands(step)
+            if words[:1] == ["densbench"]]
 
 
 def _parses(args: list[str]) -> str | None:
@@ -146,8 +93,8 @@ def test_ci_runs_the_readme_set_up_and_test_command():
     script = (ROOT / ".ci" / "run").read_text().replace("\\\n", " ")
     ci = [_words(line) for line in script.splitlines()
           if line.strip() and not line.lstrip().startswith("#")]
-    test_line = next(line for line in _bash_lines(README) if "pytest" in line)
-    steps = [_words(step) for step in test_line.split("&&")]
+    test_block = next(s for s in readme_steps(README) if "pytest" in s.words)
+    steps = [_words(s.text) for s in readme_steps(README) if s.line == test_block.line]
     for step in (s for s in steps if s[:2] in (["pip", "install"], ["python", "-m"])):
         assert step in ci, f".ci/run does not run the README's {' '.join(step)!r}"
 
