@@ -33,6 +33,8 @@ def test_kl_to_truth_is_nonnegative_within_3_se(name):
     cls = db.estimators.get(name)
     if cls.likelihood is db.estimators.LikelihoodKind.NONE:
         pytest.skip("implicit model")
+    if "image_shape" in cls.test_params():
+        pytest.skip("an image model (its test settings are for tiny images, not 2-D rows)")
     est = db.estimators.make(name, **cls.test_params()).fit(ds.train, ds.val)
     kl, se = kl_to_truth(ds.log_prob(ds.test), est.score_samples(ds.test))
     assert kl >= -3 * se
