@@ -126,6 +126,8 @@ for _name, _target, _description in (
      "Denoising diffusion model (DDPM, MLP noise predictor), variational bound as score"),
     ("gan", f"{_E}.gan:GAN",
      "Generative adversarial network (MLPs, non-saturating loss, R1 penalty): implicit"),
+    ("glow", f"{_E}.images.glow:Glow",
+     "Glow: multi-scale flow (actnorm, 1x1 convolutions, coupling) on logit-space images"),
 ):
     REGISTRY.declare(_name, _target, _description)
 
