@@ -37,6 +37,7 @@ from densbench.report.tables import (
     NOTE_MARK,
     aggregate_seeds,
     failures,
+    format_pm,
     leaderboards,
     sample_quality_tables,
     short_names,
@@ -215,7 +216,7 @@ def _dataset_text(g: pd.DataFrame) -> list[str]:
     truth = g[g["metric"] == C.TEST_LOGLIK_TRUTH]
     if len(truth):
         t = truth.iloc[0]
-        text.append(f"True density on the test split: {t['mean']:.3f} ± {t['se']:.3f} "
+        text.append(f"True density on the test split: {format_pm(t['mean'], t['se'])} "
                     "nats/example (E_data log p_true; compare E_model log p_true, the "
                     "true log-density of each model's samples).")
     notes = sorted(set(g["note"].dropna()))

@@ -157,14 +157,21 @@ def _notes(g: pd.DataFrame) -> str | None:
 def format_pm(mean: float, se: float, digits: int = 3) -> str:
     """``mean ± se`` with a sensible number of digits.
 
+    An SE too small for ``digits`` decimals gets the decimals that show its first two
+    significant digits (up to 8), so no uncertainty reads as ``± 0.000``.
+
     Example:
         >>> format_pm(-2.81234, 0.0123)
         '-2.812 ± 0.012'
+        >>> format_pm(0.0281, 0.000123)
+        '0.02810 ± 0.00012'
         >>> format_pm(1234.5, float("nan"))
         '1234'
     """
     if mean is None or not math.isfinite(mean):
         return "--"
+    if se is not None and 0 < se < 0.5 * 10.0 ** -digits:
+        digits = min(8, max(digits, math.ceil(-math.log10(se)) + 1))
     if abs(mean) >= 1000 and not (se is not None and math.isfinite(se) and se < 1):
         text = f"{mean:.0f}"
     else:
