@@ -110,3 +110,17 @@ def test_the_dask_hint_is_the_readmes(monkeypatch):
     with pytest.raises(ValueError) as err:
         DaskExecutor(None)._connect()
     assert checkout in str(err.value) and "pip install 'densbench[dask]'" in str(err.value)
+
+
+def test_the_readme_tables_name_every_estimator_and_dataset():
+    """The estimator and dataset tables keep up with the registries (a backticked name in a
+    table row, or a pattern such as ``uci_*``)."""
+    import fnmatch
+
+    import densbench as db
+
+    rows = [line for line in README.read_text().splitlines() if line.startswith("|")]
+    shown = set(re.findall(r"`([\w*]+)`", "\n".join(rows)))
+    for kind, names in (("estimators", db.estimators.names()), ("datasets", db.data.names())):
+        missing = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in shown)]
+        assert not missing, f"README's {kind} table lacks {missing}"
