@@ -206,18 +206,21 @@ class DiscretizedLogistic(Likelihood):
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         half = 1.0 / (self.levels - 1)
-        xb = x[:, None, :]
-        mean = params[..., 0]
-        log_scale = params[..., 1].clamp(min=LOG_SCALE_MIN)
-        inv = torch.exp(-log_scale)
-        upper = inv * (xb * (2 * half) - 1 - mean + half)
-        width = inv * (2 * half)              # the bin's width in standardized units
-        below_upper = F.logsigmoid(upper)     # the first bin: all mass below its upper edge
-        above_lower = F.logsigmoid(width - upper)  # the last: all mass above its lower edge
-        interior = below_upper + above_lower + torch.log(-torch.expm1(-width))
-        lp = torch.where(xb <= 0, below_upper,
-                         torch.where(xb >= self.levels - 1, above_lower, interior))
-        return lp.sum(-1)
+        upper_edge = (x * (2 * half) - 1 + half)[:, None, :]  # of each level's bin
+        inv = torch.exp(-params[..., 1].clamp(min=LOG_SCALE_MIN))
+        upper = (upper_edge - params[..., 0]) * inv  # standardized by the logistic
+        width = inv * (2 * half)                      # the bin's width, standardized
+        below_upper = F.logsigmoid(upper)             # all mass below the upper edge
+        above_lower = F.logsigmoid(width - upper)     # all mass above the lower edge
+        gap = torch.log(-torch.expm1(-width))
+        # the first bin takes only its upper edge, the last only its lower one: the terms
+        # are masked and summed over pixels in one pass each (cheaper than selecting per
+        # element, which matters at K = 5000 decoder rows per image)
+        not_last = (x < self.levels - 1).to(params.dtype)
+        not_first = (x > 0).to(params.dtype)
+        return (torch.einsum("nmd,nd->nm", below_upper, not_last)
+                + torch.einsum("nmd,nd->nm", above_lower, not_first)
+                + torch.einsum("nmd,nd->nm", gap, not_last * not_first))
 
     def sample(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         mean = params[..., 0]
