@@ -3,15 +3,19 @@ one temporary working directory, each command as written (real processes).
 
 How each one is run is decided in one place, :data:`HOW`, by the command's first words:
 
-- commands that end in seconds run to the end and must exit 0;
+- commands that end in seconds run to the end and must exit 0; so do the code blocks (a
+  shell block with a here-document as one ``bash -e`` script, a Python block with
+  ``python -c``), after the commands above them;
 - the runs that take minutes to hours (``run --all``, the ``images`` and ``published``
-  suites, ...) run as written until they have stored their first record, or, where even the
-  first cell takes minutes, until they have planned the suite and begun handing out its
-  cells; then they get a Ctrl-C (SIGINT to the process group, as a terminal sends it) and
-  must do what the README and docs/running.md say: exit 130, keep every finished record
-  readable (``densbench.results.load``) and say how to resume;
+  suites, a selection of the default suite, ...) run as written until they have planned
+  their suite and begun handing out cells, and the smoke run until it has stored its first
+  record; then they get a Ctrl-C (SIGINT to the process group, as a terminal sends it; a
+  second one if the running cells go on) and must do what the README and docs/running.md
+  say: exit 130, keep every finished record valid and readable
+  (``densbench.results.load``) and say how to resume;
+- ``densbench fetch`` runs against a local HTTP server (:func:`fetched`);
 - set-up commands (``python3 -m venv``, ``pip install``) and the test command are not run
-  here: ``.ci/run`` runs them in a fresh environment, and
+  here (:data:`NOT_RUN`): ``.ci/run`` runs them in a fresh environment, and
   ``test_readme.test_ci_runs_the_readme_set_up_and_test_command`` holds it to the README's.
 
 What a command presumes the reader has (a suite file, a data root, a Dask scheduler, two runs
@@ -297,7 +301,7 @@ def _interrupted(ws: Workspace, step: Step, ready: Callable[[], Path | None],
         while (run := ready()) is None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 return "ended or timed out before it ran: " + _report(proc, *_said(proc, 30))
-            time.sleep(0.2)
+            time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=again_after)
@@ -441,11 +445,11 @@ def on_a_gpu(ws: Workspace, step: Step) -> str | None:
 
 
 def not_run(reason: str) -> Callable[[Workspace, Step], str | None]:
-    def skip(ws: Workspace, step: Step) -> None:
+    def not_run(ws: Workspace, step: Step) -> None:
         return None
 
-    skip.__doc__ = f"Not run: {reason}."
-    return skip
+    not_run.__doc__ = f"Not run: {reason}."
+    return not_run
 
 
 #: How each README command is run: the first entry whose words begin the command's. The
@@ -533,6 +537,7 @@ def test_a_command_neither_run_nor_listed_fails(tmp_path):
     assert "README.md:10: neither run nor listed" in failures[1] and "puts 1" in failures[1]
 
 
+@pytest.mark.slow
 def test_a_failing_command_or_block_fails(workspace):
     doc = workspace.cwd / "README.md"
     doc.write_text("```bash\ndensbench list\ndensbench lsit  # a typo\n```\n\n"
