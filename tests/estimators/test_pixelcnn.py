@@ -158,6 +158,34 @@ def test_causality_check_catches_a_broken_network(monkeypatch, shape, n_layers, 
 
 # -- sampling -----------------------------------------------------------------------------
 
+def _row_by_row(est, X):
+    """The logits of every sub-pixel of rows X as the sampler computes them (a row at a
+    time, each pixel from the columns up to it), (n, L, C, H, W)."""
+    x = est._images(torch.as_tensor(X, dtype=torch.float32))
+    net, (_, h, w) = est.module_, x.shape[1:]
+    out = torch.zeros_like(net(est._encode(x)))
+    with torch.no_grad():
+        for i in range(h):
+            context = net.row_context(est._encode(x[:, :, :i + 1]))
+            for j in range(w):
+                row = net.row_logits(est._encode(x[:, :, i:i + 1, :j + 1]), context)
+                out[..., i, j] = row[..., 0, j]
+    return out
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["as_is", "context_a_row_off"])
+def test_the_samplers_row_pass_gives_the_networks_logits(monkeypatch, shifted):
+    est = _randomize(_fit((4, 3, 3), 3, n_layers=3, channels=12))
+    X = _random_images(5, (4, 3, 3), 3, seed=1)
+    if shifted:  # a sampler whose context comes from one row too high
+        original = pixelcnn._GatedPixelCNN.row_context
+        monkeypatch.setattr(pixelcnn._GatedPixelCNN, "row_context", lambda self, u: original(
+            self, torch.nn.functional.pad(u, (0, 0, 1, 0))[:, :, :-1]))
+    with torch.no_grad():
+        full = est.module_(est._encode(est._images(torch.as_tensor(X, dtype=torch.float32))))
+    close = torch.allclose(_row_by_row(est, X), full, atol=1e-5)
+    assert close != shifted
+
 def _check_reproducible(est):
     a, b = est.sample(50, random_state=7), est.sample(50, random_state=7)
     assert np.array_equal(a, b), "the same seed drew different samples"

@@ -37,8 +37,10 @@ lines each.
 
 Sampling is ancestral: one pass per sub-pixel, batched over the samples, drawn on the
 estimator's device from the generator the base class seeds from ``sample``'s
-``random_state``. The pass for a pixel in row i reads only rows 0..i (the network never
-looks below a pixel, so the rows under it change nothing).
+``random_state``. It runs the network a row at a time: the vertical stack once per row
+(what the rows above give it), then for each sub-pixel only the horizontal stack and the
+head over the row's columns up to that pixel (nothing else reaches it): the same logits
+as a whole pass of the network per sub-pixel, for a small part of its work.
 
 References:
     A. van den Oord, N. Kalchbrenner, L. Espeholt, K. Kavukcuoglu, O. Vinyals and
@@ -82,6 +84,11 @@ def _centre_mask(out_groups: torch.Tensor, in_groups: torch.Tensor,
 def _down(x: torch.Tensor) -> torch.Tensor:
     """Shift feature maps one row down: row i holds what row i - 1 held (row 0 zeros)."""
     return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def _with_ones(u: torch.Tensor) -> torch.Tensor:
+    """The encoded images and one constant channel of ones."""
+    return torch.cat([u, torch.ones_like(u[:, :1])], dim=1)
 
 
 def _gate(x: torch.Tensor) -> torch.Tensor:
@@ -132,10 +139,18 @@ class _GatedLayer(nn.Module):
         self.residual = not first
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_next, from_above = self.vertical_step(v)
+        return v_next, self.horizontal_step(h, from_above)
+
+    def vertical_step(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vertical stack's next features, and what it gives the horizontal stack
+        (row i: what the rows above i hold)."""
         vf = self.vertical(v)
-        hf = self.horizontal(h) + self.vertical_to_horizontal(_down(vf))
-        out = self.horizontal_out(_gate(hf))
-        return _gate(vf), (h + out if self.residual else out)
+        return _gate(vf), self.vertical_to_horizontal(_down(vf))
+
+    def horizontal_step(self, h: torch.Tensor, from_above: torch.Tensor) -> torch.Tensor:
+        out = self.horizontal_out(_gate(self.horizontal(h) + from_above))
+        return h + out if self.residual else out
 
 
 class _GatedPixelCNN(nn.Module):
@@ -163,13 +178,34 @@ class _GatedPixelCNN(nn.Module):
                                                       strict=False), nn.ReLU(), last)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([u, torch.ones_like(u[:, :1])], dim=1)
-        v, h = x, x
+        v = h = _with_ones(u)
         for layer in self.layers:
             v, h = layer(v, h)
+        return self._logits(h)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
         out = self.head(h)
         n, _, height, width = out.shape
         return out.view(n, self.levels, -1, height, width)
+
+    # The network one row at a time (sampling): row i's logits are the horizontal stack
+    # over row i's own pixels, given what the vertical stack brings from the rows above.
+    def row_context(self, u: torch.Tensor) -> list[torch.Tensor]:
+        """Images (n, C, i + 1, W) -> what each layer's vertical stack gives row i, the
+        last row (which it does not read): one (n, 2 hidden, 1, W) tensor a layer."""
+        v, context = _with_ones(u), []
+        for layer in self.layers:
+            v, from_above = layer.vertical_step(v)
+            context.append(from_above[:, :, -1:])
+        return context
+
+    def row_logits(self, u_row: torch.Tensor, context: list[torch.Tensor]) -> torch.Tensor:
+        """Row i's pixels (n, C, 1, W') and its context -> logits (n, L, C, 1, W'); a
+        row's first W' columns read only its first W' columns (and the context's)."""
+        h = _with_ones(u_row)
+        for layer, from_above in zip(self.layers, context, strict=True):
+            h = layer.horizontal_step(h, from_above[..., :h.shape[-1]])
+        return self._logits(h)
 
 
 def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -329,11 +365,17 @@ class PixelCNN(TorchDensityEstimator):
         rows = self._eval_rows()
         x = torch.zeros(n, c, h, w, device=self.device_)
         for start in range(0, n, rows):
-            part = x[start:start + rows]
             for i in range(h):
-                for j in range(w):
-                    for k in range(c):
-                        # rows below i change nothing of row i: pass rows 0..i only
-                        logits = self.module_(self._encode(part[:, :, :i + 1]))
-                        part[:, k, i, j] = _draw(logits[:, :, k, i, j], generator)
+                self._sample_row(x[start:start + rows], i, generator)
         return x.permute(0, 2, 3, 1).reshape(n, c * h * w)
+
+    def _sample_row(self, x: torch.Tensor, i: int, generator: torch.Generator) -> None:
+        """Draw row ``i`` of the images ``x`` (n, C, H, W) in place, pixel by pixel and
+        channel by channel: the vertical stack once for the row, then for each sub-pixel
+        the horizontal stack over the row's columns up to it."""
+        context = self.module_.row_context(self._encode(x[:, :, :i + 1]))
+        for j in range(x.shape[3]):
+            for k in range(x.shape[1]):
+                logits = self.module_.row_logits(self._encode(x[:, :, i:i + 1, :j + 1]),
+                                                 context)
+                x[:, k, i, j] = _draw(logits[:, :, k, 0, j], generator)
