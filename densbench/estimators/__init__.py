@@ -128,6 +128,8 @@ for _name, _target, _description in (
      "Generative adversarial network (MLPs, non-saturating loss, R1 penalty): implicit"),
     ("glow", f"{_E}.images.glow:Glow",
      "Glow: multi-scale flow (actnorm, 1x1 convolutions, coupling) on logit-space images"),
+    ("pixelcnn", f"{_E}.images.pixelcnn:PixelCNN",
+     "Gated PixelCNN: masked convolutions, a softmax over the levels of every sub-pixel"),
 ):
     REGISTRY.declare(_name, _target, _description)
 
