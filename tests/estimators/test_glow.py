@@ -230,6 +230,21 @@ def test_coupling_log_scale_is_bounded_both_ways():
         assert_coupling_scale_bounded(_CouplingSigmoidScale)
 
 
+class _CouplingInverseNoShift(AffineCoupling):
+    """Undoes the scale but not the shift."""
+
+    def inverse(self, y):
+        y_a, y_b = y[:, :self.c_a], y[:, self.c_a:]
+        _, log_scale = self._shift_logscale(y_a)
+        return torch.cat([y_a, y_b * torch.exp(-log_scale)], 1)
+
+
+def test_inverse_check_catches_a_broken_inverse():
+    layer = _layers(coupling=_CouplingInverseNoShift)["coupling"]
+    with pytest.raises(AssertionError):
+        assert_inverts(layer, _image((4, 3, 2)), 1e-6)
+
+
 def test_actnorm_data_dependent_init_gives_zero_mean_unit_variance_per_channel():
     assert_actnorm_init(ActNorm(3))
     with pytest.raises(AssertionError):
@@ -306,12 +321,33 @@ def test_trained_glow_inverts_in_float32_and_is_seeded():
     with torch.no_grad():
         latents, _, _ = est.module_.encode(x)
         assert float((est.module_.decode(latents) - x).abs().max()) < 1e-4
-    a, b = est.sample(8, random_state=5), est.sample(8, random_state=5)
-    assert np.array_equal(a, b) and not np.array_equal(a, est.sample(8, random_state=6))
+    a = assert_seeded_sampling(est)
     assert np.isfinite(est.score_samples(a)).all()
     assert est.sample(0).shape == (0, 16)
     # the same seed trains the same model
     assert np.array_equal(est.score_samples(a), _fitted(n_levels=2).score_samples(a))
+
+
+def assert_seeded_sampling(est: Glow) -> np.ndarray:
+    """The same random_state draws the same samples, another draws others."""
+    a, b = est.sample(8, random_state=5), est.sample(8, random_state=5)
+    assert np.array_equal(a, b) and not np.array_equal(a, est.sample(8, random_state=6))
+    return a
+
+
+class _UnseededGlow(Glow):
+    """Draws its latents from a generator seeded afresh, not from random_state."""
+
+    def _sample_standardized(self, n, generator):
+        return super()._sample_standardized(n, torch.Generator().manual_seed(
+            torch.seed() % 2**63))
+
+
+def test_seeded_sampling_check_catches_an_unseeded_sampler():
+    est = _fitted()
+    est.__class__ = _UnseededGlow
+    with pytest.raises(AssertionError):
+        assert_seeded_sampling(est)
 
 
 def test_score_is_the_flow_density_plus_the_standardization():
