@@ -160,31 +160,40 @@ def test_causality_check_catches_a_broken_network(monkeypatch, shape, n_layers, 
 
 def _row_by_row(est, X):
     """The logits of every sub-pixel of rows X as the sampler computes them (a row at a
-    time, each pixel from the columns up to it), (n, L, C, H, W)."""
+    time, each pixel from the columns that reach it, the vertical stack fed row by row),
+    (n, L, C, H, W)."""
+    net = est.module_
     x = est._images(torch.as_tensor(X, dtype=torch.float32))
-    net, (_, h, w) = est.module_, x.shape[1:]
-    out = torch.zeros_like(net(est._encode(x)))
+    out = torch.zeros((x.shape[0], int(est.levels), *x.shape[1:]))
     with torch.no_grad():
-        for i in range(h):
-            context = net.row_context(est._encode(x[:, :, :i + 1]))
-            for j in range(w):
-                row = net.row_logits(est._encode(x[:, :, i:i + 1, :j + 1]), context)
-                out[..., i, j] = row[..., 0, j]
+        context, history = net.first_context(x.shape[0], x.shape[3])
+        for i in range(x.shape[2]):
+            for j in range(x.shape[3]):
+                start = max(0, j - net.reach)
+                row = net.row_logits(est._encode(x[:, :, i:i + 1, start:j + 1]), context,
+                                     start)
+                out[..., i, j] = row[..., 0, -1]
+            context = net.next_context(history, est._encode(x[:, :, i:i + 1]))
     return out
 
 
-@pytest.mark.parametrize("shifted", [False, True], ids=["as_is", "context_a_row_off"])
-def test_the_samplers_row_pass_gives_the_networks_logits(monkeypatch, shifted):
-    est = _randomize(_fit((4, 3, 3), 3, n_layers=3, channels=12))
-    X = _random_images(5, (4, 3, 3), 3, seed=1)
-    if shifted:  # a sampler whose context comes from one row too high
-        original = pixelcnn._GatedPixelCNN.row_context
-        monkeypatch.setattr(pixelcnn._GatedPixelCNN, "row_context", lambda self, u: original(
-            self, torch.nn.functional.pad(u, (0, 0, 1, 0))[:, :, :-1]))
+@pytest.mark.parametrize("broken", [None, "drawn_row_not_fed", "short_reach"])
+def test_the_samplers_row_pass_gives_the_networks_logits(monkeypatch, broken):
+    # 9 columns: wider than a pixel's reach in its row (4), so the sampler's window moves
+    est = _randomize(_fit((5, 9, 3), 3, n_layers=3, channels=12, first_kernel_size=5))
+    assert est.module_.reach == 4
+    X = _random_images(5, (5, 9, 3), 3, seed=1)
+    if broken == "drawn_row_not_fed":  # the vertical stack fed zeros, not the row drawn
+        original = pixelcnn._GatedPixelCNN.next_context
+        monkeypatch.setattr(pixelcnn._GatedPixelCNN, "next_context", lambda self, hist, u:
+                            original(self, hist, torch.zeros_like(u)))
+    elif broken == "short_reach":        # a window one column too narrow
+        monkeypatch.setattr(pixelcnn._GatedPixelCNN, "reach", 3)
     with torch.no_grad():
         full = est.module_(est._encode(est._images(torch.as_tensor(X, dtype=torch.float32))))
     close = torch.allclose(_row_by_row(est, X), full, atol=1e-5)
-    assert close != shifted
+    assert close == (broken is None)
+
 
 def _check_reproducible(est):
     a, b = est.sample(50, random_state=7), est.sample(50, random_state=7)

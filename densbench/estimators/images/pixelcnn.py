@@ -37,10 +37,11 @@ lines each.
 
 Sampling is ancestral: one pass per sub-pixel, batched over the samples, drawn on the
 estimator's device from the generator the base class seeds from ``sample``'s
-``random_state``. It runs the network a row at a time: the vertical stack once per row
-(what the rows above give it), then for each sub-pixel only the horizontal stack and the
-head over the row's columns up to that pixel (nothing else reaches it): the same logits
-as a whole pass of the network per sub-pixel, for a small part of its work.
+``random_state``. It runs the network a row at a time: each row through the vertical
+stack once, when it is drawn (keeping the few rows above that its kernels read), and for
+each sub-pixel only the horizontal stack and the head over the columns of its row that
+reach it (nothing else does): the same logits as a whole pass of the network per
+sub-pixel, for a small part of its work.
 
 References:
     A. van den Oord, N. Kalchbrenner, L. Espeholt, K. Kavukcuoglu, O. Vinyals and
@@ -123,6 +124,12 @@ class _ColumnConv(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(F.pad(x, (self.half, self.half, self.half, 0)))
 
+    def last_row(self, rows: torch.Tensor) -> torch.Tensor:
+        """The output's last row from the input's last k//2 + 1 rows (fewer at the top of
+        the image: zeros above, as :meth:`forward` pads)."""
+        above = self.half + 1 - rows.shape[2]
+        return super().forward(F.pad(rows, (self.half, self.half, above, 0)))
+
 
 class _GatedLayer(nn.Module):
     """One gated layer of both stacks (the first: mask A and no residual)."""
@@ -188,24 +195,46 @@ class _GatedPixelCNN(nn.Module):
         n, _, height, width = out.shape
         return out.view(n, self.levels, -1, height, width)
 
-    # The network one row at a time (sampling): row i's logits are the horizontal stack
-    # over row i's own pixels, given what the vertical stack brings from the rows above.
-    def row_context(self, u: torch.Tensor) -> list[torch.Tensor]:
-        """Images (n, C, i + 1, W) -> what each layer's vertical stack gives row i, the
-        last row (which it does not read): one (n, 2 hidden, 1, W) tensor a layer."""
-        v, context = _with_ones(u), []
-        for layer in self.layers:
-            v, from_above = layer.vertical_step(v)
-            context.append(from_above[:, :, -1:])
+    # The network one row at a time (sampling). Row i's logits are the horizontal stack
+    # over row i's own pixels, given what the vertical stack brings from the rows above
+    # (its context); the vertical stack takes each row once, keeping the few rows above
+    # that its kernels read (its history), so a row costs one row of the vertical stack.
+    def first_context(self, n: int, width: int) -> tuple[list[torch.Tensor], list[Any]]:
+        """Row 0's context (nothing above it: zeros, as the shift down pads) and an empty
+        history for :meth:`next_context`."""
+        zeros = [torch.zeros(n, layer.vertical_to_horizontal.in_channels, 1, width,
+                             device=layer.vertical.weight.device) for layer in self.layers]
+        return ([layer.vertical_to_horizontal(z) for layer, z in zip(self.layers, zeros,
+                                                                      strict=True)],
+                [None] * len(self.layers))
+
+    def next_context(self, history: list[Any], u_row: torch.Tensor) -> list[torch.Tensor]:
+        """Row i's pixels (n, C, 1, W), once all drawn -> row i + 1's context: one
+        (n, 2 hidden, 1, W) tensor a layer. ``history`` (from :meth:`first_context`)
+        keeps each layer's last input rows, updated in place."""
+        v, context = _with_ones(u_row), []
+        for index, layer in enumerate(self.layers):
+            rows = v if history[index] is None else torch.cat([history[index], v], dim=2)
+            history[index] = rows[:, :, -(layer.vertical.half + 1):]
+            vf = layer.vertical.last_row(history[index])
+            context.append(layer.vertical_to_horizontal(vf))
+            v = _gate(vf)
         return context
 
-    def row_logits(self, u_row: torch.Tensor, context: list[torch.Tensor]) -> torch.Tensor:
-        """Row i's pixels (n, C, 1, W') and its context -> logits (n, L, C, 1, W'); a
-        row's first W' columns read only its first W' columns (and the context's)."""
+    def row_logits(self, u_row: torch.Tensor, context: list[torch.Tensor],
+                   start: int = 0) -> torch.Tensor:
+        """Columns ``start`` .. ``start + W' - 1`` of row i (n, C, 1, W') and the row's
+        context -> their logits (n, L, C, 1, W'). Exact for the last column when
+        ``start`` is 0 or at most :attr:`reach` columns to its left."""
         h = _with_ones(u_row)
         for layer, from_above in zip(self.layers, context, strict=True):
-            h = layer.horizontal_step(h, from_above[..., :h.shape[-1]])
+            h = layer.horizontal_step(h, from_above[..., start:start + h.shape[-1]])
         return self._logits(h)
+
+    @property
+    def reach(self) -> int:
+        """How many columns to its left a pixel's logits read in its own row."""
+        return sum(layer.horizontal.left for layer in self.layers)
 
 
 def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -365,17 +394,21 @@ class PixelCNN(TorchDensityEstimator):
         rows = self._eval_rows()
         x = torch.zeros(n, c, h, w, device=self.device_)
         for start in range(0, n, rows):
+            part = x[start:start + rows]
+            context, history = self.module_.first_context(part.shape[0], w)
             for i in range(h):
-                self._sample_row(x[start:start + rows], i, generator)
+                self._sample_row(part, i, context, generator)
+                context = self.module_.next_context(history, self._encode(part[:, :, i:i + 1]))
         return x.permute(0, 2, 3, 1).reshape(n, c * h * w)
 
-    def _sample_row(self, x: torch.Tensor, i: int, generator: torch.Generator) -> None:
+    def _sample_row(self, x: torch.Tensor, i: int, context: list[torch.Tensor],
+                    generator: torch.Generator) -> None:
         """Draw row ``i`` of the images ``x`` (n, C, H, W) in place, pixel by pixel and
-        channel by channel: the vertical stack once for the row, then for each sub-pixel
-        the horizontal stack over the row's columns up to it."""
-        context = self.module_.row_context(self._encode(x[:, :, :i + 1]))
+        channel by channel: for each sub-pixel the horizontal stack over the columns of
+        the row that reach it, given the row's context."""
         for j in range(x.shape[3]):
+            start = max(0, j - self.module_.reach)
             for k in range(x.shape[1]):
-                logits = self.module_.row_logits(self._encode(x[:, :, i:i + 1, :j + 1]),
-                                                 context)
-                x[:, k, i, j] = _draw(logits[:, :, k, 0, j], generator)
+                logits = self.module_.row_logits(
+                    self._encode(x[:, :, i:i + 1, start:j + 1]), context, start)
+                x[:, k, i, j] = _draw(logits[:, :, k, 0, -1], generator)
