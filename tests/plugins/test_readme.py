@@ -124,7 +124,8 @@ def test_every_name_in_the_readme_tables_is_registered():
     known = {"estimator": db.estimators.names(), "dataset": db.data.names()}
     table, stale = None, []
     for line in README.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else []
+        row = line.startswith("|")
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if row else []
         if not cells:
             table = None
         elif table is None:
