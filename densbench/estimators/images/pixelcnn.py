@@ -224,8 +224,8 @@ class _GatedPixelCNN(nn.Module):
     def row_logits(self, u_row: torch.Tensor, context: list[torch.Tensor],
                    start: int = 0) -> torch.Tensor:
         """Columns ``start`` .. ``start + W' - 1`` of row i (n, C, 1, W') and the row's
-        context -> their logits (n, L, C, 1, W'). Exact for the last column when
-        ``start`` is 0 or at most :attr:`reach` columns to its left."""
+        context -> their logits (n, L, C, 1, W'). Exact for the last column when the
+        window holds all the columns before it or at least :attr:`reach` of them."""
         h = _with_ones(u_row)
         for layer, from_above in zip(self.layers, context, strict=True):
             h = layer.horizontal_step(h, from_above[..., start:start + h.shape[-1]])
