@@ -17,6 +17,7 @@ from densbench.estimators.images.pixelcnn import PixelCNN
 
 TINY = {"n_layers": 2, "channels": 8, "kernel_size": 3, "first_kernel_size": 3,
         "batch_size": 64}
+MIXTURE = {"output": "logistic_mixture", "n_mixture": 3}
 
 
 def _random_images(n, shape, levels, seed=0):
@@ -67,6 +68,14 @@ def _break(monkeypatch, variant):
     elif variant == "greedy":            # the most likely level, not a draw
         monkeypatch.setattr(pixelcnn, "_draw", lambda logits, generator:
                             logits.argmax(-1).float())
+    elif variant == "bins_off_by_one":   # level x scored on the bin of x + 1
+        bin_of = pixelcnn._LogisticMixture._bin
+        monkeypatch.setattr(pixelcnn._LogisticMixture, "_bin",
+                            lambda self, x, mu, log_s: bin_of(self, x + 1, mu, log_s))
+    elif variant == "draws_off_by_one":  # the level above the bin drawn
+        draw = pixelcnn._LogisticMixture.draw
+        monkeypatch.setattr(pixelcnn._LogisticMixture, "draw", lambda self, p, g: (
+            draw(self, p, g) + 1).clamp(max=self.levels - 1))
     else:
         assert variant is None
 
@@ -82,22 +91,25 @@ def _total_probability(est, d, levels):
 
 
 @pytest.mark.parametrize("trained", [False, True], ids=["untrained", "trained"])
-@pytest.mark.parametrize(("shape", "levels"), [((2, 2), 2), ((2, 2), 3), ((2, 2, 3), 2)])
-def test_probabilities_of_every_tiny_image_sum_to_one(shape, levels, trained):
-    est = _fit(shape, levels, epochs=15 if trained else 1, n=256, lr=3e-3)
+@pytest.mark.parametrize(("shape", "levels", "output"), [
+    ((2, 2), 2, {}), ((2, 2), 3, {}), ((2, 2, 3), 2, {}),
+    ((2, 2), 3, MIXTURE), ((1, 2, 3), 4, MIXTURE)])
+def test_probabilities_of_every_tiny_image_sum_to_one(shape, levels, output, trained):
+    est = _fit(shape, levels, epochs=15 if trained else 1, n=256, lr=3e-3, **output)
     if not trained:
         _randomize(est)
     d = int(np.prod(shape))
     assert _total_probability(est, d, levels) == pytest.approx(1.0, abs=1e-5)
-    if trained:  # it learned something: the law is far from uniform
-        p = np.exp(est.score_samples(_every(d, levels)))
-        assert p.max() > 3.0 / levels ** d
+    if trained:  # it learned something: its training images beat uniform levels
+        assert est.score(_random_images(256, shape, levels)) > -d * np.log(levels) + 0.1
 
 
-@pytest.mark.parametrize(("shape", "levels"), [((2, 2), 2), ((2, 2, 3), 2)])
-def test_normalization_fails_with_mask_b_in_the_first_layer(monkeypatch, shape, levels):
-    _break(monkeypatch, "mask_b_first")
-    est = _randomize(_fit(shape, levels, channels=24))
+@pytest.mark.parametrize(("shape", "levels", "variant", "output"), [
+    ((2, 2), 2, "mask_b_first", {}), ((2, 2, 3), 2, "mask_b_first", {}),
+    ((2, 2), 3, "bins_off_by_one", MIXTURE)])
+def test_normalization_fails_on_a_broken_model(monkeypatch, shape, levels, variant, output):
+    _break(monkeypatch, variant)
+    est = _randomize(_fit(shape, levels, channels=24, **output))
     assert abs(_total_probability(est, int(np.prod(shape)), levels) - 1.0) > 1e-2
 
 
@@ -202,25 +214,28 @@ def _check_reproducible(est):
 
 
 def _check_law(est, n=4000):
-    """The samples' frequencies over all 16 binary 2x2 images match exp(score_samples)."""
-    every = _every(4, 2)
+    """The samples' frequencies over all 2x2 images match exp(score_samples)."""
+    every = _every(4, int(est.levels))
     p = np.exp(est.score_samples(every))
     X = est.sample(n, random_state=0)
-    assert set(np.unique(X)) <= {0.0, 1.0}
+    assert set(np.unique(X)) <= set(range(int(est.levels)))
     counts = np.array([(X == img).all(axis=1).sum() for img in every])
     assert stats.chisquare(counts, n * p / p.sum()).pvalue > 1e-4, "samples off the law"
 
 
-def test_sampling_is_seeded_and_follows_the_model():
-    est = _randomize(_fit((2, 2), 2), seed=3)
+@pytest.mark.parametrize(("levels", "output"), [(2, {}), (3, MIXTURE)])
+def test_sampling_is_seeded_and_follows_the_model(levels, output):
+    est = _randomize(_fit((2, 2), levels, **output), seed=3)
     _check_reproducible(est)
     _check_law(est)
 
 
-@pytest.mark.parametrize(("variant", "check"), [("own_rng", _check_reproducible),
-                                                ("greedy", _check_law)])
-def test_sampling_checks_catch_a_broken_sampler(monkeypatch, variant, check):
-    est = _randomize(_fit((2, 2), 2), seed=3)
+@pytest.mark.parametrize(("variant", "check", "levels", "output"), [
+    ("own_rng", _check_reproducible, 2, {}), ("greedy", _check_law, 2, {}),
+    ("draws_off_by_one", _check_law, 3, MIXTURE)])
+def test_sampling_checks_catch_a_broken_sampler(monkeypatch, variant, check, levels,
+                                                output):
+    est = _randomize(_fit((2, 2), levels, **output), seed=3)
     _break(monkeypatch, variant)
     with pytest.raises(AssertionError):
         check(est)

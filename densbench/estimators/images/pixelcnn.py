@@ -3,8 +3,10 @@
 p(x) = prod over pixels in raster order (row by row, left to right) and, within a pixel,
 over its channels in order (R before G before B) of p(x_{i,c} | everything before it),
 each conditional a ``levels``-way softmax (256 for 8-bit images; for binary images the
-2-way softmax, which is a Bernoulli). ``score_samples`` is log p(x) in nats per image,
-EXACT: the probabilities of all images of a size sum to 1.
+2-way softmax, which is a Bernoulli) or, with ``output='logistic_mixture'``, the
+discretized logistic mixture of PixelCNN++ (Salimans et al. 2017; one mixture per colour
+channel, each conditioned on the channels before it by the masks). ``score_samples`` is
+log p(x) in nats per image, EXACT: the probabilities of all images of a size sum to 1.
 
 The network (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN
 Decoders") keeps two stacks of convolutions so that its receptive field has no blind spot:
@@ -21,12 +23,12 @@ Decoders") keeps two stacks of convolutions so that its receptive field has no b
   Networks"). Hidden channels are split into C contiguous groups, one per colour channel.
 - each layer is gated, tanh(a) * sigmoid(b), and the horizontal stack is residual after
   the first layer. An output head (ReLU, masked 1x1 convolution, ReLU, masked 1x1
-  convolution) gives the ``levels`` logits of every sub-pixel.
+  convolution) gives the parameters of every sub-pixel's conditional.
 
 The network reads the levels scaled to [-1, 1] and one constant channel of ones (so the
 zero padding at the border is told apart from a mid-grey pixel; it carries no data, so
 every position may read it). The last layer's biases start at the training data's level
-frequencies of each channel.
+frequencies of each channel (a mixture's means at its quantiles).
 
 Why the masked convolutions are written here rather than taken from a library: zuko has
 no convolutions, and the package index's only masked-convolution package
@@ -48,6 +50,9 @@ References:
     A. Graves, "Conditional Image Generation with PixelCNN Decoders", NeurIPS 2016.
     A. van den Oord, N. Kalchbrenner and K. Kavukcuoglu, "Pixel Recurrent Neural
     Networks", ICML 2016.
+    T. Salimans, A. Karpathy, X. Chen and D. P. Kingma, "PixelCNN++: Improving the
+    PixelCNN with Discretized Logistic Mixture Likelihood and Other Modifications",
+    ICLR 2017 (the mixture output).
 """
 
 from __future__ import annotations
@@ -61,7 +66,14 @@ from torch.nn import functional as F
 
 from densbench.data.base import channels_first
 from densbench.estimators.base import LikelihoodKind
-from densbench.estimators.params import Interval, ListOf, ParamConstraints, Satisfies, is_int
+from densbench.estimators.params import (
+    Interval,
+    ListOf,
+    Options,
+    ParamConstraints,
+    Satisfies,
+    is_int,
+)
 from densbench.estimators.training import TorchDensityEstimator
 
 __all__ = ["PixelCNN"]
@@ -161,13 +173,14 @@ class _GatedLayer(nn.Module):
 
 
 class _GatedPixelCNN(nn.Module):
-    """Encoded images (n, C, H, W) -> logits (n, levels, C, H, W); the logits of sub-pixel
-    (c, i, j) read the pixels before (i, j) in raster order and channels < c of (i, j)."""
+    """Encoded images (n, C, H, W) -> output parameters (n, size, C, H, W); those of
+    sub-pixel (c, i, j) read the pixels before (i, j) in raster order and channels < c of
+    (i, j)."""
 
-    def __init__(self, n_channels: int, levels: int, hidden: int, n_layers: int,
+    def __init__(self, n_channels: int, size: int, hidden: int, n_layers: int,
                  kernel: int, first_kernel: int, out_bias: torch.Tensor) -> None:
         super().__init__()
-        self.levels = levels
+        self.size = size
         # the data channels, then the constant channel (group -1: read by every group)
         in_groups = torch.cat([torch.arange(n_channels), torch.tensor([-1])])
         groups = _groups(hidden, n_channels)
@@ -176,9 +189,9 @@ class _GatedPixelCNN(nn.Module):
         layers += [_GatedLayer(hidden, groups, hidden, groups, kernel, first=False)
                    for _ in range(n_layers - 1)]
         self.layers = nn.ModuleList(layers)
-        # output channel l * C + c: logit of level l of colour channel c
-        out_groups = torch.arange(n_channels).repeat(levels)
-        last = _RowConv(hidden, levels * n_channels, 1, groups, out_groups, strict=False)
+        # output channel p * C + c: parameter p of colour channel c
+        out_groups = torch.arange(n_channels).repeat(size)
+        last = _RowConv(hidden, size * n_channels, 1, groups, out_groups, strict=False)
         with torch.no_grad():
             last.bias.copy_(out_bias.reshape(-1))
         self.head = nn.Sequential(nn.ReLU(), _RowConv(hidden, hidden, 1, groups, groups,
@@ -193,7 +206,7 @@ class _GatedPixelCNN(nn.Module):
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         out = self.head(h)
         n, _, height, width = out.shape
-        return out.view(n, self.levels, -1, height, width)
+        return out.view(n, self.size, -1, height, width)
 
     # The network one row at a time (sampling). Row i's logits are the horizontal stack
     # over row i's own pixels, given what the vertical stack brings from the rows above
@@ -238,9 +251,94 @@ class _GatedPixelCNN(nn.Module):
 
 
 def _draw(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(n, levels) logits -> (n,) levels drawn from their softmax with ``generator``."""
+    """(n, m) logits -> (n,) indices drawn from their softmax with ``generator``."""
     probs = F.softmax(logits.float(), dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1).float()
+
+
+# -- the conditional of a sub-pixel given its parameters -----------------------------------
+#    Each takes the parameters (n, size, C, H, W) of every sub-pixel and its levels.
+
+class _Categorical:
+    """A ``levels``-way softmax: ``levels`` logits a sub-pixel."""
+
+    def __init__(self, levels: int, n_mixture: int) -> None:
+        self.levels = self.size = levels
+
+    def initial_bias(self, x: torch.Tensor) -> torch.Tensor:
+        """(size, C) from training images x (n, C, H, W): each channel's level
+        frequencies, smoothed by half a count per level."""
+        counts = torch.stack([torch.bincount(ch.long().flatten(), minlength=self.levels)
+                              for ch in x.transpose(0, 1)]).double() + 0.5
+        return torch.log(counts / counts.sum(1, keepdim=True)).float().T
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return -F.cross_entropy(params, x.long(), reduction="none")
+
+    def draw(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return _draw(params, generator)
+
+
+class _LogisticMixture:
+    """PixelCNN++'s discretized logistic mixture (Salimans et al. 2017): K weights, means
+    and log-scales a sub-pixel, in the [-1, 1] units the network reads. Level x gets the
+    mixture's mass on its bin, [x - 1/2, x + 1/2] in level units, the lowest and highest
+    levels' bins open to -inf and +inf: the levels' probabilities sum to 1. (Each colour
+    channel has its own mixture; the masks already condition it on the channels before.)
+    """
+
+    def __init__(self, levels: int, n_mixture: int) -> None:
+        self.levels, self.k, self.size = levels, n_mixture, 3 * n_mixture
+
+    def _split(self, params: torch.Tensor, dim: int) -> tuple[torch.Tensor, ...]:
+        logits, mu, log_s = params.split(self.k, dim=dim)
+        return logits, mu, log_s.clamp(min=-7.0)
+
+    def initial_bias(self, x: torch.Tensor) -> torch.Tensor:
+        """(size, C): equal weights, means at each channel's quantiles (j + 1/2) / K,
+        scales a K-th of the range."""
+        u = x.transpose(0, 1).flatten(1).double() * (2.0 / (self.levels - 1)) - 1.0
+        q = (torch.arange(self.k, dtype=torch.float64) + 0.5) / self.k
+        mu = torch.quantile(u, q.to(u.device), dim=1)                       # (K, C)
+        return torch.cat([torch.zeros_like(mu), mu,
+                          torch.full_like(mu, -float(np.log(self.k)))]).float()
+
+    def _bin(self, x: torch.Tensor, mu: torch.Tensor,
+             log_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The upper and lower edges of level x's bin (x: (n, C, H, W)) in each
+        component's standard units (n, K, C, H, W); +inf above the highest level, -inf
+        below the lowest."""
+        half = 1.0 / (self.levels - 1)
+        centre = (x * (2.0 / (self.levels - 1)) - 1.0).unsqueeze(1)
+        inv_s = torch.exp(-log_s)
+        level = x.unsqueeze(1).expand_as(mu)
+        upper = ((centre + half - mu) * inv_s).masked_fill(level == self.levels - 1,
+                                                            float("inf"))
+        lower = ((centre - half - mu) * inv_s).masked_fill(level == 0, -float("inf"))
+        return upper, lower
+
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logits, mu, log_s = self._split(params, 1)
+        upper, lower = self._bin(x, mu, log_s)
+        # log(sigmoid(a) - sigmoid(b)) = log sigmoid(a) + log sigmoid(-b) + log(1 - e^(b-a)),
+        # accurate in both tails
+        log_mass = (F.logsigmoid(upper) + F.logsigmoid(-lower)
+                    + torch.log(-torch.expm1(lower - upper)))
+        return torch.logsumexp(F.log_softmax(logits, dim=1) + log_mass, dim=1)
+
+    def draw(self, params: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A component, then a logistic draw from it, binned to its level."""
+        logits, mu, log_s = self._split(params.float(), -1)
+        j = _draw(logits, generator).long().unsqueeze(-1)
+        u = torch.rand(j.shape, generator=generator, device=params.device)
+        y = mu.gather(-1, j) + torch.exp(log_s.gather(-1, j)) * (torch.log(u)
+                                                                   - torch.log1p(-u))
+        level = torch.round((y + 1.0) * (0.5 * (self.levels - 1)))
+        return level.clamp(0, self.levels - 1).squeeze(-1)
+
+
+#: The ``output`` hyperparameter's families.
+_OUTPUTS = {"categorical": _Categorical, "logistic_mixture": _LogisticMixture}
 
 
 class PixelCNN(TorchDensityEstimator):
@@ -248,8 +346,8 @@ class PixelCNN(TorchDensityEstimator):
 
     Vertical and horizontal stacks of gated convolutions (no blind spot), mask A in the
     first layer and B after, channels ordered within a pixel (R, G, B), residual
-    connections in the horizontal stack, a ``levels``-way softmax for every sub-pixel
-    (see the module docstring).
+    connections in the horizontal stack, a ``levels``-way softmax (or a discretized
+    logistic mixture) for every sub-pixel (see the module docstring).
 
     Parameters:
         n_layers: gated layers (the first with mask A).
@@ -258,20 +356,26 @@ class PixelCNN(TorchDensityEstimator):
             k//2 rows above, the horizontal stack k//2 pixels to the left.
         first_kernel_size: the first layer's (odd), wider to see far from the start.
         levels: pixel levels 0..levels-1 (the run sets it from the dataset).
+        output: ``'categorical'`` (a ``levels``-way softmax a sub-pixel) or
+            ``'logistic_mixture'`` (PixelCNN++'s discretized logistic mixture of
+            ``n_mixture`` components: 3 x n_mixture numbers a sub-pixel instead of
+            ``levels``).
+        n_mixture: components of the logistic mixture.
         image_shape: (H, W) or (H, W, C), rows holding the pixels channels last (the run
             sets it from the dataset); H * W * C must be the number of columns.
         max_epochs, batch_size, lr, patience, time_budget_s, device, random_state: the
             shared training loop's settings (Adam, early stopping on validation).
 
     Attributes:
-        module_ (the network), image_shape_ ((C, H, W)), training_, epochs_,
-        best_epoch_, stopped_.
+        module_ (the network), output_ (the sub-pixels' conditional), image_shape_
+        ((C, H, W)), training_, epochs_, best_epoch_, stopped_.
 
     References:
         A. van den Oord, N. Kalchbrenner, L. Espeholt, K. Kavukcuoglu, O. Vinyals and
         A. Graves, "Conditional Image Generation with PixelCNN Decoders", NeurIPS 2016;
         A. van den Oord, N. Kalchbrenner and K. Kavukcuoglu, "Pixel Recurrent Neural
-        Networks", ICML 2016.
+        Networks", ICML 2016; T. Salimans, A. Karpathy, X. Chen and D. P. Kingma,
+        "PixelCNN++", ICLR 2017.
 
     Example:
         >>> import itertools, numpy as np
@@ -299,18 +403,23 @@ class PixelCNN(TorchDensityEstimator):
         "kernel_size": [_ODD_KERNEL],
         "first_kernel_size": [_ODD_KERNEL],
         "levels": [Interval(int, 2, None)],
+        "output": [Options(*_OUTPUTS)],
+        "n_mixture": [Interval(int, 1, None)],
         "image_shape": [ListOf(Interval(int, 1, None), min_len=2, max_len=3,
                                phrase="(H, W) or (H, W, C), positive ints"), None],
     }
 
     def __init__(self, *, n_layers: int = 6, channels: int = 64, kernel_size: int = 3,
-                 first_kernel_size: int = 7, levels: int = 256,
-                 image_shape: tuple[int, ...] | None = None, **training: Any) -> None:
+                 first_kernel_size: int = 7, levels: int = 256, output: str = "categorical",
+                 n_mixture: int = 10, image_shape: tuple[int, ...] | None = None,
+                 **training: Any) -> None:
         self.n_layers = n_layers
         self.channels = channels
         self.kernel_size = kernel_size
         self.first_kernel_size = first_kernel_size
         self.levels = levels
+        self.output = output
+        self.n_mixture = n_mixture
         self.image_shape = image_shape
         self._store_training(training)
 
@@ -348,21 +457,17 @@ class PixelCNN(TorchDensityEstimator):
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self.image_shape_ = self._shape(X.shape[1])
+        self.output_ = _OUTPUTS[self.output](int(self.levels), int(self.n_mixture))
         self._check_levels(X, "X")
         if X_val is not None:
             self._check_levels(X_val, "X_val")
         super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
-        c = self.image_shape_[0]
-        levels = int(self.levels)
-        # each channel's level frequencies, smoothed by half a count per level
-        counts = torch.stack([torch.bincount(ch.long().flatten(), minlength=levels)
-                              for ch in self._images(X).transpose(0, 1)]).double() + 0.5
-        log_freq = torch.log(counts / counts.sum(1, keepdim=True)).float()    # (C, L)
-        return _GatedPixelCNN(c, levels, int(self.channels), int(self.n_layers),
-                              int(self.kernel_size), int(self.first_kernel_size),
-                              log_freq.T.contiguous())
+        return _GatedPixelCNN(self.image_shape_[0], self.output_.size, int(self.channels),
+                              int(self.n_layers), int(self.kernel_size),
+                              int(self.first_kernel_size),
+                              self.output_.initial_bias(self._images(X)).contiguous())
 
     # -- the likelihood ----------------------------------------------------------------
     def _images(self, rows: torch.Tensor) -> torch.Tensor:
@@ -375,14 +480,14 @@ class PixelCNN(TorchDensityEstimator):
 
     def _log_prob(self, batch: torch.Tensor) -> torch.Tensor:
         x = self._images(batch)
-        logits = self.module_(self._encode(x))
-        nll = F.cross_entropy(logits, x.long(), reduction="none")     # (n, C, H, W)
-        return -nll.flatten(1).sum(dim=1)
+        log_p = self.output_.log_prob(self.module_(self._encode(x)), x)   # (n, C, H, W)
+        return log_p.flatten(1).sum(dim=1)
 
     def _eval_row_bytes(self) -> int:
-        # float32 logits, their log-softmax and a temporary, plus a few layers' features
+        # float32 output parameters and a few temporaries of their size (K of them for a
+        # mixture), plus a few layers' features
         c, h, w = self.image_shape_
-        return 4 * h * w * (3 * int(self.levels) * c + 8 * int(self.channels))
+        return 4 * h * w * (4 * self.output_.size * c + 8 * int(self.channels))
 
     def _score_samples(self, X: np.ndarray) -> np.ndarray:
         self._check_levels(X, "X")
@@ -409,6 +514,6 @@ class PixelCNN(TorchDensityEstimator):
         for j in range(x.shape[3]):
             start = max(0, j - self.module_.reach)
             for k in range(x.shape[1]):
-                logits = self.module_.row_logits(
+                params = self.module_.row_logits(
                     self._encode(x[:, :, i:i + 1, start:j + 1]), context, start)
-                x[:, k, i, j] = _draw(logits[:, :, k, 0, -1], generator)
+                x[:, k, i, j] = self.output_.draw(params[:, :, k, 0, -1], generator)
