@@ -100,9 +100,12 @@ def test_published_suite_end_to_end_then_report_without_raw_data(tmp_path):
     assert "MAF (5) (published)" in sections["uci_power"]
     assert "MAF MoG (5) (published)" in sections["uci_bsds300"]
     # bits/dim converted to nats/example with the dataset's dimension
-    glow = f"{-1.05 * 784 * math.log(2):.3f}"
-    assert "Glow (published)" in sections["mnist"] and glow in sections["mnist"]
-    assert "PixelCNN (published)" in sections["cifar10"]
+    maf = f"{-1.89 * 784 * math.log(2):.3f}"
+    assert "MAF (published)" in sections["mnist"] and maf in sections["mnist"]
+    # figures of another protocol are named apart, never as rows beside densbench's
+    apart = "Published under another protocol, so not in the table"
+    assert "Glow (published)" not in sections["mnist"] and apart in sections["mnist"]
+    assert "(published)" not in sections["cifar10"] and apart in sections["cifar10"]
     assert "MAF (5) (published)" not in sections["mnist"]
     assert "(published)" not in sections["binarized_mnist"]  # no figure of that protocol
     cmp = cli("compare", str(run), str(run), DENSBENCH_DATA_ROOT=str(empty))
