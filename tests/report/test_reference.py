@@ -1,3 +1,4 @@
+import json
 import tomllib
 from pathlib import Path
 
@@ -88,6 +89,34 @@ def test_every_committed_reference_file_follows_the_format():
            and r.source.startswith("Papamakarios, Pavlakou & Murray (2017)")]
     assert len(maf) == 40 and all((r.error_kind, r.error_multiple) == ("standard error", 2.0)
                                   for r in maf)
+
+
+FIXED = db.data.info("binarized_mnist").protocol
+DYNAMIC = db.data.info("mnist", binarize="dynamic").protocol
+
+
+def _binary_ref(folder, name, dataset, binarization):
+    _ref_file(folder, name, [f'dataset = "{dataset}"', 'kind = "discrete"', "levels = 2",
+                             f"binarization = {json.dumps(binarization)}"], -80.0,
+              kind="none printed", multiple=None, error=None)
+
+
+def test_binarization_pairs_a_fixed_figure_only_with_fixed_and_a_dynamic_only_with_dynamic(
+        tmp_path):
+    _binary_ref(tmp_path, "fixed", "binarized_mnist", FIXED["binarization"])
+    # a figure trained on images re-drawn every time they are seen (Burda et al. 2016),
+    # even when its source calls the data "binarized MNIST"
+    _binary_ref(tmp_path, "redrawn", "binarized_mnist",
+                "dynamic: each pixel Bernoulli(x / 255), re-drawn every time an image is given "
+                "to the model")
+    _binary_ref(tmp_path, "per_seed", "mnist", DYNAMIC["binarization"])
+    refs = load_references(tmp_path)
+    shown = {name: [r.estimator for r in matching(refs, p)]
+             for name, p in (("fixed", FIXED), ("dynamic", DYNAMIC))}
+    assert shown == {"fixed": ["Model fixed"], "dynamic": ["Model per_seed"]}
+    (fig, why), = refused(refs, FIXED)
+    assert fig.estimator == "Model redrawn" and why[0].startswith("binarization: 'dynamic")
+    assert refused(refs, DYNAMIC) == []  # the binarized_mnist figures are other data
 
 
 BASE = ['dataset = "digits"', f'split = "{DIGITS["split"]}"', "levels = 17",
