@@ -154,11 +154,24 @@ class TrainingHooks:
     def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
                  val_loglik_fn: Callable[[torch.Tensor], torch.Tensor],
                  X_val: torch.Tensor | None, *, lr: float, weight_decay: float = 0.0,
-                 grad_clip: float | None = 10.0, eval_batch_size: int = 4096) -> None:
+                 grad_clip: float | None = 10.0, eval_batch_size: int = 4096,
+                 cosine_steps: int | None = None) -> None:
         self.keep: nn.Module = model
         self.model, self.loss_fn, self.val_loglik_fn = model, loss_fn, val_loglik_fn
         self.X_val, self.grad_clip, self.eval_batch_size = X_val, grad_clip, eval_batch_size
         self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.lr, self.cosine_steps, self.steps = lr, cosine_steps, 0
+
+    def step_lr(self) -> float:
+        """The learning rate of the next update: ``lr``, or with ``cosine_steps`` = T the
+        cosine decay lr * (1 + cos(pi * t / T)) / 2 of update t = 0, 1, ... (Loshchilov &
+        Hutter 2017, without restarts), 0 from update T on. A training bounded by
+        ``max_epochs`` (T its updates) then ends at a small step, where the last epochs
+        gain most."""
+        if self.cosine_steps is None:
+            return self.lr
+        t = min(self.steps, self.cosine_steps)
+        return self.lr * 0.5 * (1.0 + math.cos(math.pi * t / self.cosine_steps))
 
     def step(self, batch: torch.Tensor, index: int) -> tuple[float, ...]:
         """Update on one minibatch; return its losses (checked finite by the loop)."""
@@ -170,7 +183,11 @@ class TrainingHooks:
         loss.backward()
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.cosine_steps is not None:
+            for group in self.opt.param_groups:
+                group["lr"] = self.step_lr()
         self.opt.step()
+        self.steps += 1
         return (value,)
 
     def evaluate(self, mean_losses: tuple[float, ...]) -> Evaluation:

@@ -299,3 +299,29 @@ def test_runs_on_cuda_with_the_cpu_figures():
     assert next(gpu.module_.parameters()).is_cuda
     np.testing.assert_allclose(gpu.score_samples(X), cpu.score_samples(X), rtol=1e-3)
     assert np.array_equal(gpu.sample(20, random_state=1), gpu.sample(20, random_state=1))
+
+
+def test_the_cosine_schedule_spans_max_epochs_of_updates():
+    """With lr_schedule='cosine' the decay ends with the last update of max_epochs epochs
+    (ceil(n / batch_size) updates each): the last update's rate is the schedule's last
+    positive value, and the figures stay an exact distribution."""
+    X = np.random.default_rng(1).integers(0, 2, size=(50, 4)).astype(float)
+    seen = {}
+    est = PixelCNN(levels=2, image_shape=(2, 2), n_layers=2, channels=4, max_epochs=3,
+                   batch_size=16, lr_schedule="cosine")
+    original = est._training_hooks
+
+    def spy(X_val):
+        seen["hooks"] = hooks = original(X_val)
+        return hooks
+
+    est._training_hooks = spy
+    est.fit(X)
+    hooks = seen["hooks"]
+    assert hooks.cosine_steps == 3 * 4 and hooks.steps == 12
+    last = hooks.opt.param_groups[0]["lr"]
+    assert last == pytest.approx(est.lr * 0.5 * (1 + np.cos(np.pi * 11 / 12)))
+    every = np.array(list(itertools.product((0, 1), repeat=4)), dtype=float)
+    assert np.exp(est.score_samples(every)).sum() == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        PixelCNN(levels=2, image_shape=(2, 2), lr_schedule="linear").fit(X)

@@ -180,3 +180,30 @@ def test_progress_callback_sees_every_epoch(data):
 def test_bad_common_hyperparameters_are_named(param, value, data):
     with pytest.raises(ValueError, match=f"^toy_gaussian: .*{param}|^toy_gaussian: .*tpu"):
         ToyGaussian(**{param: value}).fit(data[0])
+
+
+def test_cosine_schedule_matches_pytorchs_cosine_annealing(data):
+    """The learning rate of every update against torch.optim.lr_scheduler.CosineAnnealingLR
+    (eta_min 0, T_max the updates), which nobody here wrote; then 0 past its end."""
+    model = nn.Linear(2, 1)
+    batch = torch.as_tensor(data[0][:64], dtype=torch.float32)
+    hooks = TrainingHooks(model, lambda b: model(b).pow(2).mean(), lambda b: b[:, 0], None,
+                          lr=0.01, cosine_steps=7)
+    used = []
+    for t in range(9):
+        hooks.step(batch, t)
+        used.append(hooks.opt.param_groups[0]["lr"])
+    ref_model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(ref_model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7, eta_min=0.0)
+    expected = []
+    for _ in range(7):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(used[:7], expected, rtol=1e-12, atol=1e-15)
+    assert used[0] == 0.01 and used[7:] == [0.0, 0.0]
+    constant = TrainingHooks(model, lambda b: model(b).pow(2).mean(), lambda b: b[:, 0], None,
+                             lr=0.01)
+    constant.step(batch, 0)
+    assert constant.opt.param_groups[0]["lr"] == 0.01

@@ -74,7 +74,7 @@ from densbench.estimators.params import (
     Satisfies,
     is_int,
 )
-from densbench.estimators.training import TorchDensityEstimator
+from densbench.estimators.training import TorchDensityEstimator, TrainingHooks
 
 __all__ = ["PixelCNN"]
 
@@ -361,6 +361,8 @@ class PixelCNN(TorchDensityEstimator):
             ``n_mixture`` components: 3 x n_mixture numbers a sub-pixel instead of
             ``levels``).
         n_mixture: components of the logistic mixture.
+        lr_schedule: ``'constant'`` (Adam at ``lr`` throughout) or ``'cosine'`` (``lr``
+            decayed to 0 along a cosine over ``max_epochs`` epochs of updates).
         image_shape: (H, W) or (H, W, C), rows holding the pixels channels last (the run
             sets it from the dataset); H * W * C must be the number of columns.
         max_epochs, batch_size, lr, patience, time_budget_s, device, random_state: the
@@ -405,14 +407,15 @@ class PixelCNN(TorchDensityEstimator):
         "levels": [Interval(int, 2, None)],
         "output": [Options(*_OUTPUTS)],
         "n_mixture": [Interval(int, 1, None)],
+        "lr_schedule": [Options("constant", "cosine")],
         "image_shape": [ListOf(Interval(int, 1, None), min_len=2, max_len=3,
                                phrase="(H, W) or (H, W, C), positive ints"), None],
     }
 
     def __init__(self, *, n_layers: int = 6, channels: int = 64, kernel_size: int = 3,
                  first_kernel_size: int = 7, levels: int = 256, output: str = "categorical",
-                 n_mixture: int = 10, image_shape: tuple[int, ...] | None = None,
-                 **training: Any) -> None:
+                 n_mixture: int = 10, lr_schedule: str = "constant",
+                 image_shape: tuple[int, ...] | None = None, **training: Any) -> None:
         self.n_layers = n_layers
         self.channels = channels
         self.kernel_size = kernel_size
@@ -420,6 +423,7 @@ class PixelCNN(TorchDensityEstimator):
         self.levels = levels
         self.output = output
         self.n_mixture = n_mixture
+        self.lr_schedule = lr_schedule
         self.image_shape = image_shape
         self._store_training(training)
 
@@ -464,10 +468,17 @@ class PixelCNN(TorchDensityEstimator):
         super()._fit(X, X_val)
 
     def _build(self, X: torch.Tensor) -> nn.Module:
+        self._updates_per_epoch = -(-X.shape[0] // int(self.batch_size))
         return _GatedPixelCNN(self.image_shape_[0], self.output_.size, int(self.channels),
                               int(self.n_layers), int(self.kernel_size),
                               int(self.first_kernel_size),
                               self.output_.initial_bias(self._images(X)).contiguous())
+
+    def _training_hooks(self, X_val: torch.Tensor | None) -> TrainingHooks:
+        hooks = super()._training_hooks(X_val)
+        if self.lr_schedule == "cosine":
+            hooks.cosine_steps = int(self.max_epochs) * self._updates_per_epoch
+        return hooks
 
     # -- the likelihood ----------------------------------------------------------------
     def _images(self, rows: torch.Tensor) -> torch.Tensor:
