@@ -170,16 +170,19 @@ def _gallery(rec: dict[str, Any], title: str, path: Path) -> tuple[Drawn | None,
 
 # -- run-level figures -----------------------------------------------------------------
 
-def _wrapped(label: str, width: int = 28) -> str:
-    """A long label (an estimator with its parameters) on a few lines."""
-    return "\n".join(textwrap.wrap(label, width, break_long_words=True)) or label
+def _wrapped(label: str, width: int = 28, *, break_words: bool = True) -> str:
+    """A long label (an estimator with its parameters) on a few lines; a name that must
+    stay whole (a dataset's) is broken at spaces only."""
+    return "\n".join(textwrap.wrap(label, width, break_long_words=break_words)) or label
 
 
 @styled
 def rank_figure(agg: Any, failures: dict[tuple[str, str], str] | None = None) -> Any:
     """Rank of each estimator on each dataset by mean test log-likelihood (1 = best); an
-    estimator with no figure on a dataset is a grey hatched square saying why (its cells
-    failed: ``failures`` by (dataset, label); or no likelihood). None without figures."""
+    estimator with no figure on a dataset is a grey hatched square saying why: its cells
+    failed (``failures`` by (dataset, label)), it ran without a likelihood (an implicit
+    model: other figures but none of test log-likelihood), or it was not run there (a suite
+    that restricts an estimator to some datasets). None without figures."""
     import seaborn as sns
 
     ll = agg[agg["metric"] == C.TEST_LOGLIK]
@@ -191,6 +194,7 @@ def rank_figure(agg: Any, failures: dict[tuple[str, str], str] | None = None) ->
             wide.loc[label] = np.nan
     ranks = wide.map(C.get(C.TEST_LOGLIK).badness).rank(method="min")
     ranks = ranks.loc[ranks.mean(axis=1).sort_values().index]
+    seen = set(zip(agg["dataset"], agg["label"], strict=True))
     plt = pyplot()
     width = min(MAX_WIDTH_IN, 1.2 * len(ranks.columns) + 3.0)
     fig, ax = plt.subplots(figsize=(width, 0.45 * len(ranks) + 1.6))
@@ -199,10 +203,12 @@ def rank_figure(agg: Any, failures: dict[tuple[str, str], str] | None = None) ->
     for i, label in enumerate(ranks.index):
         for j, dataset in enumerate(ranks.columns):
             if np.isnan(ranks.iloc[i, j]):
-                why = (failures or {}).get((dataset, label), "no likelihood")
+                ran = "no likelihood" if (dataset, label) in seen else "not run"
+                why = (failures or {}).get((dataset, label), ran)
                 _hatched(ax, j, i, _in_brief(why))
     ax.set_yticklabels([_wrapped(str(t)) for t in ranks.index], rotation=0)
-    ax.set_xticklabels([_wrapped(str(t), 16) for t in ranks.columns], rotation=0)
+    ax.set_xticklabels([_wrapped(str(t), 16, break_words=False) for t in ranks.columns],
+                       rotation=0)
     ax.set_xlabel("dataset")
     ax.set_ylabel("estimator")
     ax.set_title("Rank by test log-likelihood (mean over seeds)")

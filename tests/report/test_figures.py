@@ -164,7 +164,26 @@ def test_rank_map_marks_a_failed_cell_and_says_why_in_brief(why, brief):
         texts = [t.get_text() for t in fig.axes[0].texts]
         assert brief in texts
         hatched = [p for p in fig.axes[0].patches if p.get_hatch()]
-        assert len(hatched) == 2  # kde on banana (failed) and on digits (no figure)
-        assert "no likelihood" in texts
+        assert len(hatched) == 2  # kde on banana (failed) and on digits (not run)
+        assert "not run" in texts and "no likelihood" not in texts
+    finally:
+        _close(fig)
+
+
+def test_rank_map_tells_a_model_without_likelihood_from_one_not_run_there():
+    """odd has a likelihood on banana and ran on digits without one (only its cost was
+    recorded); kde ran on banana only (a suite restricting it); the dataset names are
+    kept whole on the axis."""
+    rows = CLOSE[(CLOSE["label"] != "kde") | (CLOSE["dataset"] == "banana")]
+    odd = _agg([("banana", "odd", C.TEST_LOGLIK, -3.0, 0.1),
+                ("digits", "odd", C.FIT_SECONDS, 3.0, 0.1)])
+    long_name = CLOSE.assign(dataset="binarized_mnist5k")
+    fig = F.rank_figure(pd.concat([rows, odd, long_name]))
+    try:
+        ax = fig.axes[0]
+        texts = [t.get_text() for t in ax.texts]
+        assert texts.count("no likelihood") == 1  # odd on digits
+        assert texts.count("not run") == 2        # kde on digits, odd on binarized_mnist5k
+        assert "binarized_mnist5k" in [t.get_text() for t in ax.get_xticklabels()]
     finally:
         _close(fig)
