@@ -167,7 +167,9 @@ class TrainingHooks:
         cosine decay lr * (1 + cos(pi * t / T)) / 2 of update t = 0, 1, ... (Loshchilov &
         Hutter 2017, without restarts), 0 from update T on. A training bounded by
         ``max_epochs`` (T its updates) then ends at a small step, where the last epochs
-        gain most."""
+        gain most. Written as this closed form rather than with PyTorch's
+        ``CosineAnnealingLR``, whose rate rises again past T (a time budget or a changed
+        epoch count must never raise it), and which the tests take as the reference."""
         if self.cosine_steps is None:
             return self.lr
         t = min(self.steps, self.cosine_steps)
