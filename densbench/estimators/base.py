@@ -207,6 +207,10 @@ class DensityEstimator(BaseEstimator):
     logit_space: ClassVar[bool] = False
     #: Fewest training rows ``fit`` accepts.
     min_rows: ClassVar[int] = 2
+    #: Rough cost of one training epoch against an MLP-based model's at the same dimension
+    #: and rows; a run's scheduler multiplies its prior by it to hand out the longest cells
+    #: first (:mod:`densbench.runner.schedule`). Only the order of cells depends on it.
+    epoch_cost: ClassVar[float] = 1.0
     #: Rows per scoring batch: memory stays bounded whatever the number of query rows.
     #: None for an estimator that bounds its own memory (one ``_score_samples`` call).
     score_batch_rows: ClassVar[int | None] = 4096

@@ -6,8 +6,9 @@ while the others idle. Handing out the longest first (Graham's LPT rule) bounds 
 finish at 4/3 of the best possible order. A cell's expected cost is what the same
 estimator and dataset (any seed) took in the run folder's earlier records, where there
 are some (a resumed or widened run), else a prior from what drives the cost: the number
-of training epochs for the estimators trained by the shared loop, times the log of the
-dimension.
+of training epochs for the estimators trained by the shared loop, times the estimator's
+declared ``epoch_cost`` (an image model's convolutions cost far more per epoch than an
+MLP), times the log of the dimension.
 
 References:
     R. L. Graham, "Bounds on multiprocessing timing anomalies", SIAM Journal on Applied
@@ -44,18 +45,23 @@ def _wall_seconds(record: dict[str, Any]) -> float | None:
 
 
 def _epochs(cell: Cell) -> float:
-    """The cell's epoch budget (its own or the estimator's default), or 1 for an estimator
-    that is not trained in epochs."""
+    """The cell's epoch budget (its own or the estimator's default) times the estimator's
+    ``epoch_cost``, or 1 for an estimator that is not trained in epochs."""
     from densbench import estimators
 
     epochs = cell.estimator.params.get("max_epochs")
+    cost = 1.0
     # (a user's code runs in its cells only, never here)
-    if epochs is None and not runs_user_code(cell.estimator, estimators.REGISTRY):
+    if not runs_user_code(cell.estimator, estimators.REGISTRY):
         try:
-            epochs = estimators.make(cell.estimator.name).get_params().get("max_epochs")
+            bare = estimators.make(cell.estimator.name)
         except Exception:  # an estimator that cannot be made bare gets the plain prior
-            epochs = None
-    return float(epochs) if isinstance(epochs, int | float) else 1.0
+            bare = None
+        if bare is not None:
+            cost = float(getattr(bare, "epoch_cost", 1.0))
+            if epochs is None:
+                epochs = bare.get_params().get("max_epochs")
+    return cost * float(epochs) if isinstance(epochs, int | float) else 1.0
 
 
 def _dim(cell: Cell, known: dict[str, int]) -> int:
@@ -76,7 +82,8 @@ def _dim(cell: Cell, known: dict[str, int]) -> int:
 def expected_seconds(cells: Iterable[Cell],
                      records: Iterable[dict[str, Any]] = ()) -> dict[str, float]:
     """Expected cost of each cell (by id): the mean wall time of the ok ``records`` of the
-    same estimator and dataset, else the prior (epochs x (1 + log2 dimension))."""
+    same estimator and dataset, else the prior (epochs x epoch_cost x (1 + log2
+    dimension))."""
     seen: dict[str, list[float]] = defaultdict(list)
     for rec in records:
         wall = _wall_seconds(rec) if rec.get("status") == "ok" else None

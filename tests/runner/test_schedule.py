@@ -30,3 +30,24 @@ def test_measured_costs_of_any_seed_override_the_prior():
             _record(Cell(Spec("maf", {"max_epochs": 40}), Spec("banana"), 2), 600, "failed")]
     assert longest_first([fast, slow], done) == [slow, fast]
     assert expected_seconds([fast], done)[fast.id] == 30.0  # the failed record is ignored
+
+
+def test_an_estimators_epoch_cost_weighs_its_prior():
+    """Twelve PixelCNN epochs outweigh a flow's 200-epoch budget at the same dimension (a
+    PixelCNN epoch costs far more), so a run starts it first."""
+    from densbench import estimators
+
+    pixelcnn = Cell(Spec("pixelcnn", {"max_epochs": 12}), Spec("mnist5k"), 0)
+    maf = Cell(Spec("maf", {"max_epochs": 200}), Spec("mnist5k"), 0)
+    cost = expected_seconds([maf, pixelcnn])
+    factor = type(estimators.make("pixelcnn")).epoch_cost
+    assert factor > 1.0 and type(estimators.make("maf")).epoch_cost == 1.0
+    assert cost[pixelcnn.id] == cost[maf.id] * 12 * factor / 200
+    assert longest_first([maf, pixelcnn]) == [pixelcnn, maf]
+
+
+def test_the_images_suite_starts_its_pixelcnn_cells_first():
+    from densbench.runner.plan import builtin_suite
+
+    order = [c.estimator.name for c in longest_first(builtin_suite("images").cells())]
+    assert order[:2] == ["pixelcnn", "pixelcnn"]

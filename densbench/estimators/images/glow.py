@@ -81,6 +81,8 @@ class Glow(TorchDensityEstimator):
     image_model: ClassVar[bool] = True
     #: The run maps dequantized pixels to logit space before the model sees them.
     logit_space: ClassVar[bool] = True
+    # Convolutional coupling networks at every position of each level.
+    epoch_cost: ClassVar[float] = 3.0
 
     training_defaults: ClassVar[dict[str, Any]] = (
         TorchDensityEstimator.training_defaults | {"batch_size": 64})
