@@ -88,7 +88,10 @@ class Dataset:
     space (None: its default). ``sequence_shape = (T, D)`` declares that each
     row of length ``T * D`` is a sequence of ``T`` steps of ``D``-dimensional observations,
     in row-major order (step ``t`` is ``row[t * D:(t + 1) * D]``); ``None`` for data that are
-    not sequences.
+    not sequences. ``train_grey`` marks dynamic binarization: the ``uint8`` grey levels x
+    of the training images whose binary pixels are Bernoulli(x / 255) draws; estimators
+    trained in epochs draw the training images afresh from :attr:`train_means` at every
+    epoch (``train`` is one such draw); ``None`` otherwise.
     """
 
     name: str
@@ -106,6 +109,7 @@ class Dataset:
     description: str = ""
     protocol_notes: dict[str, Any] = field(default_factory=dict)
     logit_lambda: float | None = None
+    train_grey: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> None:
         object.__setattr__(self, "_splits", {"train": train, "val": val, "test": test})
@@ -124,6 +128,11 @@ class Dataset:
                 raise ValueError(f"dataset {self.name}: sequence_shape must be (T, D) with "
                                  f"T * D = {self.dim} columns; got {self.sequence_shape!r}")
             object.__setattr__(self, "sequence_shape", shape)
+        if self.train_grey is not None and (
+                self.levels != 2 or self.train_grey.dtype != np.uint8
+                or self.train_grey.shape != self._splits["train"].shape):
+            raise ValueError(f"dataset {self.name}: train_grey must be the uint8 grey levels "
+                             "of the binary (2-level) training images, one per pixel")
 
     @property
     def dim(self) -> int:
@@ -150,6 +159,12 @@ class Dataset:
         if self.truth is None:
             return None
         return self.truth.log_prob(np.asarray(X, dtype=np.float64))
+
+    @property
+    def train_means(self) -> np.ndarray | None:
+        """The Bernoulli means x / 255 of a dynamically binarized training split (float64,
+        the shape of ``train``), or None."""
+        return None if self.train_grey is None else self.train_grey / 255.0
 
     def split(self, name: str) -> np.ndarray:
         """Split ``name`` as float64 (a converted copy when stored as ``uint8``)."""

@@ -78,6 +78,14 @@ class Prepared:
     levels: int | None = None
     #: lambda of the logit transform the estimator's data went through (None: no logit).
     logit_lambda: float | None = None
+    #: Pixel means of dynamically binarized training images (``Dataset.train_means``) for
+    #: an estimator that draws them afresh each epoch; None otherwise.
+    train_means: np.ndarray | None = None
+
+    def fit_keywords(self) -> dict[str, np.ndarray]:
+        """The keywords of the estimator's ``fit`` beside the splits: ``binarize_from``
+        under dynamic binarization, else none."""
+        return {} if self.train_means is None else {"binarize_from": self.train_means}
 
     def to_data_units(self, split: str, scores: np.ndarray) -> np.ndarray:
         return scores + self.log_jacobian[split]
@@ -129,10 +137,13 @@ def logit_transform(y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare(dataset: Dataset, *, discrete_native: bool, logit_space: bool = False,
-            seed: int = 0) -> Prepared:
+            seed: int = 0, redraws_binarization: bool = False) -> Prepared:
     """The estimator's view of ``dataset``: the data as they are (continuous data, or the
     levels for a ``discrete_native`` estimator), else dequantized, and in logit space for a
-    ``logit_space`` estimator (with the dataset's ``logit_lambda``).
+    ``logit_space`` estimator (with the dataset's ``logit_lambda``). A dynamically
+    binarized dataset also gives a ``discrete_native`` estimator that
+    ``redraws_binarization`` its training images' pixel means (``train_means``); other
+    estimators fit its one draw, ``train``.
 
     Example:
         >>> import densbench as db
@@ -147,7 +158,9 @@ def prepare(dataset: Dataset, *, discrete_native: bool, logit_space: bool = Fals
         splits = {s: dataset.split(s) for s in ("train", "val", "test")}
         zeros = {s: np.zeros(len(a)) for s, a in splits.items()}
         figure = FIGURE_DISCRETE if dataset.kind == "discrete" else FIGURE_CONTINUOUS
-        return Prepared(**splits, log_jacobian=zeros, figure=figure, transform="identity")
+        means = dataset.train_means if discrete_native and redraws_binarization else None
+        return Prepared(**splits, log_jacobian=zeros, figure=figure, transform="identity",
+                        train_means=means)
     levels = int(dataset.levels)
     lam = (dataset.logit_lambda or DEFAULT_LOGIT_LAMBDA) if logit_space else None
     out, ldj = {}, {}

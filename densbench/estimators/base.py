@@ -205,6 +205,9 @@ class DensityEstimator(BaseEstimator):
     #: (lambda declared by the dataset) and adds that map's log-Jacobian back
     #: (:func:`densbench.data.transforms.prepare`); the class itself just models y.
     logit_space: ClassVar[bool] = False
+    #: Whether ``fit`` takes ``binarize_from``, the pixel means of dynamically binarized
+    #: training images, drawn afresh at every epoch (the neural estimators' shared loop).
+    redraws_binarization: ClassVar[bool] = False
     #: Fewest training rows ``fit`` accepts.
     min_rows: ClassVar[int] = 2
     #: Rough cost of one training epoch against an MLP-based model's at the same dimension

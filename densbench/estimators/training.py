@@ -35,7 +35,7 @@ from densbench.estimators.params import Interval, ParamConstraints, Satisfies
 
 __all__ = [
     "Evaluation", "TorchDensityEstimator", "TrainResult", "TrainingError", "TrainingHooks",
-    "emit_progress", "mlp", "on_device", "progress_callback", "resolve_device",
+    "checked_means", "emit_progress", "mlp", "on_device", "progress_callback", "resolve_device",
     "torch_seed", "train",
 ]
 
@@ -112,6 +112,30 @@ def mlp(d_in: int, d_out: int, hidden: int, n_layers: int) -> nn.Sequential:
         width = hidden
     layers.append(nn.Linear(width, d_out))
     return nn.Sequential(*layers)
+
+
+def checked_means(means: Any, X: Any, who: str) -> np.ndarray:
+    """``means`` as float64 (n, d) Bernoulli means of which binary ``X`` is one draw; a
+    ValueError naming ``who`` and what is wrong otherwise (a shape, a value outside
+    [0, 1], a non-binary ``X``, a pixel drawn 1 where its mean is 0 or 0 where it is 1).
+
+    Example:
+        >>> checked_means([[0.2, 1.0]], [[0.0, 1.0]], "vae").tolist()
+        [[0.2, 1.0]]
+    """
+    P = np.asarray(means, dtype=np.float64)
+    Xa = np.asarray(X, dtype=np.float64)
+    if P.shape != Xa.shape:
+        raise ValueError(f"{who}: binarize_from must have the shape of X {Xa.shape}; "
+                         f"got {P.shape}")
+    if not np.all((P >= 0.0) & (P <= 1.0)):  # NaN fails this too
+        raise ValueError(f"{who}: binarize_from must hold means in [0, 1]")
+    if not np.all((Xa == 0.0) | (Xa == 1.0)):
+        raise ValueError(f"{who}: binarize_from needs binary X (levels 0 and 1)")
+    if np.any((Xa == 1.0) & (P == 0.0)) or np.any((Xa == 0.0) & (P == 1.0)):
+        raise ValueError(f"{who}: X is not a draw of binarize_from (a pixel drawn 1 where "
+                         "its mean is 0, or 0 where it is 1)")
+    return P
 
 
 @dataclass
@@ -213,16 +237,24 @@ class TrainingHooks:
 
 def _train_epoch(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor,
                  gen: torch.Generator, *, who: str, epoch: int, batch_size: int,
-                 deadline: float | None) -> tuple[tuple[float, ...], int, bool]:
+                 deadline: float | None, means: torch.Tensor | None = None
+                 ) -> tuple[tuple[float, ...], int, bool]:
     """One pass over shuffled minibatches: the mean of each loss per example, the examples
-    seen and whether ``deadline`` (a ``perf_counter`` time) passed, which ends the pass."""
+    seen and whether ``deadline`` (a ``perf_counter`` time) passed, which ends the pass.
+    With ``means`` (on the CPU, like ``gen``) each minibatch is a fresh Bernoulli draw of
+    its rows' means instead of its rows of ``X_train``."""
     model.train()
     n = X_train.shape[0]
-    perm = torch.randperm(n, generator=gen).to(X_train.device)
+    perm = torch.randperm(n, generator=gen)
+    perm_on = perm.to(X_train.device)
     sums, seen = [0.0] * len(hooks.loss_names), 0
     out_of_time = False
     for b, start in enumerate(range(0, n, batch_size)):
-        batch = X_train[perm[start:start + batch_size]]
+        if means is None:
+            batch = X_train[perm_on[start:start + batch_size]]
+        else:
+            batch = torch.bernoulli(means[perm[start:start + batch_size]],
+                                    generator=gen).to(X_train.device, X_train.dtype)
         losses = hooks.step(batch, b)
         if not all(math.isfinite(v) for v in losses):
             shown = losses[0] if len(losses) == 1 else losses
@@ -238,8 +270,10 @@ def _train_epoch(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor,
 
 def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who: str,
           max_epochs: int, batch_size: int, patience: int, time_budget_s: float | None,
-          seed: int) -> TrainResult:
-    """Train ``model`` with ``hooks`` over shuffled minibatches of ``X_train``.
+          seed: int, means: torch.Tensor | None = None) -> TrainResult:
+    """Train ``model`` with ``hooks`` over shuffled minibatches of ``X_train``, or with
+    ``means`` (dynamic binarization: Bernoulli means of the rows of ``X_train``, on the
+    CPU) over minibatches drawn afresh from them at every epoch.
 
     The epoch with the best ``hooks.evaluate`` is kept (its ``hooks.keep`` weights are
     restored); training stops after ``patience`` epochs without improvement, at
@@ -254,18 +288,18 @@ def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who:
     t0 = time.perf_counter()
     deadline = None if time_budget_s is None else t0 + time_budget_s
     for epoch in range(1, max_epochs + 1):
-        means, seen, out_of_time = _train_epoch(model, hooks, X_train, gen, who=who,
-                                                epoch=epoch, batch_size=batch_size,
-                                                deadline=deadline)
+        losses, seen, out_of_time = _train_epoch(model, hooks, X_train, gen, who=who,
+                                                 epoch=epoch, batch_size=batch_size,
+                                                 deadline=deadline, means=means)
         result.examples_seen += seen
         model.eval()
         with torch.no_grad():
-            ev = hooks.evaluate(means)
+            ev = hooks.evaluate(losses)
         if ev.select is not None and not math.isfinite(ev.select):
             raise TrainingError(f"{who}: the validation criterion became {ev.select} at "
                                 f"epoch {epoch}")
         elapsed = time.perf_counter() - t0
-        result.history.append({"epoch": epoch, **dict(zip(hooks.loss_names, means,
+        result.history.append({"epoch": epoch, **dict(zip(hooks.loss_names, losses,
                                                           strict=True)),
                                **ev.report, "seconds": elapsed})
         result.epochs = epoch
@@ -276,7 +310,7 @@ def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who:
         else:
             since_best += 1
         emit_progress({"who": who, "epoch": epoch, "max_epochs": max_epochs,
-                       "train_loss": means[-1], "val_loglik": ev.report.get("val_loglik",
+                       "train_loss": losses[-1], "val_loglik": ev.report.get("val_loglik",
                                                                             math.nan),
                        "seconds": elapsed})
         if out_of_time:
@@ -318,6 +352,7 @@ class TorchDensityEstimator(DensityEstimator):
     discrete models that see raw levels return False).
     """
 
+    redraws_binarization: ClassVar[bool] = True
     #: Rows per evaluation batch (validation after each epoch, scoring), at most: fewer
     #: where a row's activations are large (:meth:`_eval_rows`).
     eval_batch_size: ClassVar[int] = 4096
@@ -352,6 +387,23 @@ class TorchDensityEstimator(DensityEstimator):
         for key, default in self.training_defaults.items():
             setattr(self, key, training.get(key, default))
 
+    def fit(self, X: Any, X_val: Any = None, *,
+            binarize_from: Any = None) -> TorchDensityEstimator:
+        """Fit to ``X`` (n, d); ``X_val`` is used only for early stopping.
+
+        ``binarize_from``: dynamic binarization (Burda et al. 2016). For binary ``X``, the
+        (n, d) pixel means in [0, 1] of which ``X`` is one Bernoulli draw: each epoch then
+        trains on a fresh draw of every image, seeded by ``random_state``; ``X`` still
+        sets what the data decide before training (checks of the levels, initial biases).
+        Only for an estimator that models the binary levels natively (``levels = 2``).
+        """
+        self._binarize_from = (None if binarize_from is None
+                               else checked_means(binarize_from, X, self.name))
+        try:
+            return super().fit(X, X_val)  # type: ignore[return-value]
+        finally:
+            del self._binarize_from
+
     @classmethod
     def run_params(cls, dataset: Any, *, seed: int, device: str) -> dict[str, Any]:
         """Also the run's device: a setting of the run, kept out of the cell id."""
@@ -365,6 +417,13 @@ class TorchDensityEstimator(DensityEstimator):
         self._set_standardization(X)
         Xt = self._to_tensor(X)
         Vt = self._to_tensor(X_val) if X_val is not None else None
+        means = getattr(self, "_binarize_from", None)
+        if means is not None:
+            levels = getattr(self, "levels_", None) or getattr(self, "levels", None)
+            if self._standardize() or levels != 2:
+                raise ValueError(f"{self.name}: binarize_from needs a model of the binary "
+                                 "levels themselves (levels = 2, no standardization)")
+            means = torch.as_tensor(means, dtype=torch.float32)
         seed = self._seed()
         with torch_seed(seed):
             self.module_ = self._build(Xt).to(self.device_)
@@ -374,7 +433,8 @@ class TorchDensityEstimator(DensityEstimator):
             self.training_ = train(
                 self.module_, self._training_hooks(Vt), Xt, who=self.name,
                 max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
-                patience=int(self.patience), time_budget_s=self.time_budget_s, seed=seed)
+                patience=int(self.patience), time_budget_s=self.time_budget_s, seed=seed,
+                means=means)
         finally:
             del self._noise
         self.epochs_ = self.training_.epochs

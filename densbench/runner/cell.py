@@ -126,7 +126,8 @@ def _prepare(st: _State, device: str) -> None:
     params = {**cls.run_params(ds, seed=cell.seed, device=device), **cell.estimator.params}
     st.est = estimators.make(cell.estimator.name, **params)
     st.prep = prep = prepare(ds, discrete_native=cls.discrete_native,
-                             logit_space=cls.logit_space, seed=cell.seed)
+                             logit_space=cls.logit_space, seed=cell.seed,
+                             redraws_binarization=cls.redraws_binarization)
     st.record.update({
         "likelihood_kind": st.est.likelihood.value,
         "figure": prep.figure if st.has_likelihood else None,
@@ -166,7 +167,7 @@ def _fit(st: _State) -> None:
     from densbench.metrics.timing import Stopwatch
 
     with Stopwatch() as sw:
-        st.est.fit(st.prep.train, st.prep.val)
+        st.est.fit(st.prep.train, st.prep.val, **st.prep.fit_keywords())
     st.cost.append(metric(FIT_SECONDS, sw.seconds, None))
     st.cost.append(metric("train_examples_per_s", len(st.prep.train) / max(sw.seconds, 1e-9),
                           None))

@@ -99,7 +99,7 @@ def tune(name: str, base: dict[str, Any], space: SearchSpace, prep: Any,
         with Stopwatch() as sw:
             try:
                 est = estimators.make(name, **{**base, **trial.params})
-                est.fit(train, val)
+                est.fit(train, val, **prep.fit_keywords())
                 crit, unit, better, value, se = _criterion(est, prep, seed)
             except Exception as exc:  # a failing candidate is recorded, the others go on
                 trial.error = f"{type(exc).__name__}: {exc}"

@@ -52,7 +52,11 @@ def test_dynamic_binarization_is_bernoulli_of_the_intensity_per_seed(root):
     # E[x_bin] = x / 255: the mean over 392,000 pixels within 4 standard errors
     diff = a.native("train") - grey
     assert abs(diff.mean()) < 4 * np.sqrt((grey * (1 - grey)).sum()) / diff.size
-    assert a.protocol["binarization"].startswith("stochastic")
+    assert a.protocol["binarization"].startswith("dynamic")
+    assert a.protocol == db.data.info("mnist", binarize="dynamic").protocol
+    # the training images' grey levels travel with the draw, for the redraw at each epoch
+    np.testing.assert_array_equal(a.train_means, grey)
+    assert db.data.load("mnist").train_means is None
     assert "binarization" not in db.data.info("mnist").protocol
     with pytest.raises(ValueError, match="binarize must be None or 'dynamic'"):
         db.data.load("mnist", binarize="fixed")

@@ -50,7 +50,10 @@ def test_mnist5k_binarized_variants_keep_the_split_and_state_the_protocol():
     assert dyn0.params["binarize"] == "dynamic" and "binarize" not in grey.params
     assert str(MNIST5K_BINARIZATION_SEED) in fixed0.protocol["binarization"]
     assert fixed0.protocol["binarization"].startswith("fixed: one Bernoulli(x / 255) draw")
-    assert "not redrawn each epoch" in dyn0.protocol["binarization"]
+    assert "afresh at every epoch" in dyn0.protocol["binarization"]
+    # the grey levels of the dynamic set's training images: train is one draw of them
+    np.testing.assert_array_equal(dyn0.train_means, grey.train / 255)
+    assert fixed0.train_means is None and grey.train_means is None
     assert "binarization" not in grey.protocol and grey.logit_lambda == 1e-6
     with pytest.raises(ValueError, match="dataset mnist5k: binarize must be None or "
                        "'dynamic'; got 'fixed'"):

@@ -207,3 +207,61 @@ def test_cosine_schedule_matches_pytorchs_cosine_annealing(data):
                              lr=0.01)
     constant.step(batch, 0)
     assert constant.opt.param_groups[0]["lr"] == 0.01
+
+
+def test_dynamic_binarization_draws_every_epoch_afresh_from_the_means():
+    """With ``means`` each minibatch is a new Bernoulli draw of its rows' means: a row
+    differs from one epoch to the next, its draws average to its mean, and the seed fixes
+    them all."""
+
+    class Record(TrainingHooks):
+        def __init__(self, model):
+            self.keep, self.model, self.rows = model, model, []
+
+        def step(self, batch, index):
+            self.rows.append(batch.clone())
+            return (0.0,)
+
+        def evaluate(self, mean_losses):
+            return Evaluation(None, {})
+
+    means = torch.tensor([[0.0, 0.25, 0.5, 1.0]]).repeat(400, 1)
+    X = torch.bernoulli(means, generator=torch.Generator().manual_seed(9))
+    runs = []
+    for _ in range(2):
+        hooks = Record(nn.Linear(1, 1))
+        train(hooks.model, hooks, X, who="w", max_epochs=50, batch_size=100, patience=50,
+              time_budget_s=None, seed=3, means=means)
+        runs.append(torch.stack(hooks.rows))   # (epochs x batches, 100, 4)
+    assert torch.equal(runs[0], runs[1])       # seeded
+    draws = runs[0].reshape(-1, 4)
+    assert set(draws.unique().tolist()) == {0.0, 1.0} and draws.dtype == X.dtype
+    se = (means[0] * (1 - means[0]) / draws.shape[0]).sqrt()
+    assert ((draws.mean(0) - means[0]).abs() <= 4 * se + 1e-12).all()
+    first, second = runs[0][:4].reshape(-1, 4), runs[0][4:8].reshape(-1, 4)
+    assert not torch.equal(first, second)      # epoch 2 is not epoch 1 reshuffled
+    assert not torch.equal(first.sort(0).values, X.sort(0).values)
+
+
+@pytest.mark.parametrize("means, X, match", [
+    (np.full((3, 2), 0.5), np.zeros((2, 2)), r"shape of X \(2, 2\); got \(3, 2\)"),
+    (np.full((2, 2), 1.5), np.zeros((2, 2)), r"means in \[0, 1\]"),
+    (np.full((2, 2), np.nan), np.zeros((2, 2)), r"means in \[0, 1\]"),
+    (np.full((2, 2), 0.5), np.full((2, 2), 2.0), "needs binary X"),
+    (np.zeros((2, 2)), np.ones((2, 2)), "X is not a draw of binarize_from"),
+])
+def test_bad_binarize_from_is_named(means, X, match):
+    with pytest.raises(ValueError, match="^vae: binarize_from|^vae: X is not"):
+        from densbench import estimators
+        estimators.make("vae", decoder="bernoulli", levels=2, max_epochs=1,
+                        latent_dim=2, hidden=8).fit(X, binarize_from=means)
+    with pytest.raises(ValueError, match=match):
+        from densbench.estimators.training import checked_means
+        checked_means(means, X, "vae")
+
+
+def test_binarize_from_needs_a_model_of_the_binary_levels(data):
+    X = (np.random.default_rng(0).random((50, 2)) < 0.5).astype(float)
+    with pytest.raises(ValueError, match="toy_gaussian: binarize_from needs a model of the "
+                       "binary levels"):
+        ToyGaussian(max_epochs=1).fit(X, binarize_from=np.full(X.shape, 0.5))

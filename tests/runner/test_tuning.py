@@ -237,3 +237,31 @@ def test_the_report_writes_tuning_toml_and_the_runner_writes_only_records():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_a_dynamically_binarized_set_reaches_the_fits_of_a_cell_and_its_search(monkeypatch):
+    """A cell on mnist5k(binarize="dynamic") fits the neural estimator (each candidate of
+    its search, and the winner) with the training images' pixel means, so it redraws
+    them every epoch; a classical estimator fits the one draw."""
+    calls = []
+    for name in ("vae", "diag_gaussian"):
+        cls = db.estimators.get(name)
+        original = cls.fit
+
+        def spy(self, X, X_val=None, _original=original, **kwargs):
+            calls.append((self.name, kwargs.get("binarize_from")))
+            return _original(self, X, X_val, **kwargs)
+        monkeypatch.setattr(cls, "fit", spy)
+    data = Spec("mnist5k", {"binarize": "dynamic", "n_val": 50, "n_test": 50})
+    vae = {"decoder": "bernoulli", "latent_dim": 2, "hidden": 8, "max_epochs": 2,
+           "k_eval": 4}
+    space = SearchSpace.parse({"lr": [1e-3, 3e-3]}, who="vae")
+    means = db.data.load("mnist5k", seed=0, binarize="dynamic", n_val=50,
+                         n_test=50).train_means
+    for spec in (Spec("vae", vae, tune=space), Spec("diag_gaussian")):
+        rec = run_cell(Cell(spec, data, 0, sample_metrics=False))
+        assert rec["status"] == "ok", rec["error"]
+    assert [name for name, _ in calls] == ["vae"] * 3 + ["diag_gaussian"]
+    for _, given in calls[:3]:
+        np.testing.assert_array_equal(given, means)
+    assert calls[3][1] is None
