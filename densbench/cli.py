@@ -84,8 +84,9 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", metavar="X,Y", help="only these datasets")
     r.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
     r.add_argument("--out", metavar="DIR", help="run folder (default results/<suite>)")
-    r.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes (default 1)")
+    r.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes of one thread each (default: one per usable "
+                        "core, fewer where memory is short)")
     r.add_argument("--executor", choices=list(EXECUTORS), default="local",
                    help="local (supervised worker processes on this machine: limits "
                         "enforced, a crashing cell fails alone), dask (distributed), or "
@@ -292,16 +293,19 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     from densbench.runner.executors import RunOptions
     from densbench.runner.supervise import local_devices
 
-    if args.workers < 1:
+    from densbench.parallel import default_workers
+
+    if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")
     if args.scheduler and args.executor != "dask":
         raise UsageError("--scheduler needs --executor dask")
-    if args.executor == "inprocess" and args.workers != 1:
+    if args.executor == "inprocess" and args.workers not in (None, 1):
         raise UsageError("--executor inprocess runs one cell at a time: no --workers")
-    options = RunOptions(workers=args.workers, device=args.device, scheduler=args.scheduler,
+    workers = args.workers or (1 if args.executor == "inprocess" else default_workers())
+    options = RunOptions(workers=workers, device=args.device, scheduler=args.scheduler,
                          executor=args.executor, retry_failed=args.retry_failed)
     if args.executor != "dask":  # a Dask cluster's GPUs are its workers' to count
-        local_devices(args.device, args.workers)
+        local_devices(args.device, workers)
     return options
 
 

@@ -3,6 +3,7 @@ usable_cores: the process's CPU affinity."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,3 +68,39 @@ def test_threads_follow_the_cores_the_process_was_given_not_the_machines():
                           check=True)
     cores = len(os.sched_getaffinity(0))
     assert free.stdout.split() == [str(cores), str(cores)]
+
+
+def test_the_default_worker_count_is_one_per_core_bounded_by_memory(monkeypatch):
+    from densbench import parallel
+
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 8)
+    assert parallel.default_workers(memory_mb=64 * 1024) == 8
+    assert parallel.default_workers(memory_mb=3.5 * parallel.WORKER_MEMORY_MB) == 3
+    assert parallel.default_workers(memory_mb=10.0) == 1
+    monkeypatch.setattr(parallel, "available_memory_mb", lambda: None)
+    assert parallel.default_workers() == 8  # no figure from the OS: the cores decide
+
+
+def test_available_memory_is_the_os_figure():
+    from densbench.parallel import available_memory_mb
+
+    mb = available_memory_mb()
+    if os.path.exists("/proc/meminfo"):
+        with open("/proc/meminfo") as fh:
+            kb = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+        assert mb is not None and abs(mb - kb / 1024) < 512  # read a moment apart
+    else:
+        assert mb is None
+
+
+def test_a_run_without_workers_starts_one_per_core(tmp_path):
+    # the README's plain commands: one single-threaded worker per usable core (memory
+    # allowing), recorded in the run's manifest
+    from densbench.parallel import default_workers
+
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "densbench", "run", "--estimators", "gaussian",
+                    "--datasets", "banana", "--seeds", "1", "--out", str(out),
+                    "--no-progress"], capture_output=True, text=True, check=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["invocations"][-1]["workers"] == default_workers()
