@@ -431,6 +431,44 @@ def check_sums_to_one(cls: type) -> None:
              f"levels must sum to {want.get(kind, 'at most 1.25')} (got {total:.6f})")
 
 
+def _binary_draws(cls: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Binary (train, val, test) rows of the width of ``cls``'s check data, and the pixel
+    means the training rows were drawn from (tiny grey images for an image model)."""
+    width = check_data(cls)[0].shape[1]
+    spec = _image_spec(cls)
+    rng = np.random.default_rng(13)
+    if spec is None:
+        means = rng.uniform(0.05, 0.95, size=(500, width))
+    else:
+        means = tiny_images(500, spec[0], 256, seed=13) / 255.0
+    X = (rng.random(means.shape) < means).astype(np.float64)
+    return X[:400], X[400:450], X[450:], means[:400]
+
+
+def check_redraws_binarization(cls: type) -> None:
+    """A class that declares ``redraws_binarization`` takes ``fit(X, X_val,
+    binarize_from=means)``: a model of binary levels trains on fresh draws of the means
+    (seeded: the same ``random_state`` gives the same numbers; not those of a fit of ``X``
+    alone); a class that models no binary levels refuses it, naming itself."""
+    if not getattr(cls, "redraws_binarization", False):
+        return
+    c = "redraws_binarization"
+    X, X_val, X_test, means = _binary_draws(cls)
+    if not (cls.discrete_native and "levels" in set(cls._get_param_names())):
+        _raises(cls, c, ValueError, re.escape(cls.name) + ": binarize_from",
+                lambda: _make(cls).fit(X, X_val, binarize_from=means),
+                "a class that models no binary levels must refuse binarize_from by name")
+        return
+    fits = [_make(cls, levels=2, random_state=7).fit(X, X_val, **kw)
+            for kw in ({"binarize_from": means}, {"binarize_from": means}, {})]
+    redrawn, again, once = (f.score_samples(X_test) for f in fits)
+    _require(cls, c, np.array_equal(redrawn, again),
+             "two fits with binarize_from and the same random_state must give the same "
+             "score_samples")
+    _require(cls, c, not np.array_equal(redrawn, once),
+             "fit with binarize_from must train on fresh draws of the means, not on X")
+
+
 def check_constraints_declared(cls: type) -> None:
     """Every hyperparameter has declared constraints; defaults and test_params pass."""
     missing = set(cls._get_param_names()) - set(cls.parameter_constraints())
@@ -519,6 +557,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "clone": check_clone, "unknown_param": check_unknown_param,
     "refuse_bad_fit": check_refuse_bad_fit, "refuse_bad_score": check_refuse_bad_score,
     "normalized": check_normalized, "sums_to_one": check_sums_to_one,
+    "redraws_binarization": check_redraws_binarization,
     "constraints_declared": check_constraints_declared,
     "check_params": check_check_params,
     "any_scale[1e+155]": _scale_check(1e155), "any_scale[1e-300]": _scale_check(1e-300),
