@@ -84,9 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--datasets", metavar="X,Y", help="only these datasets")
     r.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1")
     r.add_argument("--out", metavar="DIR", help="run folder (default results/<suite>)")
-    r.add_argument("--workers", type=int, metavar="N",
-                   help="worker processes of one thread each (default: one per usable "
-                        "core, fewer where memory is short)")
+    r.add_argument("--workers", type=int, metavar="N", help="worker processes of one "
+                   "thread each (default: one per usable core, fewer where memory is short)")
     r.add_argument("--executor", choices=list(EXECUTORS), default="local",
                    help="local (supervised worker processes on this machine: limits "
                         "enforced, a crashing cell fails alone), dask (distributed), or "

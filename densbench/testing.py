@@ -437,10 +437,8 @@ def _binary_draws(cls: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     width = check_data(cls)[0].shape[1]
     spec = _image_spec(cls)
     rng = np.random.default_rng(13)
-    if spec is None:
-        means = rng.uniform(0.05, 0.95, size=(500, width))
-    else:
-        means = tiny_images(500, spec[0], 256, seed=13) / 255.0
+    means = (rng.uniform(0.05, 0.95, size=(500, width)) if spec is None
+             else tiny_images(500, spec[0], 256, seed=13) / 255.0)
     X = (rng.random(means.shape) < means).astype(np.float64)
     return X[:400], X[400:450], X[450:], means[:400]
 
