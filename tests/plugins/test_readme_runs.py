@@ -458,7 +458,7 @@ def not_run(reason: str) -> Callable[[Workspace, Step], str | None]:
 #: those run until they have planned their suite and begun handing out cells.
 HOW: list[tuple[tuple[str, ...], Callable[[Workspace, Step], str | None]]] = [
     *((prefix, not_run(reason)) for prefix, reason in NOT_RUN.items()),
-    (("densbench", "run", "--all", "--workers", "2", "--device", "cuda"), on_a_gpu),
+    (("densbench", "run", "--all", "--device", "cuda"), on_a_gpu),
     (("densbench", "run", "--quick"), until_stored),
     (("densbench", "run"), until_started),
     (("densbench", "fetch"), fetched),
