@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from hmmlearn.base import BaseHMM
 from hmmlearn.hmm import COVARIANCE_TYPES, GaussianHMM
 
 from densbench.data.sequences import GaussianHMMTruth, hmm_forward, log_matmul
@@ -119,6 +120,34 @@ class _BatchedGaussianHMM(GaussianHMM):
             trans += A * ((u / total[:, None]).T @ v)
         stats.update(nobs=n, start=posteriors[:, 0].sum(axis=0), trans=trans)
         return stats, float(loglik.sum())
+
+    def _accumulate_sufficient_statistics(self, stats: dict[str, Any], X: np.ndarray,
+                                          lattice: np.ndarray, posteriors: np.ndarray,
+                                          fwdlattice: Any, bwdlattice: Any) -> None:
+        """hmmlearn's accumulation of the emission statistics, but its sum over frames of
+        the posterior-weighted outer products (full and tied covariances) is one matrix
+        product: hmmlearn's three-operand ``einsum`` runs as nested loops, most of an
+        E-step on many short sequences. The same sums, up to floating-point order."""
+        BaseHMM._accumulate_sufficient_statistics(self, stats, X, lattice, posteriors,
+                                                  fwdlattice, bwdlattice)
+        if self._needs_sufficient_statistics_for_mean():
+            stats["post"] += posteriors.sum(axis=0)
+            stats["obs"] += posteriors.T @ X
+        if not self._needs_sufficient_statistics_for_covars():
+            return
+        if self.covariance_type in ("spherical", "diag"):
+            stats["obs**2"] += posteriors.T @ X**2
+            return
+        K, d = posteriors.shape[1], X.shape[1]
+        stats["obs*obs.T"] += (posteriors.T @ self._outer_products(X)).reshape(K, d, d)
+
+    def _outer_products(self, X: np.ndarray) -> np.ndarray:
+        """Each frame's outer product x x^T as a row of d * d; EM's iterations see the same
+        frames, so they are computed once per fit."""
+        cached = getattr(self, "_outer", None)
+        if cached is None or cached[0] is not X:
+            cached = self._outer = (X, (X[:, :, None] * X[:, None, :]).reshape(len(X), -1))
+        return cached[1]
 
 
 def _from_model(attr: str, doc: str) -> property:
@@ -289,6 +318,7 @@ class HMM(DensityEstimator):
                 frames).cluster_centers_
             with _hmmlearn_log(self.fit_messages_), engine_errors(self.name, "hmmlearn"):
                 model.fit(frames, lengths)
+            model.__dict__.pop("_outer", None)  # the frames' outer products: fit only
             if X_val is None:
                 score = float(model.monitor_.history[-1]) / len(lengths)
             else:
