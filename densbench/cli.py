@@ -61,10 +61,6 @@ def _add_fetch_parser(sub: Any, run: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from densbench.devices import DEFAULT_DEVICE
-    from densbench.runner.executors import EXECUTORS
-    from densbench.runner.plan import builtin_suite_names
-
     p = _Parser(prog="densbench", description="Density-estimation benchmark suite.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     ls = sub.add_parser("list", help="list estimators and datasets (with whether each "
@@ -72,6 +68,31 @@ def _build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(handler=_cmd_list)
     ls.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
     ls.add_argument("--metrics", action="store_true", help="list the metric catalogue instead")
+    _add_run_parser(sub)
+    rep = sub.add_parser("report", help="write a Markdown and HTML report of a run (an "
+                         "invalid record is left out with a warning)")
+    rep.set_defaults(handler=_cmd_report)
+    rep.add_argument("run_dir", metavar="RUN")
+    rep.add_argument("--format", default="md,html", metavar="md,html",
+                     help="report formats (default: md,html)")
+    rep.add_argument("--out", metavar="DIR", help="output folder (default: RUN)")
+    cmp_ = sub.add_parser("compare", help="compare the same cells in two runs (exit 1 when "
+                          "a test log-likelihood got significantly worse or a cell ok in "
+                          "RUN_A is not ok or absent in RUN_B; 2 for an invalid record)")
+    cmp_.set_defaults(handler=_cmd_compare)
+    cmp_.add_argument("run_a", metavar="RUN_A")
+    cmp_.add_argument("run_b", metavar="RUN_B")
+    cmp_.add_argument("--all-metrics", action="store_true",
+                      help="show every metric, not only the likelihood ones")
+    _add_export_parser(sub)
+    return p
+
+
+def _add_run_parser(sub: Any) -> None:
+    from densbench.devices import DEFAULT_DEVICE
+    from densbench.runner.executors import EXECUTORS
+    from densbench.runner.plan import builtin_suite_names
+
     r = sub.add_parser("run", help="run a suite (resumes when re-run with the same --out)")
     r.set_defaults(handler=_cmd_run)
     which = r.add_mutually_exclusive_group()
@@ -100,26 +121,12 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--scheduler", metavar="ADDRESS",
                    help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
+    r.add_argument("--compile", action="store_true",
+                   help="train the estimators that gain from it through torch.compile "
+                        "(compiled code is cached on disk: pays from the second run on)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
     _add_fetch_parser(sub, r)
-    rep = sub.add_parser("report", help="write a Markdown and HTML report of a run (an "
-                         "invalid record is left out with a warning)")
-    rep.set_defaults(handler=_cmd_report)
-    rep.add_argument("run_dir", metavar="RUN")
-    rep.add_argument("--format", default="md,html", metavar="md,html",
-                     help="report formats (default: md,html)")
-    rep.add_argument("--out", metavar="DIR", help="output folder (default: RUN)")
-    cmp_ = sub.add_parser("compare", help="compare the same cells in two runs (exit 1 when "
-                          "a test log-likelihood got significantly worse or a cell ok in "
-                          "RUN_A is not ok or absent in RUN_B; 2 for an invalid record)")
-    cmp_.set_defaults(handler=_cmd_compare)
-    cmp_.add_argument("run_a", metavar="RUN_A")
-    cmp_.add_argument("run_b", metavar="RUN_B")
-    cmp_.add_argument("--all-metrics", action="store_true",
-                      help="show every metric, not only the likelihood ones")
-    _add_export_parser(sub)
-    return p
 
 
 def _add_export_parser(sub: Any) -> None:
@@ -302,7 +309,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         raise UsageError("--executor inprocess runs one cell at a time: no --workers")
     workers = args.workers or (1 if args.executor == "inprocess" else default_workers())
     options = RunOptions(workers=workers, device=args.device, scheduler=args.scheduler,
-                         executor=args.executor, retry_failed=args.retry_failed)
+                         executor=args.executor, retry_failed=args.retry_failed,
+                         compile=args.compile)
     if args.executor != "dask":  # a Dask cluster's GPUs are its workers' to count
         local_devices(args.device, workers)
     return options

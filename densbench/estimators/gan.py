@@ -180,6 +180,7 @@ class GAN(TorchDensityEstimator):
     likelihood: ClassVar[LikelihoodKind] = LikelihoodKind.NONE
     can_sample: ClassVar[bool] = True
     discrete_native: ClassVar[bool] = False
+    compilable: ClassVar[bool] = False
     #: The R1 penalty is applied every ``r1_every``-th discriminator step, scaled by
     #: ``r1_every`` ("lazy regularization", Karras et al. 2020): its double backward pass
     #: costs several plain steps.

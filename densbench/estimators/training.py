@@ -31,7 +31,7 @@ from torch import nn
 
 from densbench.devices import DEFAULT_DEVICE, check_device
 from densbench.estimators.base import DensityEstimator
-from densbench.estimators.params import Interval, ParamConstraints, Satisfies
+from densbench.estimators.params import BOOL, Interval, ParamConstraints, Satisfies
 
 __all__ = [
     "Evaluation", "TorchDensityEstimator", "TrainResult", "TrainingError", "TrainingHooks",
@@ -146,9 +146,14 @@ class TrainResult:
     best_epoch: int = 0
     best_val_loglik: float | None = -math.inf
     stopped: str = "max_epochs"
+    #: seconds of training, compilation excluded
     seconds: float = 0.0
     examples_seen: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: seconds of the steps during which PyTorch compiled (compiled training only)
+    compile_seconds: float = 0.0
+    #: why compiled training fell back to eager PyTorch (None: it did not)
+    compile_fallback: str | None = None
 
 
 @dataclass
@@ -169,19 +174,27 @@ class TrainingHooks:
 
     This default trains by maximum likelihood: Adam on ``loss_fn`` with the gradient norm
     clipped at ``grad_clip``, and the epoch chosen by the mean validation log-likelihood,
-    ``val_loglik_fn`` per example (by the training loss without validation data).
+    ``val_loglik_fn`` per example (by the training loss without validation data). With
+    ``compile``, ``loss_fn`` runs compiled (:class:`~densbench.estimators.compiled.CompiledStep`;
+    its cost is :attr:`compile_seconds`).
     """
 
     #: Names of the losses :meth:`step` returns (the history's columns).
     loss_names: tuple[str, ...] = ("train_loss",)
+    #: The compiled loss (None: eager); hooks with a step of their own leave it None.
+    compiled: Any = None
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
                  val_loglik_fn: Callable[[torch.Tensor], torch.Tensor],
                  X_val: torch.Tensor | None, *, lr: float, weight_decay: float = 0.0,
                  grad_clip: float | None = 10.0, eval_batch_size: int = 4096,
-                 cosine_steps: int | None = None) -> None:
+                 cosine_steps: int | None = None, compile: bool = False,
+                 compile_key: Any = None) -> None:
+        from densbench.estimators.compiled import CompiledStep
+
         self.keep: nn.Module = model
         self.model, self.loss_fn, self.val_loglik_fn = model, loss_fn, val_loglik_fn
+        self.compiled = CompiledStep(loss_fn, key=compile_key) if compile else None
         self.X_val, self.grad_clip, self.eval_batch_size = X_val, grad_clip, eval_batch_size
         self.opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         self.lr, self.cosine_steps, self.steps = lr, cosine_steps, 0
@@ -199,14 +212,30 @@ class TrainingHooks:
         t = min(self.steps, self.cosine_steps)
         return self.lr * 0.5 * (1.0 + math.cos(math.pi * t / self.cosine_steps))
 
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds of the steps during which PyTorch compiled (0 without ``compile``)."""
+        return 0.0 if self.compiled is None else self.compiled.seconds
+
+    @property
+    def compile_fallback(self) -> str | None:
+        return None if self.compiled is None else self.compiled.fallback
+
     def step(self, batch: torch.Tensor, index: int) -> tuple[float, ...]:
         """Update on one minibatch; return its losses (checked finite by the loop)."""
-        loss = self.loss_fn(batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):  # no update from a diverged loss
+
+        def gradients(loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+            self.opt.zero_grad(set_to_none=True)
+            loss = loss_fn(batch)
+            value = float(loss.detach())
+            if math.isfinite(value):  # no update from a diverged loss
+                loss.backward()
+            return value
+
+        value = gradients(self.loss_fn) if self.compiled is None \
+            else self.compiled.run(gradients)
+        if not math.isfinite(value):
             return (value,)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         if self.cosine_steps is not None:
@@ -237,10 +266,11 @@ class TrainingHooks:
 
 def _train_epoch(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor,
                  gen: torch.Generator, *, who: str, epoch: int, batch_size: int,
-                 deadline: float | None, means: torch.Tensor | None = None
+                 deadline: Callable[[], float | None], means: torch.Tensor | None = None
                  ) -> tuple[tuple[float, ...], int, bool]:
     """One pass over shuffled minibatches: the mean of each loss per example, the examples
-    seen and whether ``deadline`` (a ``perf_counter`` time) passed, which ends the pass.
+    seen and whether ``deadline()`` (a ``perf_counter`` time, or None) passed, which ends
+    the pass.
     With ``means`` (on the CPU, like ``gen``) each minibatch is a fresh Bernoulli draw of
     its rows' means instead of its rows of ``X_train``."""
     model.train()
@@ -262,7 +292,8 @@ def _train_epoch(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor,
                                 f"batch {b}; lower lr or check the data")
         sums = [t + v * batch.shape[0] for t, v in zip(sums, losses, strict=True)]
         seen += batch.shape[0]
-        if deadline is not None and time.perf_counter() > deadline:
+        end = deadline()
+        if end is not None and time.perf_counter() > end:
             out_of_time = True
             break
     return tuple(t / max(seen, 1) for t in sums), seen, out_of_time
@@ -284,9 +315,11 @@ def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who:
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     best_state = copy.deepcopy(hooks.keep.state_dict())
     best: Evaluation | None = None
-    since_best = 0
-    t0 = time.perf_counter()
-    deadline = None if time_budget_s is None else t0 + time_budget_s
+    since_best, t0 = 0, time.perf_counter()
+    # compilation is not training: the budget leaves it out
+    deadline = (lambda: None) if time_budget_s is None \
+        else (lambda: t0 + time_budget_s + hooks.compile_seconds)
+
     for epoch in range(1, max_epochs + 1):
         losses, seen, out_of_time = _train_epoch(model, hooks, X_train, gen, who=who,
                                                  epoch=epoch, batch_size=batch_size,
@@ -298,7 +331,7 @@ def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who:
         if ev.select is not None and not math.isfinite(ev.select):
             raise TrainingError(f"{who}: the validation criterion became {ev.select} at "
                                 f"epoch {epoch}")
-        elapsed = time.perf_counter() - t0
+        elapsed = time.perf_counter() - t0 - hooks.compile_seconds
         result.history.append({"epoch": epoch, **dict(zip(hooks.loss_names, losses,
                                                           strict=True)),
                                **ev.report, "seconds": elapsed})
@@ -323,7 +356,8 @@ def train(model: nn.Module, hooks: TrainingHooks, X_train: torch.Tensor, *, who:
     model.eval()
     if best is not None:
         hooks.finish(result, best)
-    result.seconds = time.perf_counter() - t0
+    result.compile_seconds, result.compile_fallback = hooks.compile_seconds, hooks.compile_fallback
+    result.seconds = time.perf_counter() - t0 - result.compile_seconds
     return result
 
 
@@ -332,8 +366,10 @@ class TorchDensityEstimator(DensityEstimator):
 
     The training hyperparameters every neural estimator takes are declared here once, with
     their constraints: ``max_epochs``, ``batch_size``, ``lr``, ``patience``,
-    ``time_budget_s`` (seconds of training, None for no limit), ``device`` ('cpu', 'cuda',
-    'cuda:N', 'auto') and ``random_state``. A subclass's ``__init__`` takes its own
+    ``time_budget_s`` (seconds of training, None for no limit; compilation is not
+    counted), ``device`` ('cpu', 'cuda', 'cuda:N', 'auto'), ``compile`` (train through
+    ``torch.compile``, :mod:`densbench.estimators.compiled`; the figures change only by
+    floating-point order) and ``random_state``. A subclass's ``__init__`` takes its own
     hyperparameters by name and these as ``**training``, passed to
     :meth:`_store_training`; it changes a default in ``training_defaults``. They are
     hyperparameters like any other for ``get_params``, ``clone`` and ``make``.
@@ -353,6 +389,9 @@ class TorchDensityEstimator(DensityEstimator):
     """
 
     redraws_binarization: ClassVar[bool] = True
+    #: Whether ``compile=True`` is supported: the training is the default maximum-likelihood
+    #: step on ``_loss`` (an estimator with training hooks of its own says False).
+    compilable: ClassVar[bool] = True
     #: Rows per evaluation batch (validation after each epoch, scoring), at most: fewer
     #: where a row's activations are large (:meth:`_eval_rows`).
     eval_batch_size: ClassVar[int] = 4096
@@ -362,7 +401,7 @@ class TorchDensityEstimator(DensityEstimator):
     #: The shared training hyperparameters and their defaults.
     training_defaults: ClassVar[dict[str, Any]] = {
         "max_epochs": 100, "batch_size": 256, "lr": 1e-3, "patience": 20,
-        "time_budget_s": None, "device": DEFAULT_DEVICE, "random_state": 0}
+        "time_budget_s": None, "device": DEFAULT_DEVICE, "compile": False, "random_state": 0}
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "max_epochs": [Interval(int, 1, None)],
         "batch_size": [Interval(int, 1, None)],
@@ -371,6 +410,7 @@ class TorchDensityEstimator(DensityEstimator):
         "time_budget_s": [Interval(float, 0, None, "neither"), None],
         "device": [Satisfies(_usable_device, "'cpu', 'cuda', 'cuda:N' or 'auto' (a device "
                                              "this machine has)")],
+        "compile": [BOOL],
     }
 
     @classmethod
@@ -414,6 +454,9 @@ class TorchDensityEstimator(DensityEstimator):
 
     # -- the fit ---------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
+        if self.compile and not self.compilable:
+            raise ValueError(f"{self.name}: compile=True is not supported (its training "
+                             "is not the shared maximum-likelihood step)")
         self._set_standardization(X)
         Xt = self._to_tensor(X)
         Vt = self._to_tensor(X_val) if X_val is not None else None
@@ -437,6 +480,7 @@ class TorchDensityEstimator(DensityEstimator):
                 means=means)
         finally:
             del self._noise
+        self.compile_seconds_ = self.training_.compile_seconds
         self.epochs_ = self.training_.epochs
         self.best_epoch_ = self.training_.best_epoch
         self.stopped_ = self.training_.stopped
@@ -506,7 +550,14 @@ class TorchDensityEstimator(DensityEstimator):
         """How the module is trained (default: maximum likelihood, see
         :class:`TrainingHooks`)."""
         return TrainingHooks(self.module_, self._loss, self._val_loglik, X_val,
-                             lr=float(self.lr), eval_batch_size=self._eval_rows())
+                             lr=float(self.lr), eval_batch_size=self._eval_rows(),
+                             compile=bool(self.compile), compile_key=self._compile_key())
+
+    def _compile_key(self) -> tuple[Any, ...]:
+        """What a compiled training step depends on: the class, the hyperparameters but
+        the seed, and the data's width (see :mod:`densbench.estimators.compiled`)."""
+        params = {k: v for k, v in self.get_params().items() if k != "random_state"}
+        return type(self).__qualname__, repr(sorted(params.items())), self.n_features_in_
 
     def _build(self, X: torch.Tensor) -> nn.Module:
         raise NotImplementedError

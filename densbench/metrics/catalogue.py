@@ -272,7 +272,12 @@ _DIAGNOSTICS = [
 ]
 
 _COST = [
-    MetricInfo(FIT_SECONDS, "s", Group.COST, _L, "fit", "Wall time of fit.",
+    MetricInfo(FIT_SECONDS, "s", Group.COST, _L, "fit",
+               "Wall time of fit (compilation excluded: compile_seconds).",
+               reproducible=False),
+    MetricInfo("compile_seconds", "s", Group.COST, _L, "compilation",
+               "Wall time of the training steps during which PyTorch compiled the loss or "
+               "loaded it from the compile cache (compiled cells only; not in fit_seconds).",
                reproducible=False),
     MetricInfo("train_examples_per_s", "examples/s", Group.COST, _H, "training",
                "Training rows over fit seconds.", reproducible=False),

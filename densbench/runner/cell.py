@@ -79,9 +79,11 @@ class _State:
         return self.est.likelihood is not LikelihoodKind.NONE
 
 
-def run_cell(cell: Cell, device: str = DEFAULT_DEVICE) -> dict[str, Any]:
-    """Fit, score and sample one cell on ``device``; return its record (never raises for
-    the cell's own errors: they are recorded)."""
+def run_cell(cell: Cell, device: str = DEFAULT_DEVICE, *,
+             compile: bool = False) -> dict[str, Any]:
+    """Fit, score and sample one cell on ``device``, compiled where ``compile`` and the
+    estimator's ``compile_pays`` say so; return its record (never raises for the cell's
+    own errors: they are recorded)."""
     from densbench.metrics.timing import PeakMemory, release_free_memory
 
     refused = cell.estimator.refused or cell.dataset.refused
@@ -90,7 +92,7 @@ def run_cell(cell: Cell, device: str = DEFAULT_DEVICE) -> dict[str, Any]:
     st = _State(cell, {**cell.to_dict(), "status": "running", "error": None,
                        "started": now(), "pid": os.getpid(), "device": device})
     try:
-        _prepare(st, device)
+        _prepare(st, device, compile)
         if cell.estimator.tune is not None:
             _tune(st)
         release_free_memory()  # what earlier cells of this process freed is not this cell's
@@ -114,7 +116,7 @@ def run_cell(cell: Cell, device: str = DEFAULT_DEVICE) -> dict[str, Any]:
 
 # -- the steps -------------------------------------------------------------------------
 
-def _prepare(st: _State, device: str) -> None:
+def _prepare(st: _State, device: str, compile: bool = False) -> None:
     """Load the data, make the estimator (the suite's hyperparameters over those the
     estimator takes from the run) and move the data into the estimator's space."""
     from densbench import estimators
@@ -124,6 +126,8 @@ def _prepare(st: _State, device: str) -> None:
     st.ds = ds = _dataset(cell)
     st.cls = cls = estimators.get(cell.estimator.name)
     params = {**cls.run_params(ds, seed=cell.seed, device=device), **cell.estimator.params}
+    if compile and cls.compile_pays:  # a run setting like the device: not in the cell id
+        params.setdefault("compile", True)
     st.est = estimators.make(cell.estimator.name, **params)
     st.prep = prep = prepare(ds, discrete_native=cls.discrete_native,
                              logit_space=cls.logit_space, seed=cell.seed,
@@ -168,9 +172,16 @@ def _fit(st: _State) -> None:
 
     with Stopwatch() as sw:
         st.est.fit(st.prep.train, st.prep.val, **st.prep.fit_keywords())
-    st.cost.append(metric(FIT_SECONDS, sw.seconds, None))
-    st.cost.append(metric("train_examples_per_s", len(st.prep.train) / max(sw.seconds, 1e-9),
+    # compiling (or loading compiled code) is a cost of its own, not the fit's
+    compiling = float(getattr(st.est, "compile_seconds_", 0.0))
+    seconds = max(sw.seconds - compiling, 0.0)
+    st.cost.append(metric(FIT_SECONDS, seconds, None))
+    st.cost.append(metric("train_examples_per_s", len(st.prep.train) / max(seconds, 1e-9),
                           None))
+    if getattr(st.est, "compile", False):
+        st.cost.append(metric("compile_seconds", compiling, None))
+        fallback = getattr(getattr(st.est, "training_", None), "compile_fallback", None)
+        st.record["compile"] = {"compiled": fallback is None, "fallback": fallback}
     st.out = CellOutputs(dim=st.ds.dim, discrete=st.ds.kind == "discrete",
                          likelihood_kind=st.est.likelihood.value)
 
@@ -397,7 +408,8 @@ def _fitted_scalars(est: Any) -> dict[str, Any]:
     """Learned scalar hyperparameters (``bandwidth_``, ``n_components_``...) for provenance."""
     out = {}
     for key, value in vars(est).items():
-        if key.endswith("_") and not key.startswith("_") and key != "n_features_in_":
+        if key.endswith("_") and not key.startswith("_") \
+                and key not in ("n_features_in_", "compile_seconds_"):  # a cost row
             if isinstance(value, bool | int | float | str | np.integer | np.floating):
                 out[key] = value.item() if isinstance(value, np.generic) else value
     return out

@@ -300,6 +300,7 @@ def run_suite(suite: Any, store: RunStore, options: RunOptions | None = None, *,
         invocation = {"command": command, "started": now(), "finished": None,
                       "workers": options.workers, "executor": options.executor,
                       "scheduler": options.scheduler, "device": options.device,
+                      "compile": options.compile,
                       "suite": suite.name, "n_cells": len(suite.cells())}
         manifest.update({
             "schema": 1,

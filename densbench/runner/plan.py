@@ -122,7 +122,7 @@ class Cell:
     wall_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
-        _refuse_device(self.estimator)
+        _refuse_run_settings(self.estimator)
 
     @property
     def id(self) -> str:
@@ -274,11 +274,11 @@ def _at(spec: Spec, key: str, i: int, where: str) -> str:
     return spec.origin or f"{where}: {key}[{i}] ({spec.name})"
 
 
-def _refuse_device(spec: Spec) -> None:
-    if "device" in spec.params:
-        raise SuiteError(f"estimator {spec.name}: 'device' is a setting of the run "
-                         "(densbench run --device), not a hyperparameter: a cell's id and "
-                         "results do not depend on where it ran")
+def _refuse_run_settings(spec: Spec) -> None:
+    for key in sorted(spec.params.keys() & {"device", "compile"}):
+        raise SuiteError(f"estimator {spec.name}: {key!r} is a setting of the run "
+                         f"(densbench run --{key}), not a hyperparameter: a cell's id and "
+                         "results do not depend on how it ran")
 
 
 def _check_estimator(spec: Spec, info: Any, at: str) -> None:
@@ -288,7 +288,7 @@ def _check_estimator(spec: Spec, info: Any, at: str) -> None:
     from densbench.devices import DEFAULT_DEVICE
 
     try:
-        _refuse_device(spec)
+        _refuse_run_settings(spec)
         cls = estimators.get(spec.name)
         cls.check_param_names(spec.params)
         base = {**cls.run_params(info, seed=0, device=DEFAULT_DEVICE), **spec.params}

@@ -197,8 +197,9 @@ class SupervisedWorker:
     """One worker process and the cell it runs; started on the first :meth:`submit` and
     after every death."""
 
-    def __init__(self, *, device: str = DEFAULT_DEVICE, threads: int = 0) -> None:
-        self.device, self.threads = device, threads
+    def __init__(self, *, device: str = DEFAULT_DEVICE, threads: int = 0,
+                 compile: bool = False) -> None:
+        self.device, self.threads, self.compile = device, threads, compile
         self.proc: subprocess.Popen | None = None
         self.conn: Connection | None = None
         self.cell: Cell | None = None
@@ -229,7 +230,7 @@ class SupervisedWorker:
         try:
             self.proc = _SPAWNER.popen(
                 [sys.executable, "-m", "densbench.runner.worker", str(theirs.fileno()),
-                 str(self.threads), self.device],
+                 str(self.threads), self.device, *(["compile"] if self.compile else [])],
                 pass_fds=(theirs.fileno(),), env=env, process_group=0,
                 stdin=subprocess.DEVNULL, stderr=self._stderr)
         finally:

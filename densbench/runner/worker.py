@@ -51,16 +51,16 @@ def escaped_failure(cell: Any, exc: BaseException) -> dict[str, Any]:
                           traceback="".join(traceback.format_exception(exc, limit=8)))
 
 
-def _run(cell: Any, device: str) -> dict[str, Any]:
+def _run(cell: Any, device: str, compile: bool) -> dict[str, Any]:
     from densbench.runner.cell import run_cell
 
     try:
-        return run_cell(cell, device)
+        return run_cell(cell, device, compile=compile)
     except BaseException as exc:  # this process takes no Ctrl-C: it is the cell's own
         return escaped_failure(cell, exc)
 
 
-def _serve(conn: Connection, device: str, threads: int) -> None:
+def _serve(conn: Connection, device: str, threads: int, compile: bool) -> None:
     from densbench.estimators.training import progress_callback
     from densbench.runner.processes import process_cpu_seconds
     from densbench.runner.supervise import usage_since
@@ -77,13 +77,14 @@ def _serve(conn: Connection, device: str, threads: int) -> None:
             start = {"pid": pid, "clock": time.monotonic(),
                      "cpu": process_cpu_seconds(pid), "threads": threads}
             conn.send(("started", start))
-            record = _run(cell, device)
+            record = _run(cell, device, compile)
             record["usage"] = usage_since(start, process_cpu_seconds(pid), time.monotonic())
             conn.send(("record", record))
 
 
 def main(argv: list[str]) -> int:
     fd, threads, device = int(argv[0]), int(argv[1]), argv[2]
+    compile = argv[3:] == ["compile"]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(int(os.environ.get("DENSBENCH_SUPERVISOR_PID", os.getppid())))
     faulthandler.enable(all_threads=True)
@@ -95,7 +96,7 @@ def main(argv: list[str]) -> int:
     steady_allocator()
     for module in PRELOAD:
         importlib.import_module(module)
-    _serve(Connection(fd), device, threads if threads > 0 else thread_count())
+    _serve(Connection(fd), device, threads if threads > 0 else thread_count(), compile)
     return 0
 
 

@@ -354,6 +354,32 @@ def test_the_device_is_recorded_and_kept_out_of_the_cell_id():
         Cell(Spec("maf", {"device": "cpu"}), Spec("banana"), 0)
 
 
+def test_compile_is_a_run_setting_for_the_estimators_it_pays_for(tmp_path, monkeypatch):
+    # the plumbing down to a worker process, not the compiler: TorchDynamo's tracing only
+    monkeypatch.setenv("DENSBENCH_COMPILE_BACKEND", "eager")
+    tiny = db.estimators.get("nsf").test_params()
+    cells = [Cell(Spec("nsf", tiny), Spec("banana", SMALL), 0),
+             Cell(Spec("gaussian"), Spec("banana", SMALL), 0)]
+    assert db.estimators.get("nsf").compile_pays
+    assert not db.estimators.get("gaussian").compile_pays
+    eager, fast = (RunStore(tmp_path / name, create=True) for name in ("eager", "fast"))
+    run_cells(cells, eager, workers=1)
+    assert run_cells(cells, fast, workers=1, compile=True).ok == 2
+    flow, gauss = (fast.read(c.id) for c in cells)
+    assert flow["compile"] == {"compiled": True, "fallback": None}
+    assert flow["effective_params"]["compile"] is True and "compile" not in flow["estimator"][
+        "params"]
+    seconds = metrics_of(flow)["compile_seconds"]
+    assert seconds["value"] > 0 and seconds["unit"] == "s"
+    assert "compile" not in gauss and "compile_seconds" not in metrics_of(gauss)
+    assert "compile" not in eager.read(cells[0].id)
+    np.testing.assert_allclose(decode_array(flow["per_example"]["test_loglik"]),
+                               decode_array(eager.read(cells[0].id)["per_example"][
+                                   "test_loglik"]), rtol=1e-5)
+    with pytest.raises(ValueError, match="'compile' is a setting of the run"):
+        Cell(Spec("maf", {"compile": True}), Spec("banana"), 0)
+
+
 @pytest.mark.parametrize("device", ["gpu", "cpu:0", "cuda:x", "cuda:", ""])
 def test_a_run_and_an_estimator_refuse_the_same_devices(device):
     # One check of a device's name: what a run refuses, an estimator's parameter refuses.

@@ -41,15 +41,17 @@ class StopFlag:
 class RunOptions:
     """How a run runs its cells, from the command line down to every executor: ``workers``
     processes (a Dask LocalCluster's, without a ``scheduler`` address), the ``executor``
-    that runs them (:data:`EXECUTORS`), the ``device`` estimators that take one run on, and
-    whether cells already recorded as failed run again (``retry_failed``). None of these
-    changes a cell's id or its numbers."""
+    that runs them (:data:`EXECUTORS`), the ``device`` estimators that take one run on,
+    whether the estimators that gain from it train compiled (``compile``; their figures
+    change by floating-point order only) and whether cells already recorded as failed run
+    again (``retry_failed``). None of these changes a cell's id."""
 
     workers: int = 1
     device: str = DEFAULT_DEVICE
     scheduler: str | None = None
     executor: str = "local"
     retry_failed: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_device(self.device)

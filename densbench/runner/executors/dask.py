@@ -38,7 +38,7 @@ IDLE_S = float(os.environ.get("DENSBENCH_DASK_IDLE_S", "60"))
 #: This Dask worker's settings (set by :func:`configure_worker`) and its idle supervised
 #: children by worker thread, with the time each became idle (a busy child is its task's
 #: alone until it returns it).
-_SETTINGS: dict[str, Any] = {"device": DEFAULT_DEVICE, "threads": 0}
+_SETTINGS: dict[str, Any] = {"device": DEFAULT_DEVICE, "threads": 0, "compile": False}
 _IDLE: dict[int, tuple[SupervisedWorker, float]] = {}
 _LOCK = threading.Lock()
 _REAPER_PID: list[int] = []
@@ -71,11 +71,13 @@ def _start_reaper() -> None:
     threading.Thread(target=_reap_idle, name="densbench-idle-children", daemon=True).start()
 
 
-def configure_worker(device: str, index: int, threads: int) -> None:
+def configure_worker(device: str, index: int, threads: int, compile: bool = False) -> None:
     """Run on each Dask worker: its device (worker ``index`` of the run, in turn over
-    its machine's GPUs) and the threads of the processes that run its cells."""
+    its machine's GPUs), the threads of the processes that run its cells and whether
+    they train compiled."""
     close_children()
-    _SETTINGS.update(device=local_devices(device, index + 1)[index], threads=threads)
+    _SETTINGS.update(device=local_devices(device, index + 1)[index], threads=threads,
+                     compile=compile)
 
 
 def run_supervised(cell: Cell) -> dict[str, Any]:
@@ -125,7 +127,7 @@ class DaskExecutor:
             workers = sorted(client.scheduler_info()["workers"].items())
             for i, (address, _) in enumerate(workers):
                 client.run(configure_worker, self.options.device, i, threads,
-                           workers=[address])
+                           self.options.compile, workers=[address])
             slots = max(1, sum(info.get("nthreads", 1) for _, info in workers))
             self._submit_in_turn(client, cells, slots, finish, stop)
         finally:

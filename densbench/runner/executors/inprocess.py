@@ -21,11 +21,11 @@ from densbench.runner.worker import escaped_failure
 __all__ = ["InProcessExecutor"]
 
 
-def _run(cell: Cell, device: str, stop: StopFlag) -> dict[str, Any]:
+def _run(cell: Cell, device: str, compile: bool, stop: StopFlag) -> dict[str, Any]:
     """``run_cell``, with what it lets through made a failed record, except the driver's
     own second Ctrl-C."""
     try:
-        return run_cell(cell, device)
+        return run_cell(cell, device, compile=compile)
     except KeyboardInterrupt as exc:
         if stop.forced:
             raise
@@ -52,4 +52,4 @@ class InProcessExecutor:
             for cell in cells:
                 if stop.requested:
                     return
-                finish(cell, _run(cell, device, stop))
+                finish(cell, _run(cell, device, self.options.compile, stop))

@@ -32,7 +32,7 @@ class PoolExecutor:
 
     def _workers(self) -> list[SupervisedWorker]:
         threads = self.options.threads_per_worker
-        return [SupervisedWorker(device=d, threads=threads)
+        return [SupervisedWorker(device=d, threads=threads, compile=self.options.compile)
                 for d in local_devices(self.options.device, self.options.workers)]
 
     def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
