@@ -122,8 +122,8 @@ def _add_run_parser(sub: Any) -> None:
                    help="Dask scheduler, e.g. tcp://host:8786 (default: a LocalCluster)")
     r.add_argument("--retry-failed", action="store_true", help="re-run failed cells too")
     r.add_argument("--compile", action="store_true",
-                   help="train the estimators that gain from it through torch.compile "
-                        "(compiled code is cached on disk: pays from the second run on)")
+                   help="train the neural estimators through torch.compile, the first "
+                        "compiled step checked against eager PyTorch (docs/running.md)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--data-root", metavar="DIR", help=_DATA_ROOT_HELP)
     _add_fetch_parser(sub, r)

@@ -385,9 +385,6 @@ class MADE(_Autoregressive):
     """
 
     net_class = _MADENet
-    #: measured 1.1-1.4x faster steps compiled on the default suite's settings
-    #: (docs/speed.md): its conditionals' element-wise arithmetic fuses
-    compile_pays = True
 
     training_defaults: ClassVar[dict[str, Any]] = (
         TorchDensityEstimator.training_defaults | {"lr": 3e-3})

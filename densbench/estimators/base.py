@@ -214,10 +214,10 @@ class DensityEstimator(BaseEstimator):
     #: and rows; a run's scheduler multiplies its prior by it to hand out the longest cells
     #: first (:mod:`densbench.runner.schedule`). Only the order of cells depends on it.
     epoch_cost: ClassVar[float] = 1.0
-    #: Whether a run with ``--compile`` fits it with ``compile=True`` (a hyperparameter the
-    #: class then takes): its training steps were measured faster compiled, once compiled
-    #: (:mod:`densbench.estimators.compiled`). Only the time depends on it.
-    compile_pays: ClassVar[bool] = False
+    #: Whether the class takes ``compile=True``, which a run with ``--compile`` gives it:
+    #: training through ``torch.compile`` (:mod:`densbench.estimators.compiled`). Only the
+    #: time depends on it, and the figures by floating-point order.
+    compilable: ClassVar[bool] = False
     #: Rows per scoring batch: memory stays bounded whatever the number of query rows.
     #: None for an estimator that bounds its own memory (one ``_score_samples`` call).
     score_batch_rows: ClassVar[int | None] = 4096

@@ -26,6 +26,7 @@ only slower. Compiled and eager steps give the same model up to floating-point o
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -34,7 +35,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["BACKEND_ENV", "CACHE_ENV", "CompiledStep", "cache_dir", "compile_cache"]
+__all__ = ["BACKEND_ENV", "CACHE_ENV", "RTOL", "CompiledStep", "cache_dir", "compile_cache"]
 
 #: The environment variable naming the compile cache folder (see :func:`cache_dir`).
 CACHE_ENV = "DENSBENCH_COMPILE_CACHE"
@@ -46,6 +47,10 @@ _INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
 BACKEND_ENV = "DENSBENCH_COMPILE_BACKEND"
 
 T = TypeVar("T")
+
+#: Largest relative difference between a compiled step's gradients and the eager step's
+#: that floating-point order explains (float32 steps differ by about 1e-6).
+RTOL = 1e-3
 
 #: The key of the latest :class:`CompiledStep` of this process (see :func:`_own_code`).
 _LATEST: list[Hashable] = []
@@ -119,6 +124,20 @@ def _why(exc: BaseException) -> str:
     return " <- ".join(lines)[:400]
 
 
+def _relative_gap(got: list[torch.Tensor | None], expected: list[torch.Tensor | None]
+                  ) -> float:
+    """|got - expected| / |expected| over all tensors at once (None: no gradient, zero)."""
+    diff = size = 0.0
+    for a, b in zip(got, expected, strict=True):
+        if a is None and b is None:
+            continue
+        a = torch.zeros_like(b) if a is None else a
+        b = torch.zeros_like(a) if b is None else b
+        diff += float(((a.double() - b.double()) ** 2).sum())
+        size += float((b.double() ** 2).sum())
+    return math.sqrt(diff) / max(math.sqrt(size), 1e-30)
+
+
 def _own_code(key: Hashable) -> None:
     """Forget what this process compiled for models of another ``key``. TorchDynamo
     compiles one function for at most ``recompile_limit`` (8) sets of guards and then
@@ -164,17 +183,24 @@ class CompiledStep:
 
     def __init__(self, fn: Callable[..., Any], *, backend: Any = None,
                  key: Hashable = None) -> None:
-        _own_code(key)
+        backend = _backend() if backend is None else backend
+        _own_code((repr(backend), key))
         self.eager = fn
-        self.fn: Callable[..., Any] = torch.compile(
-            fn, backend=_backend() if backend is None else backend)
+        self.fn: Callable[..., Any] = torch.compile(fn, backend=backend)
         self.seconds = 0.0
         self.graphs = 0
         self.fallback: str | None = None
 
-    def run(self, work: Callable[[Callable[..., Any]], T]) -> T:
+    def run(self, work: Callable[[Callable[..., Any]], T],
+            gradients: Callable[[], list[torch.Tensor | None]] | None = None) -> T:
         """``work(fn)``, timed as compilation where PyTorch compiled during it; where the
-        compiled path raises, ``work(eager fn)`` instead, and every later step too."""
+        compiled path raises, ``work(eager fn)`` instead, and every later step too.
+
+        Where PyTorch compiled and ``gradients`` gives the parameters' gradients that
+        ``work`` left, the step is checked: ``work`` runs again eagerly, and its result
+        and gradients must agree with the compiled ones to ``RTOL`` (relative, in
+        Euclidean norm). A compiler that gets them wrong (it happens: see docs/speed.md)
+        is not used again for this model; the eager step's gradients stand."""
         if self.fallback is not None:
             return work(self.eager)
         before, t0 = _compilations(), time.perf_counter()
@@ -188,5 +214,18 @@ class CompiledStep:
         compiled = _compilations() - before
         if compiled:
             self.graphs += compiled
+            if gradients is not None:
+                out = self._checked(work, out, gradients)
             self.seconds += time.perf_counter() - t0
         return out
+
+    def _checked(self, work: Callable[[Callable[..., Any]], T], out: T,
+                 gradients: Callable[[], list[torch.Tensor | None]]) -> T:
+        got = [None if g is None else g.detach().clone() for g in gradients()]
+        expected = work(self.eager)
+        gap = max(_relative_gap(got, gradients()),
+                  _relative_gap([torch.as_tensor(out)], [torch.as_tensor(expected)]))
+        if not gap <= RTOL:  # NaN too
+            self.fallback = (f"the compiled step's gradients differ from eager PyTorch's by "
+                             f"{gap:.1e} (relative; tolerance {RTOL:g})")
+        return expected

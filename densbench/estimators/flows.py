@@ -191,10 +191,6 @@ class NSF(_ZukoFlow):
     """
 
     zuko_class = zuko.flows.NSF
-    #: A spline layer is dozens of small element-wise kernels that compiling fuses:
-    #: measured 1.4-1.8x faster steps on the default suite's settings (docs/speed.md);
-    #: MAF's and RealNVP's steps, mostly matrix products, gained little or nothing.
-    compile_pays = True
     _parameter_constraints: ClassVar[ParamConstraints] = {
         "bins": [Interval(int, 2, None)], "randperm": [BOOL]}
 

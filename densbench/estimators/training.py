@@ -232,8 +232,8 @@ class TrainingHooks:
                 loss.backward()
             return value
 
-        value = gradients(self.loss_fn) if self.compiled is None \
-            else self.compiled.run(gradients)
+        value = gradients(self.loss_fn) if self.compiled is None else self.compiled.run(
+            gradients, lambda: [p.grad for p in self.model.parameters()])
         if not math.isfinite(value):
             return (value,)
         if self.grad_clip is not None:
@@ -389,8 +389,8 @@ class TorchDensityEstimator(DensityEstimator):
     """
 
     redraws_binarization: ClassVar[bool] = True
-    #: Whether ``compile=True`` is supported: the training is the default maximum-likelihood
-    #: step on ``_loss`` (an estimator with training hooks of its own says False).
+    #: The shared maximum-likelihood step on ``_loss`` can be compiled (an estimator with
+    #: training hooks of its own says False).
     compilable: ClassVar[bool] = True
     #: Rows per evaluation batch (validation after each epoch, scoring), at most: fewer
     #: where a row's activations are large (:meth:`_eval_rows`).

@@ -82,7 +82,7 @@ class _State:
 def run_cell(cell: Cell, device: str = DEFAULT_DEVICE, *,
              compile: bool = False) -> dict[str, Any]:
     """Fit, score and sample one cell on ``device``, compiled where ``compile`` and the
-    estimator's ``compile_pays`` say so; return its record (never raises for the cell's
+    estimator is ``compilable``; return its record (never raises for the cell's
     own errors: they are recorded)."""
     from densbench.metrics.timing import PeakMemory, release_free_memory
 
@@ -126,7 +126,7 @@ def _prepare(st: _State, device: str, compile: bool = False) -> None:
     st.ds = ds = _dataset(cell)
     st.cls = cls = estimators.get(cell.estimator.name)
     params = {**cls.run_params(ds, seed=cell.seed, device=device), **cell.estimator.params}
-    if compile and cls.compile_pays:  # a run setting like the device: not in the cell id
+    if compile and cls.compilable:  # a run setting like the device: not in the cell id
         params.setdefault("compile", True)
     st.est = estimators.make(cell.estimator.name, **params)
     st.prep = prep = prepare(ds, discrete_native=cls.discrete_native,

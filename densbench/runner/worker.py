@@ -84,7 +84,7 @@ def _serve(conn: Connection, device: str, threads: int, compile: bool) -> None:
 
 def main(argv: list[str]) -> int:
     fd, threads, device = int(argv[0]), int(argv[1]), argv[2]
-    compile = argv[3:] == ["compile"]
+    compile = argv[3:] == ["compile"]  # the run's --compile
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(int(os.environ.get("DENSBENCH_SUPERVISOR_PID", os.getppid())))
     faulthandler.enable(all_threads=True)

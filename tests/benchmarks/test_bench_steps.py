@@ -72,7 +72,8 @@ def test_training_step(benchmark, name, dataset, mode):
     floor = flops.get_total_flops() / gemm_rate(torch.float32, n=512, repeats=10)
     info = benchmark.extra_info
     info.update({"rows": int(batch.shape[0]), "floor_ms": floor * 1e3,
-                 "compile_seconds": hooks.compile_seconds})
+                 "compile_seconds": hooks.compile_seconds,
+                 "compile_fallback": hooks.compile_fallback})
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         info["x_floor"] = float(stats.stats.min) / floor

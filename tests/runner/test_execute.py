@@ -354,14 +354,14 @@ def test_the_device_is_recorded_and_kept_out_of_the_cell_id():
         Cell(Spec("maf", {"device": "cpu"}), Spec("banana"), 0)
 
 
-def test_compile_is_a_run_setting_for_the_estimators_it_pays_for(tmp_path, monkeypatch):
+def test_compile_is_a_run_setting_for_the_estimators_that_take_it(tmp_path, monkeypatch):
     # the plumbing down to a worker process, not the compiler: TorchDynamo's tracing only
     monkeypatch.setenv("DENSBENCH_COMPILE_BACKEND", "eager")
     tiny = db.estimators.get("nsf").test_params()
     cells = [Cell(Spec("nsf", tiny), Spec("banana", SMALL), 0),
              Cell(Spec("gaussian"), Spec("banana", SMALL), 0)]
-    assert db.estimators.get("nsf").compile_pays
-    assert not db.estimators.get("gaussian").compile_pays
+    assert db.estimators.get("nsf").compilable
+    assert not db.estimators.get("gaussian").compilable
     eager, fast = (RunStore(tmp_path / name, create=True) for name in ("eager", "fast"))
     run_cells(cells, eager, workers=1)
     assert run_cells(cells, fast, workers=1, compile=True).ok == 2

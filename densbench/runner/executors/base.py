@@ -42,8 +42,8 @@ class RunOptions:
     """How a run runs its cells, from the command line down to every executor: ``workers``
     processes (a Dask LocalCluster's, without a ``scheduler`` address), the ``executor``
     that runs them (:data:`EXECUTORS`), the ``device`` estimators that take one run on,
-    whether the estimators that gain from it train compiled (``compile``; their figures
-    change by floating-point order only) and whether cells already recorded as failed run
+    whether the neural estimators train compiled (``compile``; their figures change by
+    floating-point order only) and whether cells already recorded as failed run
     again (``retry_failed``). None of these changes a cell's id."""
 
     workers: int = 1
