@@ -76,14 +76,21 @@ def cache_dir() -> Path:
     return Path(base) / "densbench" / "torch-compile"
 
 
-@contextlib.contextmanager
-def compile_cache() -> Iterator[Path]:
-    """Within the block TorchInductor caches in :func:`cache_dir`, unless the user named
-    a folder of their own in ``TORCHINDUCTOR_CACHE_DIR`` (kept)."""
-    before = os.environ.get(_INDUCTOR_ENV)
+def _cache_folder() -> Path:
+    """The folder TorchInductor is to cache in: the user's ``TORCHINDUCTOR_CACHE_DIR``,
+    else :func:`cache_dir` (created)."""
     own = _users_inductor_dir()
     folder = Path(own) if own else cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextlib.contextmanager
+def compile_cache(folder: Path | None = None) -> Iterator[Path]:
+    """Within the block TorchInductor caches in ``folder`` (default: :func:`cache_dir`,
+    unless the user named a folder of their own in ``TORCHINDUCTOR_CACHE_DIR``, kept)."""
+    before = os.environ.get(_INDUCTOR_ENV)
+    folder = _cache_folder() if folder is None else folder
     os.environ[_INDUCTOR_ENV] = str(folder)
     try:
         yield folder
@@ -187,6 +194,7 @@ class CompiledStep:
         _own_code((repr(backend), key))
         self.eager = fn
         self.fn: Callable[..., Any] = torch.compile(fn, backend=backend)
+        self.cache = _cache_folder()  # resolved once: run() is on every training step
         self.seconds = 0.0
         self.graphs = 0
         self.fallback: str | None = None
@@ -205,7 +213,7 @@ class CompiledStep:
             return work(self.eager)
         before, t0 = _compilations(), time.perf_counter()
         try:
-            with compile_cache():
+            with compile_cache(self.cache):
                 out = work(self.fn)
         except Exception as exc:  # noqa: BLE001 - any failure of the compiler falls back
             self.fallback = _why(exc)
