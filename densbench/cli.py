@@ -296,10 +296,9 @@ def _fetch_files(names: list[str], args: argparse.Namespace, explicit: bool = Fa
 
 def _run_options(args: argparse.Namespace) -> RunOptions:
     """The run settings of ``densbench run``, checked (a UsageError names the bad one)."""
+    from densbench.parallel import default_workers
     from densbench.runner.executors import RunOptions
     from densbench.runner.supervise import local_devices
-
-    from densbench.parallel import default_workers
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1; got {args.workers}")

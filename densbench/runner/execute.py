@@ -62,9 +62,10 @@ class RunSummary:
 
 
 @contextlib.contextmanager
-def _first_interrupt_stops(stop: StopFlag) -> Iterator[None]:
+def _first_interrupt_stops(stop: StopFlag, *, watched: bool) -> Iterator[None]:
     """In the main thread: the first SIGINT sets ``stop.requested`` (no new cells), the
-    second raises KeyboardInterrupt (running cells are stopped too)."""
+    second sets ``stop.forced`` (running cells are stopped too), and raises
+    KeyboardInterrupt unless the executor ``watched`` the flag."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -72,7 +73,8 @@ def _first_interrupt_stops(stop: StopFlag) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         if stop.requested:
             stop.forced = True
-            raise KeyboardInterrupt
+            if not watched:
+                raise KeyboardInterrupt
         stop.requested = True
 
     old = signal.signal(signal.SIGINT, handler)
@@ -151,7 +153,8 @@ class _Recorder:
         self.store, self.summary, self.total = store, summary, total
         self.on_progress, self.done = on_progress, summary.skipped
         self.floors = Floors(store, threads=threads)
-        #: set by a Ctrl-C while :meth:`close` waits: no more floors are computed
+        #: set by the run's second Ctrl-C or a Ctrl-C while :meth:`close` waits: no more
+        #: floors are computed
         self.hurry = False
         self._error: BaseException | None = None
         self._queue: queue.SimpleQueue | None = None
@@ -226,11 +229,14 @@ def _run_locked(cells: list[Cell], store: RunStore, options: RunOptions,
                          background=not in_driver,
                          warm=any(c.sample_metrics and c.n_samples != 0 for c in todo))
     try:
-        with _first_interrupt_stops(stop):
+        with _first_interrupt_stops(stop, watched=getattr(runner, "watches_stop", False)):
             runner.run(todo, recorder, stop)
     except KeyboardInterrupt:
         stop.requested = True
     finally:
+        # stopped by a second Ctrl-C: the records still waiting are written without the
+        # floors not yet computed (each says so), not after minutes of computing them
+        recorder.hurry = recorder.hurry or stop.forced
         recorder.close()
     summary.interrupted = stop.requested
     return summary

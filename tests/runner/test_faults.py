@@ -540,6 +540,54 @@ def test_floors_do_not_hold_up_the_limits_of_running_cells(tmp_path, monkeypatch
     assert store.read(ok.id)["floor"]["seconds"] > 0
 
 
+@pytest.mark.slow
+def test_a_second_ctrl_c_stops_the_cells_at_once_and_computes_no_more_floors(tmp_path,
+                                                                           monkeypatch):
+    # Two gated cells open, one held. While the driver computes the first record's floor
+    # with the second record waiting behind it and the held cell running, two Ctrl-Cs
+    # arrive: the driver raises nothing where it happens to be (run_cells returns), the
+    # held cell's worker is ended at once, and the waiting record is written without its
+    # floor instead of after computing it (minutes, for 784-D data on a busy machine)
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Python delivers signals to the main thread only")
+    from densbench.runner import execute, floors
+
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    for seed in (0, 1):
+        gated.open_gate(gate, seed)
+    cells = [Cell(Spec(gated.SPEC, {"gate": str(gate)}), Spec("banana", SMALL_BANANA), s)
+             for s in range(3)]
+    handed, computed = [], []
+    hand_over, real_floor = execute._Recorder.__call__, floors.floor_metrics
+
+    def counted(self, cell, record):
+        handed.append(cell.seed)
+        return hand_over(self, cell, record)
+
+    def floor_during_two_ctrl_c(cell):
+        computed.append(cell.seed)
+        _wait_for(lambda: len(handed) == 2 and 2 in gated.started(gate),
+                  "the other record and the held cell")
+        held = _workers(os.getpid())
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # the main thread's handler runs between the two
+        _wait_for(lambda: not any(map(_alive, held)), "the held cell's worker to end", 30)
+        return real_floor(cell)
+
+    monkeypatch.setattr(execute._Recorder, "__call__", counted)
+    monkeypatch.setattr(floors, "floor_metrics", floor_during_two_ctrl_c)
+    store = RunStore(tmp_path / "r", create=True)
+    summary = run_cells(cells, store, workers=2)
+    assert summary.interrupted and summary.ok == 2 and len(computed) == 1
+    first, second = (store.read(cells[seed].id) for seed in handed)
+    assert first["status"] == second["status"] == "ok"
+    assert first["floor"]["seconds"] > 0 and "floor" not in second
+    assert second["floor_error"] == "not computed: the run was interrupted first"
+    assert not store.path(cells[2].id).exists()  # stopped, not recorded: a re-run runs it
+
+
 def _busy(n: int, cpu: int) -> list[subprocess.Popen]:
     """``n`` CPU-bound processes pinned to core ``cpu``."""
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"],

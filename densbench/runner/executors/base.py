@@ -32,8 +32,9 @@ class StopFlag:
     """Set by the driver's first Ctrl-C: hand out no more cells."""
 
     requested: bool = False
-    #: set by a second Ctrl-C, just before it raises KeyboardInterrupt to stop the running
-    #: cells: a KeyboardInterrupt without it was raised by a cell's own code
+    #: set by a second Ctrl-C: stop the running cells too. An executor that watches it
+    #: (``Executor.watches_stop``) stops by itself; for the others the Ctrl-C then raises
+    #: KeyboardInterrupt, and one raised without it came from a cell's own code
     forced: bool = False
 
 
@@ -77,6 +78,11 @@ class Executor(Protocol):
     #: True where cells run in the driver's own process and thread (records are then
     #: finished between cells, not beside them)
     in_driver: bool
+    #: True where :meth:`run` checks ``stop.forced`` at least every few tenths of a second
+    #: and returns when it is set (its cells stopped): the driver's second Ctrl-C then
+    #: raises nothing, since an exception raised at whatever line the driver is on (an
+    #: import, a lock, a child's start) can leave that half done
+    watches_stop: bool
 
     def run(self, cells: list[Cell], finish: Finish, stop: StopFlag) -> None:
         """Run ``cells``, calling ``finish(cell, record)`` for each as it ends."""

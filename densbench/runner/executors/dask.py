@@ -97,6 +97,7 @@ def run_supervised(cell: Cell) -> dict[str, Any]:
 
 class DaskExecutor:
     in_driver = False
+    watches_stop = False  # it waits in Dask's as_completed, which only an exception ends
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options

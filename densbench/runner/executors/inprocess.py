@@ -36,6 +36,7 @@ def _run(cell: Cell, device: str, compile: bool, stop: StopFlag) -> dict[str, An
 
 class InProcessExecutor:
     in_driver = True
+    watches_stop = False  # the cells run on this thread: only an exception stops one
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options

@@ -26,6 +26,7 @@ POLL_S = 0.1
 
 class PoolExecutor:
     in_driver = False
+    watches_stop = True
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
@@ -42,7 +43,7 @@ class PoolExecutor:
 
         workers, todo = self._workers(), deque(cells)
         try:
-            while True:
+            while not stop.forced:  # on a second Ctrl-C, the workers are ended below
                 for w in workers:
                     if w.cell is None and todo and not stop.requested:
                         w.submit(todo.popleft())
