@@ -1,3 +1,3 @@
-from densbench.cli import main
+from densbench.cli import console_main
 
-raise SystemExit(main())
+console_main()

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from densbench.runner.executors import RunOptions
@@ -518,5 +518,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console_main() -> NoReturn:
+    """The ``densbench`` command: :func:`main`, and the exit without the interpreter's last
+    garbage collection (:func:`~densbench.runner.processes.skip_exit_collection`), whose
+    second or so would otherwise end every command that imported PyTorch."""
+    from densbench.runner.processes import skip_exit_collection
+
+    try:
+        code = main()
+    finally:  # also on argparse's own exit (--help)
+        skip_exit_collection()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

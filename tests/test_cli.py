@@ -102,6 +102,28 @@ def test_bad_input_through_the_console_script(tmp_path):
     assert not (tmp_path / "r").exists(), "nothing is written for a rejected command"
 
 
+def test_the_command_exits_with_main_s_code_and_without_a_last_collection(monkeypatch,
+                                                                          capsys):
+    # what the console script and ``python -m densbench`` call: main's exit code, with the
+    # heap set aside from the interpreter's exit collection (a second per command)
+    import gc
+    import tomllib
+
+    from densbench import cli
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert scripts["project"]["scripts"]["densbench"] == "densbench.cli:console_main"
+    monkeypatch.setattr(sys, "argv", ["densbench", "list", "--nope"])
+    gc.unfreeze()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.console_main()
+        assert exited.value.code == 2 and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err
+
+
 def _science(run: Path) -> pd.DataFrame:
     df = load(run)
     df = df[~df["metric"].isin(COST)]

@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-__all__ = ["STARTUP_LIMIT_S", "WALL_FACTOR", "exit_with_parent", "process_cpu_seconds"]
+__all__ = ["STARTUP_LIMIT_S", "WALL_FACTOR", "exit_with_parent", "process_cpu_seconds",
+           "skip_exit_collection"]
 
 #: The default wall-clock backstop, as a multiple of a cell's CPU budget: room for a
 #: machine loaded about ten times over before a computing cell meets it.
@@ -41,6 +42,18 @@ def process_cpu_seconds(pid: int) -> float | None:
         return (int(fields[11]) + int(fields[12])) / _TICKS
     except (OSError, IndexError, ValueError):
         return None
+
+
+def skip_exit_collection() -> None:
+    """Spare the interpreter's exit its garbage collection of what is alive now (for a
+    process about to exit, its work done and written). With PyTorch imported, that last
+    collection walks the whole heap of tensors' and modules' objects: about a second of
+    CPU time at every exit of the command and of each worker, most of a short command's
+    end. The objects are moved to the collector's permanent generation
+    (:func:`gc.freeze`); exit handlers and the flushing of open files still run."""
+    import gc
+
+    gc.freeze()
 
 
 def exit_with_parent(parent: int) -> None:

@@ -25,7 +25,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from densbench.runner.processes import exit_with_parent
+from densbench.runner.processes import exit_with_parent, skip_exit_collection
 
 __all__ = ["escaped_failure", "main"]
 
@@ -97,6 +97,7 @@ def main(argv: list[str]) -> int:
     for module in PRELOAD:
         importlib.import_module(module)
     _serve(Connection(fd), device, threads if threads > 0 else thread_count(), compile)
+    skip_exit_collection()  # its records are sent: only its exit is left
     return 0
 
 

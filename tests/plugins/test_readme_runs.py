@@ -340,7 +340,7 @@ def until_started(ws: Workspace, step: Step) -> str | None:
         return next((run for run, n in _invocations(ws).items() if n > before.get(run, 0)),
                     None)
 
-    return _interrupted(ws, step, ready, again_after=3)
+    return _interrupted(ws, step, ready, again_after=1)
 
 
 def _mirror_of_every_source(ws: Workspace, folder: Path) -> dict:
