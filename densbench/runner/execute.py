@@ -62,10 +62,12 @@ class RunSummary:
 
 
 @contextlib.contextmanager
-def _first_interrupt_stops(stop: StopFlag, *, watched: bool) -> Iterator[None]:
+def _first_interrupt_stops(stop: StopFlag) -> Iterator[None]:
     """In the main thread: the first SIGINT sets ``stop.requested`` (no new cells), the
-    second sets ``stop.forced`` (running cells are stopped too), and raises
-    KeyboardInterrupt unless the executor ``watched`` the flag."""
+    second sets ``stop.forced`` (running cells are stopped too) and raises
+    KeyboardInterrupt only while ``stop.watched`` is False. Elsewhere a signal's exception
+    lands on whatever line runs: in an import beside the thread that writes records, it
+    can leave the import half done and the process unable to exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -73,7 +75,7 @@ def _first_interrupt_stops(stop: StopFlag, *, watched: bool) -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         if stop.requested:
             stop.forced = True
-            if not watched:
+            if not stop.watched:
                 raise KeyboardInterrupt
         stop.requested = True
 
@@ -133,8 +135,9 @@ def run_cells(cells: list[Cell], store: RunStore, options: RunOptions | None = N
     folder's lock (:class:`~densbench.runner.store.RunLocked` if another run holds it).
     """
     options = run_options(options, **settings)
-    with store.lock():
-        return _run_locked(cells, store, options, on_progress)
+    stop = StopFlag()
+    with store.lock(), _first_interrupt_stops(stop):
+        return _run_locked(cells, store, options, on_progress, stop)
 
 
 class _Recorder:
@@ -146,8 +149,8 @@ class _Recorder:
     disk) is raised to the executor at its next ``finish`` and by :meth:`close`."""
 
     def __init__(self, store: RunStore, summary: RunSummary, total: int, threads: int,
-                 on_progress: Callable[[Progress], None] | None, *, background: bool,
-                 warm: bool = False) -> None:
+                 on_progress: Callable[[Progress], None] | None, *,
+                 background: bool) -> None:
         from densbench.runner.floors import Floors
 
         self.store, self.summary, self.total = store, summary, total
@@ -160,7 +163,7 @@ class _Recorder:
         self._queue: queue.SimpleQueue | None = None
         if background:
             self._queue = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._drain, args=(warm,),
+            self._thread = threading.Thread(target=self._drain,
                                             name="densbench-records", daemon=True)
             self._thread.start()
 
@@ -184,12 +187,7 @@ class _Recorder:
         if self.on_progress:
             self.on_progress(Progress(self.done, self.total, cell, record["status"]))
 
-    def _drain(self, warm: bool) -> None:
-        if warm:  # while the workers start, not while a floor is awaited
-            from densbench.runner.floors import warm_up
-
-            with contextlib.suppress(Exception):  # a missing module fails its floor later
-                warm_up()
+    def _drain(self) -> None:
         while (item := self._queue.get()) is not None:
             if self._error is None:
                 try:
@@ -216,9 +214,11 @@ class _Recorder:
 
 
 def _run_locked(cells: list[Cell], store: RunStore, options: RunOptions,
-                on_progress: Callable[[Progress], None] | None) -> RunSummary:
+                on_progress: Callable[[Progress], None] | None, stop: StopFlag) -> RunSummary:
+    """The cells of a locked run folder, with the driver's Ctrl-C handled by ``stop``: a
+    Ctrl-C during the set-up stops the run before its first cell."""
+    summary = RunSummary(total=len(cells))
     runner = make_executor(cells, options)
-    summary, stop = RunSummary(total=len(cells)), StopFlag()
     todo = _todo(cells, store, summary, options.retry_failed)
     # between cells in this process, floors take the cells' threads; beside workers that
     # hold the cores, one thread (which also never waits at a barrier for a thread the
@@ -226,14 +226,15 @@ def _run_locked(cells: list[Cell], store: RunStore, options: RunOptions,
     in_driver = getattr(runner, "in_driver", False)
     recorder = _Recorder(store, summary, len(cells),
                          options.threads_per_worker if in_driver else 1, on_progress,
-                         background=not in_driver,
-                         warm=any(c.sample_metrics and c.n_samples != 0 for c in todo))
+                         background=not in_driver)
     try:
-        with _first_interrupt_stops(stop, watched=getattr(runner, "watches_stop", False)):
+        if not stop.requested:
+            stop.watched = getattr(runner, "watches_stop", False)
             runner.run(todo, recorder, stop)
     except KeyboardInterrupt:
         stop.requested = True
     finally:
+        stop.watched = True
         # stopped by a second Ctrl-C: the records still waiting are written without the
         # floors not yet computed (each says so), not after minutes of computing them
         recorder.hurry = recorder.hurry or stop.forced
@@ -301,7 +302,8 @@ def run_suite(suite: Any, store: RunStore, options: RunOptions | None = None, *,
     all under the run folder's lock. ``options`` and ``settings`` as for :func:`run_cells`;
     the manifest records them with ``command``."""
     options = run_options(options, **settings)
-    with store.lock():
+    stop = StopFlag()
+    with store.lock(), _first_interrupt_stops(stop):
         manifest = store.read_manifest()
         invocation = {"command": command, "started": now(), "finished": None,
                       "workers": options.workers, "executor": options.executor,
@@ -321,7 +323,7 @@ def run_suite(suite: Any, store: RunStore, options: RunOptions | None = None, *,
         })
         manifest.setdefault("invocations", []).append(invocation)
         store.write_manifest(manifest)
-        summary = _run_locked(suite.cells(), store, options, on_progress)
+        summary = _run_locked(suite.cells(), store, options, on_progress, stop)
         invocation.update(finished=now(), ok=summary.ok, failed=summary.n_failed,
                           skipped=summary.skipped, interrupted=summary.interrupted,
                           floor_seconds=summary.floor_seconds)

@@ -38,7 +38,7 @@ _FLOOR_MODULES = ("torch", "torch._dynamo", "densbench.metrics.samples",
 
 def warm_up() -> None:
     """Import what computing a floor needs, so that the first floor of a run costs what
-    the floor does (called while the workers start)."""
+    the floor does (called before its clock starts)."""
     import importlib
 
     for module in _FLOOR_MODULES:
@@ -95,6 +95,7 @@ class Floors:
         if floor is None and not compute:
             return None
         if floor is None:
+            warm_up()  # the imports are not the floor's cost
             with _threads(self.threads), Stopwatch() as sw:
                 metrics = floor_metrics(cell)
             floor = {"key": key, "dataset": cell.dataset.to_dict(), "seed": cell.seed,

@@ -588,6 +588,30 @@ def test_a_second_ctrl_c_stops_the_cells_at_once_and_computes_no_more_floors(tmp
     assert not store.path(cells[2].id).exists()  # stopped, not recorded: a re-run runs it
 
 
+def test_ctrl_c_during_the_set_up_stops_the_run_before_its_first_cell(tmp_path, monkeypatch):
+    # two Ctrl-Cs while the driver sets up (here: as it makes its executor, after the
+    # manifest names the run): no exception lands in whatever it is importing, no worker
+    # starts, the run ends interrupted with nothing recorded
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("Python delivers signals to the main thread only")
+    from densbench.runner import execute
+
+    make = execute.make_executor
+
+    def make_after_two_ctrl_c(cells, options):
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        return make(cells, options)
+
+    monkeypatch.setattr(execute, "make_executor", make_after_two_ctrl_c)
+    store = RunStore(tmp_path / "r", create=True)
+    cell = Cell(Spec("diag_gaussian"), Spec("banana", SMALL_BANANA), 0)
+    summary = execute.run_cells([cell], store, workers=1)
+    assert summary.interrupted and summary.ok == 0 and not summary.failed
+    assert not store.path(cell.id).exists() and _workers(os.getpid()) == []
+
+
 def _busy(n: int, cpu: int) -> list[subprocess.Popen]:
     """``n`` CPU-bound processes pinned to core ``cpu``."""
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"],

@@ -36,6 +36,9 @@ class StopFlag:
     #: (``Executor.watches_stop``) stops by itself; for the others the Ctrl-C then raises
     #: KeyboardInterrupt, and one raised without it came from a cell's own code
     forced: bool = False
+    #: whether the flags alone stop what runs now (the driver's set-up, a watching
+    #: executor); False while cells run under an executor that only an exception stops
+    watched: bool = True
 
 
 @dataclass(frozen=True)
